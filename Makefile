@@ -1,0 +1,34 @@
+# Every target builds .venv from pyproject.toml first, so a fresh clone needs only python3 and make.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= conf/zaiko.example.toml
+
+.PHONY: test lint run demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy protocols daemon
+
+test: lint
+	$(BIN)/pytest -q
+
+run: $(STAMP)
+	$(BIN)/zaiko --config $(CONFIG) daemon
+
+demo: $(STAMP)
+	@echo "make demo: not yet — the local mall simulator arrives with issue 3; 'make run' starts the daemon."
+
+bench: $(STAMP)
+	$(BIN)/python bench/ledger.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,311 @@
+"""``zaiko``: the daemon, and a command-line client of its control protocol.
+
+Every command has ``--json`` (one JSON document on stdout) and exits non-zero with a
+one-line error on stderr when it fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from cli import render
+from cli.client import ClientError, ControlClient, connect
+from daemon.config import Config, ConfigError, load_config
+from protocols import control
+from protocols.listings import read_listings
+from protocols.malls import capabilities
+from protocols.malls.base import RowError
+from protocols.settings import SettingsError, decode_shops_toml
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+LISTINGS_PER_FRAME = 2000
+
+
+class Failure(Exception):
+    """A one-line failure of a command."""
+
+
+def parse_stock_value(args: argparse.Namespace) -> tuple[control.StockField, int]:
+    for field in ("expected", "actual", "reserve"):
+        value = getattr(args, field)
+        if value is not None:
+            return field, value
+    raise Failure("give one of --expected N, --actual N or --reserve N")
+
+
+# --- commands: each returns the document printed with --json and a human rendering -----
+
+
+async def cmd_status(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.GetStatus(id=0))
+
+
+async def cmd_sku_add(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(
+        control.SkuAdd(id=0, code=args.code, name=args.name, reserve=args.reserve)
+    )
+
+
+async def cmd_sku_show(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.SkuShow(id=0, code=args.code, journal_limit=args.journal))
+
+
+async def cmd_sku_list(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(
+        control.SkuList(id=0, after=args.after, prefix=args.prefix, limit=args.limit)
+    )
+
+
+async def cmd_stock(client: ControlClient, args: argparse.Namespace) -> Any:
+    field, value = parse_stock_value(args)
+    if args.stock_command == "set":
+        return await client.request(
+            control.StockSet(id=0, code=args.code, field=field, value=value, key=args.key)
+        )
+    return await client.request(
+        control.StockAdd(id=0, code=args.code, field=field, delta=value, key=args.key)
+    )
+
+
+async def cmd_sets_add(client: ControlClient, args: argparse.Namespace) -> Any:
+    children = []
+    for text in args.child:
+        code, sep, qty = text.rpartition(":")
+        if not sep or not code or not qty.isdigit():
+            raise Failure(f"--child {text!r}: expected CODE:QTY with QTY a whole number")
+        children.append(control.SetChild(code=code, qty=int(qty)))
+    return await client.request(
+        control.SetAdd(id=0, parent=args.parent, children=tuple(children), name=args.name)
+    )
+
+
+def read_listing_rows(path: Path, encoding: str) -> list[control.ListingRow]:
+    try:
+        with path.open("rb") as handle:
+            results = list(read_listings(handle, encoding))
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc.strerror}") from exc
+    except LookupError as exc:
+        raise Failure(f"--encoding {encoding}: unknown encoding") from exc
+    errors = [r for r in results if isinstance(r, RowError)]
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise Failure(f"{path}: {errors[0].message()}{more}; nothing imported")
+    return [r for r in results if isinstance(r, control.ListingRow)]
+
+
+async def cmd_listings_import(client: ControlClient, args: argparse.Namespace) -> Any:
+    rows = read_listing_rows(Path(args.file), args.encoding)
+    imported = 0
+    for start in range(0, len(rows), LISTINGS_PER_FRAME):
+        chunk = tuple(rows[start : start + LISTINGS_PER_FRAME])
+        try:
+            reply = await client.request(control.ListingsImport(id=0, shop=args.shop, rows=chunk))
+        except ClientError as exc:
+            done = f"rows 1–{start} were imported; " if start else ""
+            raise Failure(f"{done}rows from {start + 1} on were not: {exc}") from exc
+        imported += reply.imported
+    return control.ListingsReply(id=0, imported=imported)
+
+
+async def cmd_shops_apply(client: ControlClient, args: argparse.Namespace) -> Any:
+    try:
+        shops = decode_shops_toml(await trio.Path(args.file).read_bytes())
+    except OSError as exc:
+        raise Failure(f"cannot read {args.file}: {exc.strerror}") from exc
+    except SettingsError as exc:
+        raise Failure(f"{args.file}: {exc}") from exc
+    return await client.request(control.ShopsApply(id=0, shops=shops, force=args.force))
+
+
+async def cmd_shops_show(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.ShopShow(id=0, shop=args.shop))
+
+
+async def cmd_shops_set(client: ControlClient, args: argparse.Namespace) -> Any:
+    changes = {}
+    for text in args.assignments:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise Failure(f"{text!r}: expected KEY=VALUE")
+        changes[key.strip()] = value.strip()
+    return await client.request(
+        control.ShopSet(id=0, shop=args.shop, changes=changes, force=args.force)
+    )
+
+
+async def cmd_jobs_list(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.JobsList(id=0, limit=args.limit))
+
+
+async def cmd_jobs_show(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.JobShow(id=0, job=args.job))
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="machine output: one JSON document",
+    )
+    parser = argparse.ArgumentParser(
+        prog="zaiko", description="zaiko inventory-sync daemon and its client", parents=[common]
+    )
+    parser.add_argument(
+        "--config", default="conf/zaiko.example.toml", help="the daemon's TOML config"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        subparsers: Any, name: str, handler: Callable[..., Any] | None, help_text: str
+    ) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = subparsers.add_parser(
+            name, help=help_text, parents=[common]
+        )
+        command.set_defaults(handler=handler)
+        return command
+
+    add(sub, "daemon", None, "run the daemon in the foreground")
+    add(sub, "status", cmd_status, "the daemon, its shops and their actors")
+    add(sub, "malls", None, "each mall kind and what it supports")
+
+    sku = sub.add_parser("sku", help="products").add_subparsers(
+        dest="sku_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = add(sku, "add", cmd_sku_add, "register a SKU")
+    p.add_argument("code")
+    p.add_argument("--name", default="")
+    p.add_argument(
+        "--reserve", type=int, default=0, help="units of expected kept back (保留在庫数)"
+    )
+    p = add(sku, "show", cmd_sku_show, "stock, per-shop quantities and recent journal rows")
+    p.add_argument("code")
+    p.add_argument("--journal", type=int, default=20, help="how many journal rows")
+    p = add(sku, "list", cmd_sku_list, "list SKUs")
+    p.add_argument("--prefix", default="")
+    p.add_argument("--after", default="", help="continue after this code")
+    p.add_argument("--limit", type=int, default=100)
+
+    stock = sub.add_parser("stock", help="change stock").add_subparsers(
+        dest="stock_command", required=True, metavar="SUBCOMMAND"
+    )
+    for name, help_text in (
+        ("set", "overwrite a value"),
+        ("add", "add to a value (negative subtracts)"),
+    ):
+        p = add(stock, name, cmd_stock, help_text)
+        p.add_argument("code")
+        group = p.add_mutually_exclusive_group(required=True)
+        group.add_argument("--expected", type=int)
+        group.add_argument("--actual", type=int)
+        group.add_argument("--reserve", type=int)
+        p.add_argument(
+            "--key", default="", help="idempotency key: a retry with the same key changes nothing"
+        )
+
+    sets = sub.add_parser("sets", help="set products").add_subparsers(
+        dest="sets_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = add(sets, "add", cmd_sets_add, "define a set product from children")
+    p.add_argument("parent")
+    p.add_argument("--child", action="append", required=True, metavar="CODE:QTY")
+    p.add_argument("--name", default="")
+
+    listings = sub.add_parser("listings", help="per-shop listings").add_subparsers(
+        dest="listings_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = add(listings, "import", cmd_listings_import, "import listing overrides from CSV")
+    p.add_argument("file")
+    p.add_argument("--shop", required=True)
+    p.add_argument("--encoding", default="cp932")
+
+    shops = sub.add_parser("shops", help="shops and their settings").add_subparsers(
+        dest="shops_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = add(shops, "apply", cmd_shops_apply, "create or update shops from a TOML file")
+    p.add_argument("file")
+    p.add_argument(
+        "--force", action="store_true", help="switch reflect on even if linked SKUs never had stock"
+    )
+    p = add(shops, "show", cmd_shops_show, "one shop's settings and actors")
+    p.add_argument("shop")
+    p = add(shops, "set", cmd_shops_set, "change settings: KEY=VALUE ...")
+    p.add_argument("shop")
+    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    p.add_argument("--force", action="store_true")
+
+    jobs = sub.add_parser("jobs", help="the job log").add_subparsers(
+        dest="jobs_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = add(jobs, "list", cmd_jobs_list, "recent jobs")
+    p.add_argument("--limit", type=int, default=50)
+    p = add(jobs, "show", cmd_jobs_show, "one job with its row messages")
+    p.add_argument("job", type=int)
+    return parser
+
+
+def print_document(document: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(document).decode() + "\n")
+    else:
+        sys.stdout.write(human(document))
+
+
+def run_daemon_command(config: Config) -> int:
+    from daemon.main import run_daemon
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    trio.run(run_daemon, config)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    as_json = getattr(args, "json", False)
+    try:
+        if args.command == "malls":
+            print_document(list(capabilities().values()), as_json, render.malls)
+            return 0
+        config = load_config(Path(args.config))
+        if args.command == "daemon":
+            return run_daemon_command(config)
+        handler = args.handler
+
+        async def run() -> Any:
+            async with connect(config) as client:
+                return await handler(client, args)
+
+        document = trio.run(run)
+    except (ClientError, ConfigError, Failure) as exc:
+        if as_json:
+            sys.stdout.write(
+                msgspec.json.encode({"type": "error", "message": str(exc)}).decode() + "\n"
+            )
+        print(f"zaiko: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    print_document(document, as_json, render.for_reply)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

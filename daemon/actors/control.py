@@ -1,0 +1,243 @@
+"""The control websocket: hello and token first, then requests in order and events.
+
+Each connection is one session: a reader that handles requests one at a time (replies come
+in request order), a writer that owns the socket's send side, and, once subscribed, a
+forwarder of ledger events. Frames above the size limit are refused by the websocket layer
+(close 1009) before they are buffered whole.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+from daemon.actors.supervisor import StatusBoard
+from daemon.commands import LedgerRequest, LedgerUnavailable, call
+from daemon.events import EventBus
+from protocols import control
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_VERSION = 4400
+OUTGOING_BUFFER = 64
+
+
+class ServerInfo(msgspec.Struct, frozen=True):
+    version: str
+    started_at: str
+
+
+class ControlSettings(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+    max_frame_bytes: int
+    hello_timeout_s: float
+
+
+async def control_server(
+    settings: ControlSettings,
+    token: str,
+    ledger: trio.MemorySendChannel[LedgerRequest],
+    bus: EventBus,
+    board: StatusBoard,
+    info: ServerInfo,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        with ledger.clone() as session_ledger:
+            await session(ws, settings, token, session_ledger, bus, board, info)
+
+    async with ledger, trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: serve_websocket(
+                handler,
+                settings.host,
+                settings.port,
+                ssl_context=None,
+                max_message_size=settings.max_frame_bytes,
+                task_status=task_status,
+            )
+        )
+        task_status.started((settings.host, server.port))
+
+
+async def session(
+    ws: WebSocketConnection,
+    settings: ControlSettings,
+    token: str,
+    ledger: trio.MemorySendChannel[LedgerRequest],
+    bus: EventBus,
+    board: StatusBoard,
+    info: ServerInfo,
+) -> None:
+    hello = await _await_hello(ws, settings.hello_timeout_s, token)
+    if hello is None:
+        return
+    actor = f"user:{hello.client or 'client'}"
+    await ws.send_message(
+        control.encoder.encode(
+            control.Welcome(version=control.PROTOCOL_VERSION, server=info.version)
+        ).decode()
+    )
+    outgoing_send, outgoing_receive = trio.open_memory_channel[control.ServerMessage](
+        OUTGOING_BUFFER
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_write, ws, outgoing_receive)
+            forwarder: trio.CancelScope | None = None
+            async with outgoing_send:
+                while True:
+                    try:
+                        frame = await ws.get_message()
+                    except ConnectionClosed:
+                        break
+                    try:
+                        request = control.client_decoder.decode(frame)
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        await outgoing_send.send(
+                            control.Error(id=None, code="bad_frame", message=f"bad frame: {exc}")
+                        )
+                        continue
+                    match request:
+                        case control.Hello():
+                            reply: control.ServerMessage = control.Error(
+                                id=None, code="bad_frame", message="hello was already received"
+                            )
+                        case control.Subscribe():
+                            if forwarder is not None:
+                                forwarder.cancel()
+                            forwarder = await nursery.start(
+                                _forward_events,
+                                bus,
+                                frozenset(request.topics),
+                                outgoing_send.clone(),
+                            )
+                            reply = control.Subscribed(id=request.id, topics=request.topics)
+                        case _:
+                            reply = await _handle(request, actor, ledger, board, info)
+                    await outgoing_send.send(reply)
+            nursery.cancel_scope.cancel()
+    except ConnectionClosed:
+        pass
+
+
+async def _await_hello(
+    ws: WebSocketConnection, hello_window_s: float, token: str
+) -> control.Hello | None:
+    frame: str | bytes | None = None
+    with trio.move_on_after(hello_window_s):
+        try:
+            frame = await ws.get_message()
+        except ConnectionClosed:
+            return None
+    if frame is None:
+        await _refuse(ws, CLOSE_UNAUTHORIZED, "unauthorized", "no hello within the time limit")
+        return None
+    try:
+        hello = control.client_decoder.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        hello = None
+    if not isinstance(hello, control.Hello):
+        await _refuse(
+            ws, CLOSE_UNAUTHORIZED, "unauthorized", "the first frame must be a hello with the token"
+        )
+        return None
+    if not hmac.compare_digest(hello.token.encode(), token.encode()):
+        await _refuse(ws, CLOSE_UNAUTHORIZED, "unauthorized", "wrong token")
+        return None
+    if hello.version != control.PROTOCOL_VERSION:
+        await _refuse(
+            ws,
+            CLOSE_BAD_VERSION,
+            "unsupported_version",
+            f"protocol version {hello.version} is not supported; this daemon speaks {control.PROTOCOL_VERSION}",
+        )
+        return None
+    return hello
+
+
+async def _refuse(
+    ws: WebSocketConnection, close_code: int, code: control.ErrorCode, message: str
+) -> None:
+    try:
+        await ws.send_message(
+            control.encoder.encode(control.Error(id=None, code=code, message=message)).decode()
+        )
+        await ws.aclose(code=close_code, reason=message[:120])
+    except ConnectionClosed:
+        pass
+
+
+async def _handle(
+    request: control.Request,
+    actor: str,
+    ledger: trio.MemorySendChannel[LedgerRequest],
+    board: StatusBoard,
+    info: ServerInfo,
+) -> control.ServerMessage:
+    try:
+        result = await call(ledger, request, actor)
+    except LedgerUnavailable as exc:
+        return control.Error(id=request.id, code="unavailable", message=str(exc))
+    if isinstance(result, control.StatusReply):
+        shops = tuple(
+            msgspec.structs.replace(shop, actors=board.actors(shop.id)) for shop in result.shops
+        )
+        result = msgspec.structs.replace(
+            result, version=info.version, started_at=info.started_at, shops=shops
+        )
+    elif isinstance(result, control.ShopReply):
+        result = msgspec.structs.replace(
+            result,
+            status=control.ShopStatus(
+                id=result.shop.id,
+                mall=result.shop.mall,
+                order_intake=result.shop.order_intake,
+                reflect=result.shop.reflect,
+                actors=board.actors(result.shop.id),
+            ),
+        )
+    reply: control.ServerMessage = result
+    return reply
+
+
+async def _write(
+    ws: WebSocketConnection, outgoing: trio.MemoryReceiveChannel[control.ServerMessage]
+) -> None:
+    encoder = msgspec.json.Encoder()
+    async with outgoing:
+        async for message in outgoing:
+            await ws.send_message(encoder.encode(message).decode())
+
+
+async def _forward_events(
+    bus: EventBus,
+    topics: frozenset[control.Topic],
+    outgoing: trio.MemorySendChannel[control.ServerMessage],
+    *,
+    task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Pass ledger events to the client; a client that reads too slowly is told to resync."""
+    with trio.CancelScope() as scope, outgoing:
+        subscription = bus.subscribe(topics)
+        task_status.started(scope)
+        try:
+            async for batch in subscription.receive:
+                for event in batch:
+                    await outgoing.send(event)
+            if subscription.dropped:
+                await outgoing.send(
+                    control.Resync(reason="events were dropped: this client read too slowly")
+                )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            bus.unsubscribe(subscription)

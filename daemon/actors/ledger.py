@@ -1,0 +1,60 @@
+"""The stock ledger: the one task that owns the database.
+
+Requests queue on a bounded channel. Whatever is queued when the worker thread is free is
+applied as one transaction (group commit), acknowledged only after COMMIT returned, then
+published. Replies use ``send_nowait`` on each caller's one-shot channel, so a caller that
+went away can never stall the ledger. When every sender is closed the ledger drains what is
+queued, closes the database and returns; a database error propagates and stops the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from daemon.commands import LedgerRequest
+from daemon.events import EventBus
+from daemon.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000
+
+
+async def ledger(
+    database: Path,
+    requests: trio.MemoryReceiveChannel[LedgerRequest],
+    bus: EventBus,
+    now: Callable[[], str],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    store = await trio.to_thread.run_sync(Store, database, now)
+    try:
+        task_status.started()
+        async with requests:
+            async for first in requests:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(requests.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                commands = [(request.command, request.actor) for request in batch]
+                # not abandoned on cancel: a batch that started always finishes or rolls back
+                results, events = await trio.to_thread.run_sync(store.apply_batch, commands)
+                for request, result in zip(batch, results, strict=True):
+                    try:
+                        request.reply.send_nowait(result)
+                    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                        log.debug(
+                            "caller of %s left before its reply", type(request.command).__name__
+                        )
+                bus.publish(events)
+    finally:
+        bus.close()
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(store.close)

@@ -1,0 +1,75 @@
+"""Ledger commands that do not come from the wire, and the envelope every command travels in."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+import trio
+
+from protocols import control
+from protocols.settings import ShopSettings
+
+OrderStatus = Literal["allocated", "warning", "pending"]
+
+
+class OrderLineIn(msgspec.Struct, frozen=True):
+    line_no: int
+    sku: str
+    quantity: int
+    item_id: str = ""
+
+
+class RecordOrder(msgspec.Struct, frozen=True):
+    """An order taken from a shop. Each line is applied once (key: shop, order, line)."""
+
+    shop: str
+    order_no: str
+    ordered_at: str
+    status: OrderStatus
+    lines: tuple[OrderLineIn, ...]
+
+
+class OrderRecorded(msgspec.Struct, frozen=True):
+    shop: str
+    order_no: str
+    applied_lines: int
+    replayed_lines: int
+    oversold: tuple[str, ...] = ()
+
+
+class ListShops(msgspec.Struct, frozen=True):
+    pass
+
+
+class ShopsList(msgspec.Struct, frozen=True):
+    shops: tuple[ShopSettings, ...]
+
+
+Command = control.Request | RecordOrder | ListShops
+Result = control.Reply | control.Error | OrderRecorded | ShopsList
+
+
+class LedgerRequest(msgspec.Struct, frozen=True):
+    """A command, who asks, and the one-shot channel its result goes to (buffer 1)."""
+
+    command: Command
+    actor: str
+    reply: trio.MemorySendChannel[Result]
+
+
+class LedgerUnavailable(Exception):
+    """The ledger is gone (shutting down or failed)."""
+
+
+async def call(ledger: trio.MemorySendChannel[LedgerRequest], command: Command, actor: str) -> Any:
+    """Send one command to the ledger and wait for its result."""
+    reply_send, reply_receive = trio.open_memory_channel[Result](1)
+    try:
+        await ledger.send(LedgerRequest(command, actor, reply_send))
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise LedgerUnavailable("the ledger is not running") from exc
+    try:
+        return await reply_receive.receive()
+    except trio.EndOfChannel as exc:
+        raise LedgerUnavailable("the ledger stopped before answering") from exc

@@ -1,0 +1,127 @@
+"""The daemon's TOML config (SPEC §5), decoded into Structs that refuse unknown keys."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+from protocols.control import DEFAULT_MAX_FRAME_BYTES
+
+
+class DaemonSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    state_dir: str
+
+
+class ControlSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    listen: str = "127.0.0.1:8765"
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    hello_timeout_s: float = 10.0
+
+
+class MailSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    maildir_root: str = ""
+
+
+class CredentialsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    dir: str = ""
+
+
+class SupervisorSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    daemon: DaemonSection
+    control: ControlSection = ControlSection()
+    mail: MailSection = MailSection()
+    credentials: CredentialsSection = CredentialsSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    base_dir: str = ""  # the config file's folder; relative paths are read from there
+
+    def _path(self, text: str) -> Path:
+        path = Path(os.path.expanduser(text))
+        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        return self._path(self.daemon.state_dir)
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "zaiko.sqlite3"
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "control.token"
+
+    @property
+    def address_file(self) -> Path:
+        """Where the daemon writes the address it listens on (needed when the port is 0)."""
+        return self.state_dir / "control.addr"
+
+    @property
+    def maildir_root(self) -> Path:
+        return self._path(self.mail.maildir_root or str(self.state_dir / "mail"))
+
+    @property
+    def credentials_dir(self) -> Path:
+        if self.credentials.dir:
+            return self._path(self.credentials.dir)
+        if env := os.environ.get("CREDENTIALS_DIRECTORY"):
+            return Path(env)
+        return self.state_dir / "credentials"
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return split_listen(self.control.listen)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"control.listen: {text!r} is not HOST:PORT (port 0–65535)")
+    return host.strip("[]"), int(port)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    config = msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
+    split_listen(config.control.listen)
+    if config.control.max_frame_bytes < 1024:
+        raise ConfigError("control.max_frame_bytes: at least 1024")
+    return config
+
+
+def ensure_token(path: Path) -> str:
+    """Read the control token, creating it (mode 0600) at first start."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def prepare_state(config: Config) -> str:
+    """Create state_dir and the maildir root if missing; return the control token."""
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.maildir_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return ensure_token(config.token_file)

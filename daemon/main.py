@@ -1,0 +1,77 @@
+"""Wiring of the daemon: ledger, shop supervisor, control server, signals, systemd."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+import trio
+
+from daemon.actors.control import ControlSettings, ServerInfo, control_server
+from daemon.actors.ledger import ledger
+from daemon.actors.supervisor import ActorSpec, Backoff, StatusBoard, supervise_shops
+from daemon.clock import utc_now
+from daemon.commands import LedgerRequest
+from daemon.config import Config, prepare_state
+from daemon.events import EventBus
+from daemon.notify import sd_notify
+from daemon.shop_actors import actors_for as default_actors_for
+from protocols.settings import ShopSettings
+
+log = logging.getLogger("zaiko")
+
+LEDGER_QUEUE = 1024
+
+
+def zaiko_version() -> str:
+    try:
+        return version("zaiko")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    now: Callable[[], str] = utc_now,
+    actors_for: Callable[[ShopSettings], Sequence[ActorSpec]] = default_actors_for,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until SIGTERM/SIGINT or cancellation, then drain the ledger and return."""
+    token = prepare_state(config)
+    bus = EventBus()
+    board = StatusBoard(bus, now)
+    ledger_send, ledger_receive = trio.open_memory_channel[LedgerRequest](LEDGER_QUEUE)
+    host, port = config.listen
+    settings = ControlSettings(
+        host=host,
+        port=port,
+        max_frame_bytes=config.control.max_frame_bytes,
+        hello_timeout_s=config.control.hello_timeout_s,
+    )
+    info = ServerInfo(version=zaiko_version(), started_at=now())
+    backoff = Backoff(config.supervisor.backoff_initial_s, config.supervisor.backoff_max_s)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as core:
+            await core.start(ledger, config.database, ledger_receive, bus, now)
+            async with ledger_send, trio.open_nursery() as services:
+                await services.start(
+                    supervise_shops, ledger_send.clone(), bus, actors_for, board, backoff
+                )
+                address = await services.start(
+                    control_server, settings, token, ledger_send.clone(), bus, board, info
+                )
+                config.address_file.write_text(f"{address[0]}:{address[1]}\n")
+                await sd_notify("READY=1")
+                log.info("zaiko %s listening on %s:%d", info.version, *address)
+                task_status.started(address)
+                async for signum in signals:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    await sd_notify("STOPPING=1")
+                    break
+                # stop accepting and stop the shops; the ledger drains once every sender closed
+                services.cancel_scope.cancel()
+    config.address_file.unlink(missing_ok=True)
+    log.info("stopped; database closed")

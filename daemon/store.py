@@ -1,0 +1,922 @@
+"""The stock database: schema migrations and every domain operation, synchronous.
+
+Only the ledger task calls this, one batch at a time on a worker thread, so one connection
+serves everything. A batch is one transaction; each command inside it runs in a savepoint,
+so a refused command leaves nothing behind while the others in the batch still commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from daemon.commands import (
+    Command,
+    ListShops,
+    OrderRecorded,
+    RecordOrder,
+    Result,
+    ShopsList,
+)
+from protocols import control, quantity
+from protocols.settings import (
+    SettingsError,
+    ShopSettings,
+    apply_changes,
+    plain_ftp_warning,
+    validate_shop,
+)
+
+log = logging.getLogger(__name__)
+
+SKU_MAX = 64
+GUARD_LIST_MAX = 20
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE skus (
+        code TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        is_set INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE stock (
+        sku TEXT PRIMARY KEY REFERENCES skus(code),
+        expected INTEGER NOT NULL DEFAULT 0,
+        actual INTEGER NOT NULL DEFAULT 0,
+        reserve INTEGER NOT NULL DEFAULT 0,
+        registered INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE set_components (
+        parent TEXT NOT NULL REFERENCES skus(code),
+        child TEXT NOT NULL REFERENCES skus(code),
+        qty INTEGER NOT NULL CHECK (qty >= 1),
+        PRIMARY KEY (parent, child)
+    ) WITHOUT ROWID;
+    CREATE INDEX set_components_child ON set_components(child);
+    CREATE TABLE shops (
+        id TEXT PRIMARY KEY,
+        mall TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE shop_journal (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        shop TEXT NOT NULL,
+        setting TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        actor TEXT NOT NULL
+    );
+    CREATE TABLE listings (
+        shop TEXT NOT NULL REFERENCES shops(id),
+        sku TEXT NOT NULL REFERENCES skus(code),
+        item_id TEXT NOT NULL,
+        variation TEXT NOT NULL DEFAULT '[]',
+        linked INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (shop, sku)
+    ) WITHOUT ROWID;
+    CREATE INDEX listings_item ON listings(shop, item_id, variation);
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        field TEXT NOT NULL CHECK (field IN ('expected', 'actual', 'reserve')),
+        delta INTEGER NOT NULL,
+        before INTEGER NOT NULL,
+        after INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        ref TEXT NOT NULL DEFAULT '',
+        actor TEXT NOT NULL
+    );
+    CREATE INDEX journal_sku ON journal(sku, id);
+    CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        payload_hash TEXT NOT NULL,
+        at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE orders (
+        shop TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ordered_at TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (shop, order_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE order_lines (
+        shop TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        line_no INTEGER NOT NULL,
+        sku TEXT NOT NULL,
+        item_id TEXT NOT NULL DEFAULT '',
+        quantity INTEGER NOT NULL,
+        cancelled INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (shop, order_no, line_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE oversells (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        expected INTEGER NOT NULL,
+        shop TEXT NOT NULL,
+        ref TEXT NOT NULL
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        shop TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL DEFAULT '',
+        result TEXT NOT NULL DEFAULT '',
+        count INTEGER NOT NULL DEFAULT 0,
+        success INTEGER NOT NULL DEFAULT 0,
+        failure INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE job_messages (
+        job INTEGER NOT NULL REFERENCES jobs(id),
+        seq INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (job, seq)
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+class DomainError(Exception):
+    """A command refused for a reason the caller can act on; nothing of it is applied."""
+
+    def __init__(
+        self,
+        code: control.ErrorCode,
+        message: str,
+        field: str = "",
+        details: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code: control.ErrorCode = code
+        self.field = field
+        self.details = tuple(details)
+
+
+def check_sku_code(code: str, field: str = "code") -> None:
+    """SKU codes are text kept exactly as given: 1–64 characters, no control characters."""
+    if not code:
+        raise DomainError("invalid", "SKU code is empty", field)
+    if len(code) > SKU_MAX:
+        raise DomainError(
+            "invalid", f"SKU code is {len(code)} characters; at most {SKU_MAX}", field
+        )
+    if any(unicodedata.category(ch) == "Cc" for ch in code):
+        raise DomainError("invalid", f"SKU code {code!r} contains a control character", field)
+
+
+def _payload_hash(payload: object) -> str:
+    return hashlib.sha256(msgspec.json.encode(payload)).hexdigest()
+
+
+settings_encoder = msgspec.json.Encoder()
+settings_decoder = msgspec.json.Decoder(ShopSettings)
+
+
+class Store:
+    """One sqlite3 connection and the operations on it. Not thread-safe: one caller at a time."""
+
+    def __init__(self, path: Path, now: Callable[[], str]) -> None:
+        self.path = path
+        self.now = now
+        # check_same_thread=False: trio's worker threads differ between batches, but the
+        # ledger never runs two batches at once.
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # WAL with synchronous=FULL: every commit is fsynced before it is acknowledged, so an
+        # acknowledged change survives power loss, not only a process crash; group commit
+        # pays that fsync once per batch instead of once per change.
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        self._events: list[control.Event] = []
+
+    def _migrate(self) -> None:
+        version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database {self.path} has schema version {version}, newer than this zaiko "
+                f"({len(MIGRATIONS)}); upgrade zaiko"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            for statement in script.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={number}")
+            self.db.execute("COMMIT")
+            log.info("database migrated to schema version %d", number)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- batches ------------------------------------------------------------------------
+
+    def apply_batch(
+        self, commands: Sequence[tuple[Command, str]]
+    ) -> tuple[list[Result], list[control.Event]]:
+        """Run commands in one transaction; return a result per command and the events.
+
+        A DomainError refuses its own command only. A database error fails the whole batch
+        (rolled back) and propagates: the ledger stops, nothing was acknowledged.
+        """
+        results: list[Result] = []
+        events: list[control.Event] = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for command, actor in commands:
+                self._events = []
+                self.db.execute("SAVEPOINT command")
+                try:
+                    result = self._dispatch(command, actor)
+                except DomainError as exc:
+                    self.db.execute("ROLLBACK TO command")
+                    results.append(
+                        control.Error(
+                            id=getattr(command, "id", None),
+                            code=exc.code,
+                            message=str(exc),
+                            field=exc.field,
+                            details=exc.details,
+                        )
+                    )
+                except sqlite3.DatabaseError:
+                    raise
+                except Exception as exc:
+                    log.exception("command %s failed", type(command).__name__)
+                    self.db.execute("ROLLBACK TO command")
+                    results.append(
+                        control.Error(
+                            id=getattr(command, "id", None),
+                            code="internal",
+                            message=f"internal error: {type(exc).__name__}",
+                        )
+                    )
+                else:
+                    events.extend(self._events)
+                    results.append(result)
+                self.db.execute("RELEASE command")
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        return results, _coalesce(events)
+
+    def _dispatch(self, command: Command, actor: str) -> Result:
+        match command:
+            case control.Ping(id=rid):
+                return control.Pong(id=rid)
+            case control.SkuAdd():
+                return self.sku_add(command, actor)
+            case control.SkuShow():
+                return control.SkuReply(
+                    id=command.id, sku=self.sku_detail(command.code, command.journal_limit)
+                )
+            case control.SkuList():
+                return self.sku_list(command)
+            case control.StockSet() | control.StockAdd():
+                return self.stock_change(command, actor)
+            case control.SetAdd():
+                return self.set_add(command, actor)
+            case control.ListingsImport():
+                return self.listings_import(command)
+            case control.ShopsApply():
+                return self.shops_apply(command, actor)
+            case control.ShopShow():
+                return control.ShopReply(id=command.id, shop=self.shop(command.shop))
+            case control.ShopSet():
+                return self.shop_set(command, actor)
+            case control.JobsList():
+                return control.JobsReply(id=command.id, jobs=self.jobs(command.limit))
+            case control.JobShow():
+                return control.JobReply(id=command.id, job=self.job(command.job))
+            case control.GetStatus():
+                return self.status(command.id)
+            case RecordOrder():
+                return self.record_order(command, actor)
+            case ListShops():
+                return ShopsList(shops=self.shops())
+            case control.Subscribe():
+                raise DomainError("invalid", "subscribe is handled by the control session")
+        raise DomainError("invalid", f"unknown command {type(command).__name__}")
+
+    # --- SKUs and stock ---------------------------------------------------------------------
+
+    def _sku_row(self, code: str) -> tuple[str, bool]:
+        row = self.db.execute("SELECT name, is_set FROM skus WHERE code = ?", (code,)).fetchone()
+        if row is None:
+            raise DomainError("not_found", f"unknown SKU {code!r}", "code")
+        return row[0], bool(row[1])
+
+    def stock_level(self, code: str) -> control.StockLevel:
+        _, is_set = self._sku_row(code)
+        if is_set:
+            children = self.db.execute(
+                "SELECT s.expected, s.reserve, c.qty, s.registered FROM set_components c "
+                "JOIN stock s ON s.sku = c.child WHERE c.parent = ?",
+                (code,),
+            ).fetchall()
+            return control.StockLevel(
+                code=code,
+                expected=quantity.set_expected((e, r, q) for e, r, q, _ in children),
+                actual=0,
+                reserve=0,
+                registered=bool(children) and all(reg for *_, reg in children),
+                is_set=True,
+            )
+        expected, actual, reserve, registered = self.db.execute(
+            "SELECT expected, actual, reserve, registered FROM stock WHERE sku = ?", (code,)
+        ).fetchone()
+        return control.StockLevel(
+            code=code,
+            expected=expected,
+            actual=actual,
+            reserve=reserve,
+            registered=bool(registered),
+        )
+
+    def sku_add(self, command: control.SkuAdd, actor: str) -> control.SkuReply:
+        check_sku_code(command.code)
+        if command.reserve < 0:
+            raise DomainError("invalid", "reserve cannot be below zero", "reserve")
+        if self.db.execute("SELECT 1 FROM skus WHERE code = ?", (command.code,)).fetchone():
+            raise DomainError("conflict", f"SKU {command.code!r} already exists", "code")
+        self.db.execute(
+            "INSERT INTO skus(code, name, created_at) VALUES (?, ?, ?)",
+            (command.code, command.name, self.now()),
+        )
+        self.db.execute("INSERT INTO stock(sku) VALUES (?)", (command.code,))
+        if command.reserve:
+            self._move(command.code, "reserve", command.reserve, "manual", "", actor)
+        return control.SkuReply(id=command.id, sku=self.sku_detail(command.code, 20))
+
+    def _move(
+        self, code: str, field: control.StockField, delta: int, reason: str, ref: str, actor: str
+    ) -> tuple[int, int]:
+        """Change one stock field by delta and journal it; returns (before, after)."""
+        (before,) = self.db.execute(f"SELECT {field} FROM stock WHERE sku = ?", (code,)).fetchone()
+        after = before + delta
+        registered = ", registered = 1" if field == "expected" else ""
+        self.db.execute(f"UPDATE stock SET {field} = ?{registered} WHERE sku = ?", (after, code))
+        if delta:
+            self.db.execute(
+                "INSERT INTO journal(at, sku, field, delta, before, after, reason, ref, actor) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.now(), code, field, delta, before, after, reason, ref, actor),
+            )
+        self._stock_event(code, reason, ref)
+        return before, after
+
+    def _stock_event(self, code: str, reason: str, ref: str) -> None:
+        self._events.append(
+            control.StockChanged(stock=self.stock_level(code), reason=reason, ref=ref)
+        )
+        for (parent,) in self.db.execute(
+            "SELECT parent FROM set_components WHERE child = ?", (code,)
+        ).fetchall():
+            self._events.append(
+                control.StockChanged(
+                    stock=self.stock_level(parent), reason="set-component", ref=ref
+                )
+            )
+
+    def _claim_key(self, key: str, payload: object) -> bool:
+        """Record an idempotency key; False when it was already applied with this payload."""
+        digest = _payload_hash(payload)
+        row = self.db.execute(
+            "SELECT payload_hash FROM idempotency WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            self.db.execute(
+                "INSERT INTO idempotency(key, payload_hash, at) VALUES (?, ?, ?)",
+                (key, digest, self.now()),
+            )
+            return True
+        if row[0] != digest:
+            raise DomainError(
+                "conflict", f"key {key!r} was already used with a different payload", "key"
+            )
+        return False
+
+    def stock_change(
+        self, command: control.StockSet | control.StockAdd, actor: str
+    ) -> control.StockReply:
+        _, is_set = self._sku_row(command.code)
+        if is_set:
+            raise DomainError(
+                "refused",
+                f"{command.code} is a set product: it has no stock of its own; change its children",
+                "code",
+            )
+        if command.key:
+            payload = (
+                type(command).__name__,
+                command.code,
+                command.field,
+                command.value if isinstance(command, control.StockSet) else command.delta,
+            )
+            if not self._claim_key(f"manual\x1f{command.key}", payload):
+                return control.StockReply(
+                    id=command.id, stock=self.stock_level(command.code), replayed=True
+                )
+        current = getattr(self.stock_level(command.code), command.field)
+        if isinstance(command, control.StockSet):
+            if command.value < 0:
+                raise DomainError("refused", f"{command.field} cannot be set below zero", "value")
+            delta = command.value - current
+        else:
+            delta = command.delta
+            if current + delta < 0 and delta < 0:
+                raise DomainError(
+                    "refused",
+                    f"{command.field} would fall to {current + delta}: manual changes never go below zero",
+                    "delta",
+                )
+        self._move(command.code, command.field, delta, "manual", command.key, actor)
+        if command.field == "expected" and delta == 0:
+            # setting the same value still registers the SKU's stock (it was set once)
+            self.db.execute("UPDATE stock SET registered = 1 WHERE sku = ?", (command.code,))
+        return control.StockReply(id=command.id, stock=self.stock_level(command.code))
+
+    def set_add(self, command: control.SetAdd, actor: str) -> control.SkuReply:
+        check_sku_code(command.parent, "parent")
+        if not command.children:
+            raise DomainError("invalid", "a set needs at least one child", "children")
+        codes = [child.code for child in command.children]
+        if len(set(codes)) != len(codes):
+            raise DomainError("invalid", "a child is listed twice", "children")
+        if command.parent in codes:
+            raise DomainError("invalid", "a set cannot contain itself", "children")
+        if self.db.execute(
+            "SELECT 1 FROM set_components WHERE child = ?", (command.parent,)
+        ).fetchone():
+            raise DomainError(
+                "refused", f"{command.parent} is a child of a set; sets do not nest", "parent"
+            )
+        existing = self.db.execute(
+            "SELECT is_set FROM skus WHERE code = ?", (command.parent,)
+        ).fetchone()
+        if existing is not None:
+            if existing[0]:
+                raise DomainError("conflict", f"{command.parent} is already a set", "parent")
+            level = self.stock_level(command.parent)
+            if level.registered or level.expected or level.actual or level.reserve:
+                raise DomainError(
+                    "refused",
+                    f"{command.parent} has stock of its own; a set parent has none",
+                    "parent",
+                )
+        for child in command.children:
+            if child.qty < 1:
+                raise DomainError(
+                    "invalid", f"quantity of {child.code} must be at least 1", "children"
+                )
+            _, child_is_set = self._sku_row(child.code)
+            if child_is_set:
+                raise DomainError(
+                    "refused", f"{child.code} is itself a set; sets do not nest", "children"
+                )
+        if existing is None:
+            self.db.execute(
+                "INSERT INTO skus(code, name, is_set, created_at) VALUES (?, ?, 1, ?)",
+                (command.parent, command.name, self.now()),
+            )
+        else:
+            self.db.execute("UPDATE skus SET is_set = 1 WHERE code = ?", (command.parent,))
+            self.db.execute("DELETE FROM stock WHERE sku = ?", (command.parent,))
+        self.db.executemany(
+            "INSERT INTO set_components(parent, child, qty) VALUES (?, ?, ?)",
+            [(command.parent, c.code, c.qty) for c in command.children],
+        )
+        self._events.append(
+            control.StockChanged(stock=self.stock_level(command.parent), reason="set-defined")
+        )
+        return control.SkuReply(id=command.id, sku=self.sku_detail(command.parent, 20))
+
+    def sku_detail(self, code: str, journal_limit: int) -> control.SkuDetail:
+        name, _ = self._sku_row(code)
+        level = self.stock_level(code)
+        children = tuple(
+            control.SetChild(code=c, qty=q)
+            for c, q in self.db.execute(
+                "SELECT child, qty FROM set_components WHERE parent = ? ORDER BY child", (code,)
+            )
+        )
+        parents = tuple(
+            p
+            for (p,) in self.db.execute(
+                "SELECT parent FROM set_components WHERE child = ? ORDER BY parent", (code,)
+            )
+        )
+        journal = tuple(
+            control.JournalRow(*row)
+            for row in self.db.execute(
+                "SELECT id, at, sku, field, delta, before, after, reason, ref, actor "
+                "FROM journal WHERE sku = ? ORDER BY id DESC LIMIT ?",
+                (code, max(0, min(journal_limit, 1000))),
+            )
+        )
+        return control.SkuDetail(
+            code=code,
+            name=name,
+            stock=level,
+            children=children,
+            parents=parents,
+            shops=self._shop_quantities(code, level),
+            journal=journal,
+        )
+
+    def _shop_quantities(
+        self, code: str, level: control.StockLevel
+    ) -> tuple[control.ShopQuantity, ...]:
+        listed = {
+            shop: (item_id, tuple(msgspec.json.decode(variation)), bool(linked))
+            for shop, item_id, variation, linked in self.db.execute(
+                "SELECT shop, item_id, variation, linked FROM listings WHERE sku = ?", (code,)
+            )
+        }
+        quantities = []
+        for shop in self.shops():
+            item_id, variation, linked = listed.get(shop.id, ("", (), shop.listing_mode == "all"))
+            trickle = shop.trickle.quantity if shop.trickle.enabled else None
+            target = quantity.shop_target(
+                level.expected,
+                level.reserve,
+                shop.distribution_rate,
+                trickle_quantity=trickle,
+                refill_at=shop.trickle.refill_at,
+            )
+            quantities.append(
+                control.ShopQuantity(
+                    shop=shop.id,
+                    linked=linked,
+                    target=target if linked else 0,
+                    item_id=item_id,
+                    variation=variation,
+                )
+            )
+        return tuple(quantities)
+
+    def sku_list(self, command: control.SkuList) -> control.SkuListReply:
+        limit = max(1, min(command.limit, 10_000))
+        pattern = command.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.db.execute(
+            "SELECT k.code, k.name, k.is_set, coalesce(s.expected, 0), coalesce(s.actual, 0), "
+            "coalesce(s.reserve, 0) FROM skus k LEFT JOIN stock s ON s.sku = k.code "
+            "WHERE k.code > ? AND k.code LIKE ? ESCAPE '\\' ORDER BY k.code LIMIT ?",
+            (command.after, pattern + "%", limit + 1),
+        ).fetchall()
+        skus = []
+        for code, name, is_set, expected, actual, reserve in rows[:limit]:
+            if is_set:
+                expected = self.stock_level(code).expected
+            skus.append(
+                control.SkuSummary(
+                    code=code,
+                    name=name,
+                    expected=expected,
+                    actual=actual,
+                    reserve=reserve,
+                    is_set=bool(is_set),
+                )
+            )
+        next_after = skus[-1].code if len(rows) > limit else None
+        return control.SkuListReply(id=command.id, skus=tuple(skus), next_after=next_after)
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def record_order(self, command: RecordOrder, actor: str) -> OrderRecorded:
+        shop = self.shop(command.shop)
+        for line in command.lines:
+            if line.quantity < 1:
+                raise DomainError("invalid", f"line {line.line_no}: quantity must be at least 1")
+            self._sku_row(line.sku)
+        if not self.db.execute(
+            "SELECT 1 FROM orders WHERE shop = ? AND order_no = ?", (shop.id, command.order_no)
+        ).fetchone():
+            self.db.execute(
+                "INSERT INTO orders(shop, order_no, status, ordered_at, received_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (shop.id, command.order_no, command.status, command.ordered_at, self.now()),
+            )
+        applied = replayed = 0
+        oversold: list[str] = []
+        for line in command.lines:
+            key = f"order\x1f{shop.id}\x1f{command.order_no}\x1f{line.line_no}"
+            if not self._claim_key(key, (line.sku, line.quantity, line.item_id)):
+                replayed += 1
+                continue
+            applied += 1
+            self.db.execute(
+                "INSERT INTO order_lines(shop, order_no, line_no, sku, item_id, quantity) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (shop.id, command.order_no, line.line_no, line.sku, line.item_id, line.quantity),
+            )
+            if command.status != "allocated":
+                continue
+            ref = f"{shop.id}:{command.order_no}:{line.line_no}"
+            components = self.db.execute(
+                "SELECT child, qty FROM set_components WHERE parent = ?", (line.sku,)
+            ).fetchall()
+            moves = (
+                [(child, qty * line.quantity, "set-component") for child, qty in components]
+                if components
+                else [(line.sku, line.quantity, "order")]
+            )
+            for code, units, reason in moves:
+                _, after = self._move(code, "expected", -units, reason, ref, actor)
+                if after < 0:
+                    oversold.append(code)
+                    self.db.execute(
+                        "INSERT INTO oversells(at, sku, expected, shop, ref) VALUES (?, ?, ?, ?, ?)",
+                        (self.now(), code, after, shop.id, ref),
+                    )
+                    self._events.append(
+                        control.Oversell(sku=code, expected=after, shop=shop.id, ref=ref)
+                    )
+        return OrderRecorded(
+            shop=shop.id,
+            order_no=command.order_no,
+            applied_lines=applied,
+            replayed_lines=replayed,
+            oversold=tuple(oversold),
+        )
+
+    # --- shops and listings ---------------------------------------------------------------
+
+    def shops(self) -> tuple[ShopSettings, ...]:
+        return tuple(
+            settings_decoder.decode(raw)
+            for (raw,) in self.db.execute("SELECT settings FROM shops ORDER BY id")
+        )
+
+    def shop(self, shop_id: str) -> ShopSettings:
+        row = self.db.execute("SELECT settings FROM shops WHERE id = ?", (shop_id,)).fetchone()
+        if row is None:
+            raise DomainError("not_found", f"unknown shop {shop_id!r}", "shop")
+        return settings_decoder.decode(row[0])
+
+    def _check_shop_rules(
+        self, shop: ShopSettings, before: ShopSettings | None, force: bool
+    ) -> None:
+        try:
+            validate_shop(shop)
+        except SettingsError as exc:
+            raise DomainError("invalid", str(exc), exc.field) from exc
+        if not shop.reflect_to_origin and self._has_linked_sets(shop):
+            raise DomainError(
+                "refused",
+                "reflect_to_origin: must be true while set products are linked to this shop: the "
+                "shop's own count would drift (seed: セット商品を登録している場合は「注文のあった"
+                "ショップに在庫反映を行う」)",
+                "reflect_to_origin",
+            )
+        switching_on = shop.reflect == "active" and (before is None or before.reflect != "active")
+        if switching_on and not force:
+            never = self._linked_unregistered(shop)
+            if never:
+                count = self._count_linked_unregistered(shop)
+                raise DomainError(
+                    "refused",
+                    f"reflect: {count} linked SKU(s) of shop {shop.id} never had stock registered;"
+                    " switching reflect on would push 0 for them. Register their stock first,"
+                    " or force.",
+                    "reflect",
+                    details=never,
+                )
+
+    def _linked_clause(self, shop: ShopSettings) -> str:
+        if shop.listing_mode == "all":
+            return (
+                "NOT EXISTS (SELECT 1 FROM listings l WHERE l.shop = :shop AND l.sku = k.code "
+                "AND l.linked = 0)"
+            )
+        return (
+            "EXISTS (SELECT 1 FROM listings l WHERE l.shop = :shop AND l.sku = k.code "
+            "AND l.linked = 1)"
+        )
+
+    def _has_linked_sets(self, shop: ShopSettings) -> bool:
+        sql = f"SELECT 1 FROM skus k WHERE k.is_set = 1 AND {self._linked_clause(shop)} LIMIT 1"
+        return self.db.execute(sql, {"shop": shop.id}).fetchone() is not None
+
+    def _linked_unregistered(self, shop: ShopSettings) -> tuple[str, ...]:
+        sql = (
+            "SELECT k.code FROM skus k JOIN stock s ON s.sku = k.code WHERE s.registered = 0 "
+            f"AND {self._linked_clause(shop)} ORDER BY k.code LIMIT {GUARD_LIST_MAX}"
+        )
+        return tuple(code for (code,) in self.db.execute(sql, {"shop": shop.id}))
+
+    def _count_linked_unregistered(self, shop: ShopSettings) -> int:
+        sql = (
+            "SELECT count(*) FROM skus k JOIN stock s ON s.sku = k.code WHERE s.registered = 0 "
+            f"AND {self._linked_clause(shop)}"
+        )
+        count: int = self.db.execute(sql, {"shop": shop.id}).fetchone()[0]
+        return count
+
+    def _save_shop(self, shop: ShopSettings, before: ShopSettings | None, actor: str) -> None:
+        now = self.now()
+        self.db.execute(
+            "INSERT INTO shops(id, mall, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+            (shop.id, shop.mall, settings_encoder.encode(shop).decode(), now, now),
+        )
+        old: dict[str, Any] = _flat(msgspec.to_builtins(before)) if before else {}
+        new = _flat(msgspec.to_builtins(shop))
+        changed = [
+            (key, old.get(key), new.get(key))
+            for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)
+        ]
+        self.db.executemany(
+            "INSERT INTO shop_journal(at, shop, setting, before, after, actor) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (now, shop.id, key, _json_or_none(a), _json_or_none(b), actor)
+                for key, a, b in changed
+            ],
+        )
+        if changed:
+            self._events.append(control.ShopChanged(shop=shop))
+
+    def shops_apply(self, command: control.ShopsApply, actor: str) -> control.ShopsReply:
+        warnings = []
+        for shop in command.shops:
+            row = self.db.execute("SELECT settings FROM shops WHERE id = ?", (shop.id,)).fetchone()
+            before = settings_decoder.decode(row[0]) if row else None
+            if before is not None and before.mall != shop.mall:
+                raise DomainError(
+                    "refused",
+                    f"shop {shop.id} is a {before.mall} shop; its mall cannot change to {shop.mall}",
+                    "mall",
+                )
+            try:
+                self._check_shop_rules(shop, before, command.force)
+            except DomainError as exc:
+                raise DomainError(
+                    exc.code, f"shop {shop.id}: {exc}", exc.field, exc.details
+                ) from exc
+            self._save_shop(shop, before, actor)
+            if warning := plain_ftp_warning(shop):
+                warnings.append(warning)
+        return control.ShopsReply(id=command.id, shops=command.shops, warnings=tuple(warnings))
+
+    def shop_set(self, command: control.ShopSet, actor: str) -> control.ShopReply:
+        before = self.shop(command.shop)
+        try:
+            shop = apply_changes(before, command.changes)
+        except SettingsError as exc:
+            raise DomainError("invalid", str(exc), exc.field) from exc
+        self._check_shop_rules(shop, before, command.force)
+        self._save_shop(shop, before, actor)
+        return control.ShopReply(id=command.id, shop=shop)
+
+    def listings_import(self, command: control.ListingsImport) -> control.ListingsReply:
+        self.shop(command.shop)
+        problems = []
+        for index, row in enumerate(command.rows, start=1):
+            if not self.db.execute("SELECT 1 FROM skus WHERE code = ?", (row.sku,)).fetchone():
+                problems.append(f"row {index} [{row.sku}]: unknown SKU")
+            elif not row.item_id:
+                problems.append(f"row {index} [{row.sku}]: empty mall item id")
+        if problems:
+            raise DomainError(
+                "invalid",
+                f"{len(problems)} of {len(command.rows)} listing rows refused; nothing imported",
+                "rows",
+                details=problems[:100],
+            )
+        self.db.executemany(
+            "INSERT INTO listings(shop, sku, item_id, variation, linked) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(shop, sku) DO UPDATE SET item_id = excluded.item_id, "
+            "variation = excluded.variation, linked = excluded.linked",
+            [
+                (
+                    command.shop,
+                    r.sku,
+                    r.item_id,
+                    msgspec.json.encode(r.variation).decode(),
+                    r.linked,
+                )
+                for r in command.rows
+            ],
+        )
+        return control.ListingsReply(id=command.id, imported=len(command.rows))
+
+    # --- jobs and status ------------------------------------------------------------------
+
+    def jobs(self, limit: int) -> tuple[control.Job, ...]:
+        rows = self.db.execute(
+            "SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (max(1, min(limit, 1000)),)
+        ).fetchall()
+        return tuple(self.job(job_id, with_messages=False) for (job_id,) in rows)
+
+    def job(self, job_id: int, *, with_messages: bool = True) -> control.Job:
+        row = self.db.execute(
+            "SELECT id, kind, shop, state, started_at, ended_at, result, count, success, failure "
+            "FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            raise DomainError("not_found", f"unknown job {job_id}", "job")
+        messages: Iterable[tuple[str]] = (
+            self.db.execute(
+                "SELECT message FROM job_messages WHERE job = ? ORDER BY seq", (job_id,)
+            )
+            if with_messages
+            else ()
+        )
+        job_id, kind, shop, state, started_at, ended_at, result, count, success, failure = row
+        return control.Job(
+            id=job_id,
+            kind=kind,
+            shop=shop,
+            state=state,
+            started_at=started_at,
+            ended_at=ended_at,
+            result=result,
+            count=count,
+            success=success,
+            failure=failure,
+            messages=tuple(m for (m,) in messages),
+        )
+
+    def status(self, request_id: int) -> control.StatusReply:
+        (skus,) = self.db.execute("SELECT count(*) FROM skus").fetchone()
+        (oversells,) = self.db.execute("SELECT count(*) FROM oversells").fetchone()
+        shops = tuple(
+            control.ShopStatus(
+                id=s.id,
+                mall=s.mall,
+                order_intake=s.order_intake,
+                reflect=s.reflect,
+                warnings=tuple(w for w in (plain_ftp_warning(s),) if w),
+            )
+            for s in self.shops()
+        )
+        return control.StatusReply(
+            id=request_id,
+            version="",
+            started_at="",
+            database=str(self.path),
+            skus=skus,
+            shops=shops,
+            oversells=oversells,
+        )
+
+    def stock_invariant_violations(self) -> list[str]:
+        """SKUs whose journal deltas do not sum to their stock (SPEC §2 invariant)."""
+        bad: list[str] = []
+        for field in ("expected", "actual", "reserve"):
+            rows = self.db.execute(
+                f"SELECT s.sku, s.{field}, coalesce(j.total, 0) FROM stock s LEFT JOIN "
+                f"(SELECT sku, sum(delta) AS total FROM journal WHERE field = '{field}' "
+                f"GROUP BY sku) j ON j.sku = s.sku WHERE s.{field} != coalesce(j.total, 0)"
+            )
+            bad.extend(
+                f"{sku} {field}: stock {value}, journal {total}" for sku, value, total in rows
+            )
+        return bad
+
+
+def _coalesce(events: list[control.Event]) -> list[control.Event]:
+    """Keep the last stock event per SKU of a batch; keep every other event in order."""
+    last_stock: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if isinstance(event, control.StockChanged):
+            last_stock[event.stock.code] = index
+    return [
+        event
+        for index, event in enumerate(events)
+        if not isinstance(event, control.StockChanged) or last_stock[event.stock.code] == index
+    ]
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _json_or_none(value: object) -> str | None:
+    return None if value is None else msgspec.json.encode(value).decode()

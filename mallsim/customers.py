@@ -1,0 +1,148 @@
+"""Simulated customers: a seeded Poisson stream of orders per shop, on trio's clock.
+
+A customer buys only what the shop shows (quantity > 0). Each order becomes a mail in the
+shop's Maildir (mail intake) or an order in the shop's order API (API intake); a share of
+orders is cancelled later, where the mall reports cancellations. Arrival and cancellation
+times are computed ahead and awaited with ``sleep_until``, so with
+``trio.testing.MockClock`` a run is deterministic: same seed, same orders.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import trio
+
+from mallsim.maildir import deliver
+from mallsim.malls import Mall, NotSupported
+from mallsim.state import ShopState, SimState, shop_seed
+from protocols.malls.base import MailError, MallOrder, OrderLine
+
+log = logging.getLogger("mallsim.customers")
+
+Deliver = Callable[[ShopState, MallOrder, float], Awaitable[None]]
+
+
+def cancellations_supported(mall: Mall, shop: ShopState) -> bool:
+    """Whether the daemon can learn of a cancellation at this shop.
+
+    API intake: the order API shows the cancelled status. Mail intake: only when the mall's
+    template renders a cancellation mail that reads back as cancelled.
+    """
+    if shop.intake == "api":
+        return mall.has("render_orders_response")
+    if not (mall.has("render_order_mail") and mall.has("parse_order_mail")):
+        return False
+    probe = MallOrder(
+        order_no="PROBE-1",
+        ordered_at="2025-01-01T09:00:00+09:00",
+        status="cancelled",
+        lines=(OrderLine(line_no=1, item_id="probe", sku="probe", quantity=1),),
+        cancelled_lines=(1,),
+    )
+    try:
+        back = mall.parse_order_mail(mall.render_order_mail(probe, "probe"))
+    except (MailError, NotSupported, ValueError, KeyError):
+        return False
+    return back.status == "cancelled"
+
+
+class MailOrApi:
+    """Hands an order (new or cancelled) to the shop the way its mall reports orders."""
+
+    def __init__(self, state: SimState, maildir_root: Path) -> None:
+        self.state = state
+        self.maildir_root = maildir_root
+
+    async def __call__(self, shop: ShopState, order: MallOrder, t: float) -> None:
+        if shop.intake == "api":
+            self.state.publish_order(shop.id, order, self.state.wall(t))
+            return
+        mall = Mall(shop.kind)
+        raw = mall.render_order_mail(order, shop.cfg.name or shop.id)
+        when = self.state.wall(t).timestamp()
+        await trio.to_thread.run_sync(deliver, self.maildir_root / shop.id, raw, when=when)
+        shop.mails_written += 1
+        self.state.changed()
+
+
+async def run_customers(
+    state: SimState,
+    shop_id: str,
+    hand_over: Deliver,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one shop's customers until cancelled."""
+    shop = state.shops[shop_id]
+    cfg = shop.cfg
+    mall = Mall(shop.kind)
+    task_status.started()
+    if cfg.customers_per_hour <= 0 or shop.intake is None:
+        return
+    if shop.intake == "mail" and not mall.has("render_order_mail"):
+        log.warning("shop %s: %s has no render_order_mail yet; no customers", shop_id, shop.kind)
+        return
+    if shop.intake == "api" and not mall.has("render_orders_response"):
+        log.warning("shop %s: %s has no order API yet; no customers", shop_id, shop.kind)
+        return
+    can_cancel = cfg.cancel_fraction > 0 and cancellations_supported(mall, shop)
+    if cfg.cancel_fraction > 0 and not can_cancel:
+        log.warning("shop %s: %s reports no cancellations; none simulated", shop_id, shop.kind)
+
+    rng = random.Random(shop_seed(cfg))
+    rate = cfg.customers_per_hour / 3600.0
+    start = state.t0 if state.t0 is not None else trio.current_time()
+    next_visit = start + rng.expovariate(rate)
+    cancels: list[tuple[float, int, MallOrder]] = []  # (due, seq, order)
+    seq = 0
+    while True:
+        if cancels and cancels[0][0] <= next_visit:
+            due, _, order = heapq.heappop(cancels)
+            await trio.sleep_until(due)
+            state.cancel(shop_id, [(line.sku, line.quantity) for line in order.lines])
+            cancelled = msgspec.structs.replace(
+                order,
+                status="cancelled",
+                cancelled_lines=tuple(line.line_no for line in order.lines),
+            )
+            await hand_over(shop, cancelled, due)
+            continue
+
+        now = next_visit
+        await trio.sleep_until(now)
+        next_visit = now + rng.expovariate(rate)
+        available = [it for it in shop.items.values() if it.shown > 0]
+        if not available:
+            continue
+        n_lines = rng.randint(1, min(cfg.max_lines, len(available)))
+        chosen = rng.sample(available, n_lines)
+        picks = [(it, rng.randint(1, min(cfg.max_quantity, it.shown))) for it in chosen]
+        want_cancel = can_cancel and rng.random() < cfg.cancel_fraction
+        cancel_delay = rng.expovariate(1.0 / cfg.cancel_after_s) if want_cancel else 0.0
+
+        state.sell(shop_id, [(it.sku, qty) for it, qty in picks])
+        order = MallOrder(
+            order_no=state.next_order_no(shop_id, now),
+            ordered_at=state.wall(now).isoformat(timespec="seconds"),
+            lines=tuple(
+                OrderLine(
+                    line_no=i,
+                    item_id=it.item_id,
+                    variation=it.variation,
+                    sku=it.sku,
+                    quantity=qty,
+                    name=it.name,
+                )
+                for i, (it, qty) in enumerate(picks, start=1)
+            ),
+        )
+        await hand_over(shop, order, now)
+        if want_cancel:
+            seq += 1
+            heapq.heappush(cancels, (now + cancel_delay, seq, order))

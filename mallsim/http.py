@@ -1,0 +1,207 @@
+"""One ASGI app for every simulated mall API, plus the admin endpoints.
+
+Routing: ``/{shop_id}/<the mall's own path>`` goes to that shop (so a shop's API base URL is
+``http://HOST:PORT/{shop_id}``); ``/_admin/...`` is the simulator's own. For a shop call:
+down → 503; slow → delay; credentials (as the module writes them) → 401 in the mall's error
+shape; rate limit (token bucket per shop at the mall's ``api_requests_per_s``) → 429; 5xx
+switch → 500; then the order API call (``render_orders_response``) or a stock update
+(``parse_stock_request`` → the shop's shown quantities).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+import trio
+
+from mallsim.config import Faults
+from mallsim.malls import Mall, NotSupported, Response, ShopApi
+from mallsim.state import ShopState, SimState
+from protocols.malls.base import HttpRequest, MailError
+
+log = logging.getLogger("mallsim.http")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class FaultPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /_admin/faults`` body: the shop and the switches to change."""
+
+    shop: str
+    down: bool | None = None
+    slow_s: float | None = None
+    error_5xx: bool | None = None
+    reject_auth: bool | None = None
+
+
+def apply_fault_patch(state: SimState, patch: FaultPatch) -> Faults:
+    shop = state.shops.get(patch.shop)
+    if shop is None:
+        raise KeyError(f"unknown shop {patch.shop!r}")
+    if patch.slow_s is not None and not 0 <= patch.slow_s <= 600:
+        raise ValueError(f"slow_s must be 0–600 seconds, got {patch.slow_s}")
+    changes = {
+        k: v
+        for k, v in msgspec.structs.asdict(patch).items()
+        if k != "shop" and v is not None
+    }
+    shop.faults = msgspec.structs.replace(shop.faults, **changes)
+    log.info("shop %s: faults now %s", shop.id, msgspec.to_builtins(shop.faults))
+    state.changed()
+    return shop.faults
+
+
+def _json(status: int, doc: Any) -> Response:
+    body = json.dumps(doc, ensure_ascii=False, indent=None).encode()
+    return Response(status, (("content-type", "application/json; charset=utf-8"),), body)
+
+
+class MallApp:
+    """The ASGI application."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+        self._api: dict[str, ShopApi] = {}
+
+    def shop_api(self, shop: ShopState) -> ShopApi:
+        api = self._api.get(shop.id)
+        if api is None:
+            api = ShopApi.learn(Mall(shop.kind), shop.cfg.api_secret, shop.cfg.seller_id)
+            self._api[shop.id] = api
+        return api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body, too_big = await self._read_body(receive)
+        if too_big:
+            resp = _json(413, {"error": "request body too large"})
+        else:
+            resp = await self.handle(scope, body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": resp.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": resp.body})
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, bool]:
+        limit = self.state.cfg.sim.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return b"", True
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks), False
+
+    async def handle(self, scope: Scope, body: bytes) -> Response:
+        path: str = scope["path"]
+        method: str = scope["method"].upper()
+        if path == "/_admin" or path.startswith("/_admin/"):
+            return self.admin(method, path, body)
+        shop_id, _, rest = path.lstrip("/").partition("/")
+        shop = self.state.shops.get(shop_id)
+        if shop is None:
+            return _json(404, {"error": f"no shop {shop_id!r} (paths are /{{shop_id}}/...)"})
+        headers = tuple(
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+        )
+        query = tuple(
+            urllib.parse.parse_qsl(
+                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+            )
+        )
+        req = HttpRequest(method=method, path="/" + rest, query=query, headers=headers, body=body)
+        return await self.shop_call(shop, req)
+
+    async def shop_call(self, shop: ShopState, req: HttpRequest) -> Response:
+        shop.requests += 1
+        mall = Mall(shop.kind)
+        faults = shop.faults
+        if faults.down:
+            self.state.changed()
+            return Response(503, (("content-type", "text/plain"),), b"503 Service Unavailable\n")
+        if faults.slow_s:
+            await trio.sleep(faults.slow_s)
+        try:
+            api = self.shop_api(shop)
+            call = api.classify(mall, req)
+        except NotSupported as exc:
+            self.state.changed()
+            return _json(501, {"error": str(exc)})
+        if faults.reject_auth or not api.authorised(call, req):
+            shop.auth_rejected += 1
+            self.state.changed()
+            return mall.error(401, "authentication failed")
+        if shop.bucket is not None:
+            wait = shop.bucket.take()
+            if wait > 0:
+                shop.throttled += 1
+                self.state.changed()
+                resp = mall.error(429, "too many requests")
+                retry = (("retry-after", str(max(1, math.ceil(wait)))),)
+                return Response(resp.status, resp.headers + retry, resp.body)
+        if faults.error_5xx:
+            self.state.changed()
+            return mall.error(500, "internal server error (simulated)")
+        try:
+            if call.kind == "orders":
+                resp = mall.order_numbers_ok(self.state.orders_since(shop.id, call.since))
+            elif call.kind == "get_orders":
+                resp = mall.orders_ok(self.state.orders_by_number(shop.id, call.order_numbers))
+            else:
+                updates = mall.parse_stock_request(req)
+                shop_updates = [(u.item_id, tuple(u.variation), "", u.quantity) for u in updates]
+                self.state.apply_quantities(shop.id, shop_updates)
+                resp = mall.stock_ok(updates)
+        except NotSupported as exc:
+            resp = _json(501, {"error": str(exc)})
+        except (ValueError, KeyError, TypeError, MailError, msgspec.MsgspecError) as exc:
+            shop.bad_requests += 1
+            resp = mall.error(400, str(exc) or type(exc).__name__)
+        self.state.changed()
+        return resp
+
+    def admin(self, method: str, path: str, body: bytes) -> Response:
+        if path == "/_admin/state" and method == "GET":
+            return _json(200, self.state.snapshot())
+        if path == "/_admin/faults" and method == "POST":
+            try:
+                patch = msgspec.json.decode(body, type=FaultPatch)
+                faults = apply_fault_patch(self.state, patch)
+            except msgspec.MsgspecError as exc:
+                return _json(400, {"error": f"faults: {exc}"})
+            except KeyError as exc:
+                return _json(404, {"error": str(exc.args[0])})
+            except ValueError as exc:
+                return _json(400, {"error": str(exc)})
+            return _json(200, {"shop": patch.shop, "faults": msgspec.to_builtins(faults)})
+        if path == "/_admin/health" and method == "GET":
+            return _json(200, {"ok": True})
+        return _json(404, {"error": f"no admin endpoint {method} {path}"})

@@ -1,0 +1,347 @@
+"""The simulator's one view of a mall module (``protocols.malls.<kind>``).
+
+Everything mallsim asks of a module goes through ``Mall``, so the contract's details
+(argument shapes, error shapes) are adapted in this one place. Which functions a module has
+is checked with ``hasattr`` at call time: a kind works as soon as its codec lands.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from types import ModuleType
+from typing import Any, Literal
+
+import msgspec
+
+from protocols.malls import module
+from protocols.malls.base import (
+    ApiAccount,
+    Capability,
+    HttpRequest,
+    MallOrder,
+    RowError,
+    StockRow,
+    StockUpdate,
+    decoded_lines,
+)
+
+
+class NotSupported(RuntimeError):
+    """The mall module does not (yet) provide what the simulator needs."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def _content_type(body: bytes) -> str:
+    head = body.lstrip()[:1]
+    if head in (b"{", b"["):
+        return "application/json; charset=utf-8"
+    if head == b"<":
+        return "application/xml; charset=utf-8"
+    return "text/plain; charset=utf-8"
+
+
+def _mutate(secret: str) -> str:
+    """A different secret of the same shape (each letter or digit moved on by one)."""
+    out = []
+    for ch in secret:
+        if "a" <= ch <= "z":
+            out.append(chr((ord(ch) - 97 + 1) % 26 + 97))
+        elif "A" <= ch <= "Z":
+            out.append(chr((ord(ch) - 65 + 1) % 26 + 65))
+        elif "0" <= ch <= "9":
+            out.append(chr((ord(ch) - 48 + 1) % 10 + 48))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _body_fields(body: bytes) -> dict[str, str] | None:
+    """Top-level fields of a JSON object or form body, to find where a credential sits."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        return {str(k): json.dumps(v, sort_keys=True) for k, v in doc.items()}
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return dict(pairs)
+
+
+@dataclass(frozen=True)
+class CredentialCheck:
+    """Where a module puts the secret, learnt by building a request with two secrets."""
+
+    headers: tuple[tuple[str, str], ...]  # (lower-case name, expected value)
+    query: tuple[tuple[str, str], ...]
+    body: tuple[tuple[str, str], ...]
+    body_secret: str  # when the body differs but not field by field: the secret must be in it
+
+    @classmethod
+    def learn(cls, good: HttpRequest, other: HttpRequest, secret: str) -> CredentialCheck:
+        gh = {k.lower(): v for k, v in good.headers}
+        oh = {k.lower(): v for k, v in other.headers}
+        headers = tuple((k, v) for k, v in gh.items() if oh.get(k) != v)
+        gq, oq = dict(good.query), dict(other.query)
+        query = tuple((k, v) for k, v in gq.items() if oq.get(k) != v)
+        body: tuple[tuple[str, str], ...] = ()
+        body_secret = ""
+        if good.body != other.body:
+            gb, ob = _body_fields(good.body), _body_fields(other.body)
+            if gb is not None and ob is not None:
+                body = tuple((k, v) for k, v in gb.items() if ob.get(k) != v)
+            if not body:
+                body_secret = secret
+        return cls(headers, query, body, body_secret)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.headers or self.query or self.body or self.body_secret)
+
+    def accepts(self, req: HttpRequest) -> bool:
+        rh = {k.lower(): v for k, v in req.headers}
+        if any(rh.get(k) != v for k, v in self.headers):
+            return False
+        rq = dict(req.query)
+        if any(rq.get(k) != v for k, v in self.query):
+            return False
+        if self.body:
+            fields = _body_fields(req.body) or {}
+            if any(fields.get(k) != v for k, v in self.body):
+                return False
+        return not (self.body_secret and self.body_secret.encode() not in req.body)
+
+
+class Mall:
+    """One mall kind as the simulator uses it."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    @property
+    def mod(self) -> ModuleType:
+        return module(self.kind)
+
+    @property
+    def cap(self) -> Capability:
+        cap: Capability = self.mod.CAPABILITY
+        return cap
+
+    def has(self, name: str) -> bool:
+        return hasattr(self.mod, name)
+
+    def _fn(self, name: str) -> Any:
+        fn = getattr(self.mod, name, None)
+        if fn is None:
+            raise NotSupported(f"protocols.malls.{self.kind} has no {name}() yet")
+        return fn
+
+    # -- stock files --------------------------------------------------------------------------
+
+    @property
+    def file_encoding(self) -> str:
+        for name in ("STOCK_FILE_ENCODING", "FILE_ENCODING", "ENCODING"):
+            enc = getattr(self.mod, name, None)
+            if isinstance(enc, str):
+                return enc
+        return "cp932"
+
+    def write_stock_files(self, updates: Sequence[StockUpdate]) -> dict[str, bytes]:
+        files: dict[str, bytes] = self._fn("write_stock_files")(list(updates))
+        return files
+
+    def read_stock_file(self, name: str, raw: bytes) -> tuple[list[StockRow], list[RowError]]:
+        """Read a stock file as the mall's batch job does: rows with a quantity, and errors."""
+        read = self._fn("read_stock_file")
+        lines = decoded_lines(raw.splitlines(keepends=True), self.file_encoding)
+        rows: list[StockRow] = []
+        errors: list[RowError] = []
+        for rec in read(name, lines):
+            if isinstance(rec, RowError):
+                errors.append(rec)
+            else:
+                rows.append(rec)
+        return rows, errors
+
+    # -- stock API ------------------------------------------------------------------------------
+
+    def account(self, base_url: str, secret: str, seller_id: str) -> ApiAccount:
+        return ApiAccount(base_url=base_url, secret=secret, seller_id=seller_id)
+
+    def build_stock_requests(
+        self, updates: Sequence[StockUpdate], account: ApiAccount
+    ) -> list[HttpRequest]:
+        reqs: list[HttpRequest] = self._fn("build_stock_requests")(list(updates), account)
+        return reqs
+
+    def parse_stock_request(self, req: HttpRequest) -> list[StockUpdate]:
+        updates: list[StockUpdate] = list(self._fn("parse_stock_request")(req))
+        return updates
+
+    def stock_ok(self, updates: Sequence[StockUpdate]) -> Response:
+        """The mall's answer to an accepted stock update."""
+        render = getattr(self.mod, "render_stock_response", None)
+        if render is None:
+            return Response(204, (), b"")
+        out = render(list(updates))
+        return self._response(out, 200)
+
+    def error(self, status: int, message: str) -> Response:
+        """An error in the mall's own shape (``render_error``), else plain JSON."""
+        render = getattr(self.mod, "render_error", None)
+        if render is None:
+            body = json.dumps({"error": message}, ensure_ascii=False).encode()
+            return Response(status, (("content-type", "application/json; charset=utf-8"),), body)
+        return self._response(render(status, message), status)
+
+    def _response(self, out: Any, status: int) -> Response:
+        """Accept what a module's renderer returns: bytes, (status, body), (status, headers,
+        body) or an object with status/headers/body."""
+        headers: Iterable[tuple[str, str]] = ()
+        if isinstance(out, (bytes, bytearray)):
+            body = bytes(out)
+        elif isinstance(out, str):
+            body = out.encode()
+        elif isinstance(out, tuple) and len(out) == 2:
+            status, body = int(out[0]), bytes(out[1])
+        elif isinstance(out, tuple) and len(out) == 3:
+            status, headers, body = int(out[0]), out[1], bytes(out[2])
+        else:
+            status = int(getattr(out, "status", status))
+            headers = getattr(out, "headers", ())
+            body = bytes(getattr(out, "body", b""))
+        hdrs = tuple((str(k).lower(), str(v)) for k, v in dict(headers).items())
+        if body and not any(k == "content-type" for k, _ in hdrs):
+            hdrs += (("content-type", _content_type(body)),)
+        return Response(status, hdrs, body)
+
+    # -- order API ------------------------------------------------------------------------------
+
+    def build_orders_request(self, account: ApiAccount, since: datetime) -> HttpRequest:
+        build = self._fn("build_orders_request")
+        try:
+            req: HttpRequest = build(account, since)
+        except (TypeError, AttributeError):
+            req = build(account, since.isoformat())
+        return req
+
+    def parse_orders_response(self, body: bytes) -> list[MallOrder]:
+        orders: list[MallOrder] = list(self._fn("parse_orders_response")(body))
+        return orders
+
+    def orders_ok(self, orders: Sequence[MallOrder]) -> Response:
+        return self._response(self._fn("render_orders_response")(list(orders)), 200)
+
+    def order_numbers_ok(self, orders: Sequence[MallOrder]) -> Response:
+        """Step 1 of a two-step order API (search → numbers), else the orders themselves."""
+        render = getattr(self.mod, "render_order_numbers", None)
+        if render is None:
+            return self.orders_ok(orders)
+        return self._response(render([o.order_no for o in orders]), 200)
+
+    # -- order mails ------------------------------------------------------------------------------
+
+    def render_order_mail(self, order: MallOrder, shop_name: str) -> bytes:
+        raw: bytes = self._fn("render_order_mail")(order, shop_name)
+        return raw
+
+    def parse_order_mail(self, raw: bytes) -> MallOrder:
+        order: MallOrder = self._fn("parse_order_mail")(raw)
+        return order
+
+    def join_sku(self, item_id: str, variation: Sequence[str]) -> str:
+        join = getattr(self.mod, "join_sku", None)
+        if join is None:
+            return item_id + "".join(variation)
+        sku: str = join(item_id, tuple(variation))
+        return sku
+
+
+CallKind = Literal["stock", "orders", "get_orders"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """A shop API request, recognised: a stock update, an order search, or an order fetch."""
+
+    kind: CallKind
+    since: datetime | None = None  # orders: what the caller asks for
+    order_numbers: tuple[str, ...] = ()  # get_orders
+
+
+@dataclass(frozen=True)
+class ShopApi:
+    """How one shop's HTTP API recognises calls and checks the caller's secret."""
+
+    orders_route: tuple[str, str] | None  # (method, path), used when there is no recogniser
+    auth: dict[CallKind, CredentialCheck]
+
+    @classmethod
+    def learn(cls, mall: Mall, secret: str, seller_id: str) -> ShopApi:
+        base = "http://mallsim.invalid"
+        good = mall.account(base, secret, seller_id)
+        other = mall.account(base, _mutate(secret), seller_id)
+        auth: dict[CallKind, CredentialCheck] = {}
+        route = None
+        since = datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=9)))
+        if mall.has("build_orders_request"):
+            ra = mall.build_orders_request(good, since)
+            route = (ra.method.upper(), request_path(ra.path))
+        if secret:
+            if mall.has("build_stock_requests"):
+                probe = [StockUpdate("mallsim-probe", (), 1)]
+                a = mall.build_stock_requests(probe, good)
+                b = mall.build_stock_requests(probe, other)
+                if a and b:
+                    auth["stock"] = CredentialCheck.learn(a[0], b[0], secret)
+            if mall.has("build_orders_request"):
+                rb = mall.build_orders_request(other, since)
+                auth["orders"] = CredentialCheck.learn(ra, rb, secret)
+            if mall.has("build_get_order_requests"):
+                ga = mall.mod.build_get_order_requests(good, ["PROBE-1"])
+                gb = mall.mod.build_get_order_requests(other, ["PROBE-1"])
+                auth["get_orders"] = CredentialCheck.learn(ga[0], gb[0], secret)
+        return cls(route, auth)
+
+    def classify(self, mall: Mall, req: HttpRequest) -> Call:
+        """What the request is, by the module's own recognisers (stock is the rest)."""
+        if mall.has("parse_orders_request"):
+            try:
+                return Call("orders", since=mall.mod.parse_orders_request(req))
+            except _NOT_THIS:
+                pass
+        elif self.orders_route is not None and (req.method.upper(), req.path) == self.orders_route:
+            return Call("orders")
+        if mall.has("parse_get_order_request"):
+            try:
+                numbers = mall.mod.parse_get_order_request(req)
+                return Call("get_orders", order_numbers=tuple(numbers))
+            except _NOT_THIS:
+                pass
+        return Call("stock")
+
+    def authorised(self, call: Call, req: HttpRequest) -> bool:
+        check = self.auth.get(call.kind)
+        return check is None or check.accepts(req)
+
+
+_NOT_THIS = (ValueError, KeyError, TypeError, msgspec.MsgspecError)
+
+
+def request_path(path: str) -> str:
+    """A module's request path without scheme/host (some modules may give a full URL)."""
+    if "://" in path:
+        path = urllib.parse.urlsplit(path).path
+    return path

@@ -1,0 +1,413 @@
+"""The control protocol: JSON text frames over a local websocket (docs/protocol.md).
+
+One tagged union per direction (``ClientMessage``, ``ServerMessage``), tag field ``type``.
+Every request carries an ``id`` that its reply repeats; events carry none. New fields get
+defaults so that older clients keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from protocols.settings import ShopSettings
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+
+StockField = Literal["expected", "actual", "reserve"]
+ErrorCode = Literal[
+    "unauthorized",  # hello missing or wrong token: the connection closes with 4401
+    "unsupported_version",
+    "bad_frame",  # not JSON, unknown type, wrong field types
+    "not_found",
+    "invalid",  # a value outside what is allowed; ``field`` names it
+    "conflict",  # an idempotency key reused with another payload, a duplicate
+    "refused",  # allowed in form but refused by a rule (e.g. stock below zero); may be forced
+    "unavailable",  # the daemon is shutting down
+    "internal",
+]
+Topic = Literal["stock", "oversell", "shops", "actors"]
+ALL_TOPICS: tuple[Topic, ...] = ("stock", "oversell", "shops", "actors")
+
+
+class Base(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+# --- shared documents -------------------------------------------------------------------
+
+
+class SetChild(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    code: str
+    qty: int
+
+
+class ListingRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sku: str
+    item_id: str
+    variation: tuple[str, ...] = ()
+    linked: bool = True
+
+
+class StockLevel(msgspec.Struct, frozen=True):
+    """One SKU's stock; for a set parent, ``expected`` is derived from its children."""
+
+    code: str
+    expected: int
+    actual: int
+    reserve: int
+    registered: bool
+    is_set: bool = False
+
+
+class JournalRow(msgspec.Struct, frozen=True):
+    id: int
+    at: str
+    sku: str
+    field: StockField
+    delta: int
+    before: int
+    after: int
+    reason: str
+    ref: str
+    actor: str
+
+
+class ShopQuantity(msgspec.Struct, frozen=True):
+    shop: str
+    linked: bool
+    target: int
+    item_id: str = ""
+    variation: tuple[str, ...] = ()
+
+
+class SkuDetail(msgspec.Struct, frozen=True):
+    code: str
+    name: str
+    stock: StockLevel
+    children: tuple[SetChild, ...] = ()
+    parents: tuple[str, ...] = ()
+    shops: tuple[ShopQuantity, ...] = ()
+    journal: tuple[JournalRow, ...] = ()
+
+
+class SkuSummary(msgspec.Struct, frozen=True):
+    code: str
+    name: str
+    expected: int
+    actual: int
+    reserve: int
+    is_set: bool
+
+
+class ActorStatus(msgspec.Struct, frozen=True):
+    name: str
+    state: Literal["starting", "running", "restarting", "stopped"]
+    restarts: int = 0
+    last_error: str = ""
+    since: str = ""
+
+
+class ShopStatus(msgspec.Struct, frozen=True):
+    id: str
+    mall: str
+    order_intake: str
+    reflect: str
+    actors: tuple[ActorStatus, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+class Job(msgspec.Struct, frozen=True):
+    id: int
+    kind: str
+    shop: str
+    state: Literal["running", "done"]
+    started_at: str
+    ended_at: str = ""
+    result: Literal["ok", "failed", ""] = ""
+    count: int = 0
+    success: int = 0
+    failure: int = 0
+    messages: tuple[str, ...] = ()
+
+
+# --- client → server ----------------------------------------------------------------------
+
+
+class Hello(Base, frozen=True, tag="hello"):
+    token: str
+    version: int = PROTOCOL_VERSION
+    client: str = ""
+
+
+class Ping(Base, frozen=True, tag="ping"):
+    id: int
+
+
+class GetStatus(Base, frozen=True, tag="status"):
+    id: int
+
+
+class SkuAdd(Base, frozen=True, tag="sku_add"):
+    id: int
+    code: str
+    name: str = ""
+    reserve: int = 0
+
+
+class SkuShow(Base, frozen=True, tag="sku_show"):
+    id: int
+    code: str
+    journal_limit: int = 20
+
+
+class SkuList(Base, frozen=True, tag="sku_list"):
+    id: int
+    after: str = ""
+    prefix: str = ""
+    limit: int = 100
+
+
+class StockSet(Base, frozen=True, tag="stock_set"):
+    """Overwrite one field. ``key`` makes the request idempotent (a retry changes nothing)."""
+
+    id: int
+    code: str
+    field: StockField
+    value: int
+    key: str = ""
+
+
+class StockAdd(Base, frozen=True, tag="stock_add"):
+    id: int
+    code: str
+    field: StockField
+    delta: int
+    key: str = ""
+
+
+class SetAdd(Base, frozen=True, tag="set_add"):
+    id: int
+    parent: str
+    children: tuple[SetChild, ...]
+    name: str = ""
+
+
+class ListingsImport(Base, frozen=True, tag="listings_import"):
+    id: int
+    shop: str
+    rows: tuple[ListingRow, ...]
+
+
+class ShopsApply(Base, frozen=True, tag="shops_apply"):
+    id: int
+    shops: tuple[ShopSettings, ...]
+    force: bool = False
+
+
+class ShopShow(Base, frozen=True, tag="shop_show"):
+    id: int
+    shop: str
+
+
+class ShopSet(Base, frozen=True, tag="shop_set"):
+    id: int
+    shop: str
+    changes: dict[str, str]
+    force: bool = False
+
+
+class JobsList(Base, frozen=True, tag="jobs_list"):
+    id: int
+    limit: int = 50
+
+
+class JobShow(Base, frozen=True, tag="job_show"):
+    id: int
+    job: int
+
+
+class Subscribe(Base, frozen=True, tag="subscribe"):
+    id: int
+    topics: tuple[Topic, ...] = ALL_TOPICS
+
+
+ClientMessage = (
+    Hello
+    | Ping
+    | GetStatus
+    | SkuAdd
+    | SkuShow
+    | SkuList
+    | StockSet
+    | StockAdd
+    | SetAdd
+    | ListingsImport
+    | ShopsApply
+    | ShopShow
+    | ShopSet
+    | JobsList
+    | JobShow
+    | Subscribe
+)
+Request = (
+    Ping
+    | GetStatus
+    | SkuAdd
+    | SkuShow
+    | SkuList
+    | StockSet
+    | StockAdd
+    | SetAdd
+    | ListingsImport
+    | ShopsApply
+    | ShopShow
+    | ShopSet
+    | JobsList
+    | JobShow
+    | Subscribe
+)
+
+
+# --- server → client ----------------------------------------------------------------------
+
+
+class Welcome(Base, frozen=True, tag="welcome"):
+    version: int
+    server: str
+
+
+class Error(Base, frozen=True, tag="error"):
+    id: int | None
+    code: ErrorCode
+    message: str
+    field: str = ""
+    details: tuple[str, ...] = ()
+
+
+class Pong(Base, frozen=True, tag="pong"):
+    id: int
+
+
+class StatusReply(Base, frozen=True, tag="status_reply"):
+    id: int
+    version: str
+    started_at: str
+    database: str
+    skus: int
+    shops: tuple[ShopStatus, ...]
+    oversells: int = 0
+
+
+class SkuReply(Base, frozen=True, tag="sku"):
+    id: int
+    sku: SkuDetail
+
+
+class SkuListReply(Base, frozen=True, tag="sku_list_reply"):
+    id: int
+    skus: tuple[SkuSummary, ...]
+    next_after: str | None = None
+
+
+class StockReply(Base, frozen=True, tag="stock"):
+    id: int
+    stock: StockLevel
+    replayed: bool = False
+
+
+class ListingsReply(Base, frozen=True, tag="listings_reply"):
+    id: int
+    imported: int
+
+
+class ShopsReply(Base, frozen=True, tag="shops_reply"):
+    id: int
+    shops: tuple[ShopSettings, ...]
+    warnings: tuple[str, ...] = ()
+
+
+class ShopReply(Base, frozen=True, tag="shop"):
+    id: int
+    shop: ShopSettings
+    status: ShopStatus | None = None
+
+
+class JobsReply(Base, frozen=True, tag="jobs"):
+    id: int
+    jobs: tuple[Job, ...]
+
+
+class JobReply(Base, frozen=True, tag="job"):
+    id: int
+    job: Job
+
+
+class Subscribed(Base, frozen=True, tag="subscribed"):
+    id: int
+    topics: tuple[Topic, ...]
+
+
+class StockChanged(Base, frozen=True, tag="stock_changed"):
+    stock: StockLevel
+    reason: str
+    ref: str = ""
+
+
+class Oversell(Base, frozen=True, tag="oversell"):
+    sku: str
+    expected: int
+    shop: str
+    ref: str
+
+
+class ShopChanged(Base, frozen=True, tag="shop_changed"):
+    shop: ShopSettings
+
+
+class ActorChanged(Base, frozen=True, tag="actor_changed"):
+    shop: str
+    actor: ActorStatus
+
+
+class Resync(Base, frozen=True, tag="resync"):
+    """Events were dropped because this client read too slowly: re-read what it shows."""
+
+    reason: str
+
+
+Reply = (
+    Pong
+    | StatusReply
+    | SkuReply
+    | SkuListReply
+    | StockReply
+    | ListingsReply
+    | ShopsReply
+    | ShopReply
+    | JobsReply
+    | JobReply
+    | Subscribed
+)
+Event = StockChanged | Oversell | ShopChanged | ActorChanged | Resync
+ServerMessage = Welcome | Error | Reply | Event
+
+client_decoder = msgspec.json.Decoder(ClientMessage)
+server_decoder = msgspec.json.Decoder(ServerMessage)
+encoder = msgspec.json.Encoder()
+
+
+def topic_of(event: Event) -> Topic | None:
+    match event:
+        case StockChanged():
+            return "stock"
+        case Oversell():
+            return "oversell"
+        case ShopChanged():
+            return "shops"
+        case ActorChanged():
+            return "actors"
+        case Resync():
+            return None

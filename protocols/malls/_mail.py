@@ -1,0 +1,284 @@
+"""Order-mail helpers shared by the mail-intake mall modules: read any Japanese mail, write one.
+
+Reading is tolerant about transport (ISO-2022-JP, Shift_JIS/CP932 or UTF-8 bodies, base64 or
+quoted-printable, multipart/alternative, CRLF or LF) and strict about content: a body that does
+not decode, or a field that is missing or malformed, raises ``MailError`` with the reason.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email import errors, policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from html.parser import HTMLParser
+
+from protocols.malls.base import MailError, MallOrder, OrderLine
+
+JST = timezone(timedelta(hours=9), "JST")
+
+# Japanese mailers label bodies with the JIS / Shift_JIS names but write the Microsoft
+# supersets (①, ㈱, 髙, ～), so each label is tried with strict codecs from narrow to wide.
+_CHARSET_CODECS: dict[str, tuple[str, ...]] = {
+    "iso-2022-jp": ("iso2022_jp", "iso2022_jp_3", "iso2022_jp_ext"),
+    "shift_jis": ("cp932",),
+    "shift-jis": ("cp932",),
+    "sjis": ("cp932",),
+    "x-sjis": ("cp932",),
+    "windows-31j": ("cp932",),
+    "cp932": ("cp932",),
+    "ms932": ("cp932",),
+    "utf-8": ("utf-8",),
+    "utf8": ("utf-8",),
+}
+# An undeclared (or us-ascii) 8-bit body: try the two encodings Japanese systems write.
+_UNDECLARED_CODECS = ("utf-8", "cp932")
+_BASE64_DEFECTS = (
+    errors.InvalidBase64CharactersDefect,
+    errors.InvalidBase64PaddingDefect,
+    errors.InvalidBase64LengthDefect,
+)
+_BLOCK_TAGS = frozenset(
+    {"br", "p", "div", "tr", "li", "table", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
+)
+_CELL_TAGS = frozenset({"td", "th"})
+_LABEL_DECORATION = "■□◆◇●○・▼"
+_DATETIME = re.compile(
+    r"(\d{4})[年/\-.](\d{1,2})[月/\-.](\d{1,2})日?\s*(?:\(.\))?\s*"
+    r"(\d{1,2})[時:](\d{1,2})(?:[分:](\d{1,2})秒?)?"
+)
+
+
+class _HtmlText(HTMLParser):
+    """HTML body → text: block elements end a line, table cells are split by a tab."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skipping += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif tag in _CELL_TAGS:
+            self.parts.append("\t")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            # Source line breaks inside HTML are layout, not content.
+            self.parts.append(data.replace("\r", "").replace("\n", ""))
+
+
+def html_to_text(html: str) -> str:
+    parser = _HtmlText()
+    parser.feed(html)
+    parser.close()
+    lines = ("".join(parser.parts)).split("\n")
+    return "\n".join(line.strip(" \t") for line in lines)
+
+
+def _decode_body(payload: bytes, charset: str | None) -> str:
+    declared = (charset or "").lower()
+    codecs_to_try = _CHARSET_CODECS.get(declared)
+    if codecs_to_try is None:
+        if declared not in ("", "us-ascii"):
+            codecs_to_try = (declared,)
+        else:
+            codecs_to_try = _UNDECLARED_CODECS
+    for codec in codecs_to_try:
+        try:
+            return payload.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise MailError(f"body is not valid {charset or 'UTF-8 or Shift_JIS'} text")
+
+
+@dataclass(frozen=True)
+class MailText:
+    """The subject and the readable lines of one mail (text/plain preferred, else HTML)."""
+
+    subject: str
+    lines: list[str]
+
+
+def read_mail(raw: bytes) -> MailText:
+    """Parse an RFC 5322 message and return its text with LF line ends."""
+    if not raw.strip():
+        raise MailError("empty mail")
+    message = email.message_from_bytes(raw, policy=policy.default)
+    if not isinstance(message, EmailMessage) or not message.keys():
+        raise MailError("no mail header block (not an RFC 5322 message)")
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        raise MailError("no text/plain or text/html part")
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        raise MailError("text part has no content")
+    if any(isinstance(defect, _BASE64_DEFECTS) for defect in part.defects):
+        raise MailError("text part is not valid base64")
+    text = _decode_body(payload, part.get_content_charset())
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if part.get_content_subtype() == "html":
+        text = html_to_text(text)
+    return MailText(subject=str(message.get("Subject", "")), lines=text.split("\n"))
+
+
+def split_label(line: str) -> tuple[str, str] | None:
+    """``label：value`` (full- or half-width colon, or a tab from an HTML table) → (label, value)."""
+    match = re.match(r"^\s*([^：:\t]+?)\s*[：:\t]\s*(.*?)\s*$", line)
+    if match is None:
+        return None
+    label = match.group(1).lstrip(_LABEL_DECORATION).strip()
+    return (label, match.group(2)) if label else None
+
+
+def labelled_blocks(
+    lines: list[str], item_start: str
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Split ``label：value`` lines into the order's own fields and one dict per item.
+
+    Each item starts at an ``item_start`` label. The first value of a label wins, so totals
+    printed after the last item (送料, 合計) never overwrite the item's own fields.
+    """
+    order: dict[str, str] = {}
+    items: list[dict[str, str]] = []
+    for line in lines:
+        labelled = split_label(line)
+        if labelled is None:
+            continue
+        label, value = labelled
+        if label == item_start:
+            items.append({})
+        target = items[-1] if items else order
+        target.setdefault(label, value)
+    return order, items
+
+
+def required(fields: dict[str, str], label: str, where: str) -> str:
+    value = fields.get(label, "")
+    if not value:
+        raise MailError(f"{where}: no {label} line")
+    return value
+
+
+def parse_count(value: str, what: str) -> int:
+    """A quantity as printed in a mail (``2``, ``２個``, ``1,000点``) → int; anything else fails."""
+    digits = unicodedata.normalize("NFKC", value).replace(",", "").strip()
+    digits = re.sub(r"\s*(個|点|枚|本|セット)$", "", digits)
+    if not re.fullmatch(r"[0-9]+", digits):
+        raise MailError(f"{what} {value!r} is not a whole number")
+    return int(digits)
+
+
+def parse_ja_datetime(value: str, what: str) -> str:
+    """``2024年01月02日 10時11分12秒`` / ``2024/01/02 10:11:12`` (Japan time) → ISO 8601."""
+    match = _DATETIME.search(unicodedata.normalize("NFKC", value))
+    if match is None:
+        raise MailError(f"{what} {value!r} is not a date and time")
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=JST)
+    except ValueError as exc:
+        raise MailError(f"{what} {value!r}: {exc}") from None
+    return moment.isoformat()
+
+
+def format_ja_datetime(iso: str, pattern: str) -> str:
+    """An ISO 8601 instant shown in Japan time with ``strftime`` ``pattern``."""
+    return datetime.fromisoformat(iso).astimezone(JST).strftime(pattern)
+
+
+def render_mail(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    sent_at: str,
+    charset: str = "utf-8",
+) -> bytes:
+    """An RFC 5322 message with CRLF line ends.
+
+    ``charset="iso-2022-jp"`` falls back to UTF-8 when the body holds characters that
+    ISO-2022-JP cannot carry (①, ㈱, 髙, ～), as Japanese mailers do.
+    """
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.fromisoformat(sent_at))
+    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].rstrip(">"))
+    try:
+        body.encode(charset)
+    except UnicodeEncodeError:
+        charset = "utf-8"
+    message.set_content(body, charset=charset)
+    return message.as_bytes()
+
+
+# The simulator does not know prices; templates print this unit price so they read like
+# real confirmations.
+PLACEHOLDER_UNIT_PRICE = 1000
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """Where a ``label：value`` order mail keeps each field; every item starts at ``item_code``."""
+
+    mall: str
+    order_no: str
+    ordered_at: str
+    item_code: str
+    quantity: str
+    name: str
+    variation: tuple[str, ...] = ()
+
+
+def parse_labelled_order(
+    raw: bytes, layout: LabelLayout, join_sku: Callable[[str, tuple[str, ...]], str]
+) -> MallOrder:
+    """Read a ``label：value`` order mail into a MallOrder (status ``new``), lines numbered 1..n."""
+    fields, items = labelled_blocks(read_mail(raw).lines, layout.item_code)
+    where = f"{layout.mall} order mail"
+    order_no = required(fields, layout.order_no, where)
+    ordered_at = parse_ja_datetime(required(fields, layout.ordered_at, where), layout.ordered_at)
+    if not items:
+        raise MailError(f"{where} {order_no}: no item ({layout.item_code} line)")
+    lines: list[OrderLine] = []
+    for line_no, item in enumerate(items, start=1):
+        at = f"{where} {order_no} item {line_no}"
+        item_id = required(item, layout.item_code, at)
+        variation = tuple(value for label in layout.variation if (value := item.get(label, "")))
+        quantity = parse_count(required(item, layout.quantity, at), f"{at} {layout.quantity}")
+        if quantity < 1:
+            raise MailError(f"{at}: {layout.quantity} is 0")
+        lines.append(
+            OrderLine(
+                line_no=line_no,
+                item_id=item_id,
+                variation=variation,
+                sku=join_sku(item_id, variation),
+                quantity=quantity,
+                name=item.get(layout.name, ""),
+            )
+        )
+    return MallOrder(order_no=order_no, ordered_at=ordered_at, lines=tuple(lines))
+
+
+def require_new(order: MallOrder) -> None:
+    """Order mails announce new orders only; a cancelled order has no confirmation mail."""
+    if order.status != "new":
+        raise ValueError(f"order {order.order_no} is {order.status}: only new orders are mailed")

@@ -1,0 +1,236 @@
+"""The contract every mall module keeps, and the types the modules share.
+
+A mall module (``protocols/malls/<kind>.py``) is pure: msgspec and the standard library only.
+It exports ``CAPABILITY`` and, depending on what the mall supports, these functions:
+
+- ``join_sku(item_id, variation) -> str``: the default rule that joins the mall's identifiers
+  into zaiko's SKU code (SPEC §2).
+- stock files (``"ftp" in CAPABILITY.stock_out`` or importable formats):
+  ``read_stock_file(name, lines) -> Iterator[StockRow | RowError]`` over decoded text lines and
+  ``write_stock_files(updates) -> dict[str, bytes]`` (file name → encoded content).
+- stock API (``"api" in CAPABILITY.stock_out``): ``build_stock_requests(updates, account)`` →
+  ``list[HttpRequest]`` (each within the batch limit) and ``parse_stock_request(request)`` →
+  ``list[StockUpdate]`` (what the simulated mall does with it), plus ``parse_stock_response``.
+- mail intake: ``parse_order_mail(raw: bytes) -> MallOrder`` (raises ``MailError``) and
+  ``render_order_mail(order, shop_name) -> bytes`` (the simulator's template).
+- API intake: ``build_orders_request(account, since) -> HttpRequest``,
+  ``parse_orders_response(body) -> list[MallOrder]`` and ``render_orders_response(orders)``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+import msgspec
+
+MallKind = Literal[
+    "rakuten",
+    "yahoo",
+    "cartstar",
+    "wowma",
+    "amazon",
+    "yahoo_auction",
+    "ponpare",
+    "futureshop",
+    "shopserve",
+    "qoo10",
+    "wowma_manager",
+    "shoplist",
+    "colorme",
+]
+IntakeMode = Literal["mail", "api"]
+StockOutMode = Literal["ftp", "api"]
+MallOption = Literal[
+    "take_buyer_cancel",
+    "clear_store_cancel_flag",
+    "take_pending",
+    "take_unpaid",
+    "take_cancellations",
+]
+OrderStatus = Literal["new", "pending", "unpaid", "cancelled", "partially_cancelled"]
+
+
+class Capability(msgspec.Struct, frozen=True, kw_only=True):
+    """What a mall kind supports; validates shop settings and is printed by ``zaiko malls``."""
+
+    kind: MallKind
+    name_ja: str
+    intake: tuple[IntakeMode, ...]
+    stock_out: tuple[StockOutMode, ...]
+    options: tuple[MallOption, ...] = ()
+    ftp_dir: str | None = None
+    stock_files: tuple[str, ...] = ()
+    import_formats: tuple[str, ...] = ()
+    api_batch_size: int = 0
+    api_requests_per_s: float = 0.0
+    unverified: str = ""
+
+
+class StockUpdate(msgspec.Struct, frozen=True):
+    """One quantity for one listed item (or variation) at a mall."""
+
+    item_id: str
+    variation: tuple[str, ...]
+    quantity: int
+
+
+class StockRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One row read from a mall's stock or product file."""
+
+    line: int
+    sku: str
+    item_id: str
+    variation: tuple[str, ...] = ()
+    quantity: int | None = None
+    name: str = ""
+
+
+class RowError(msgspec.Struct, frozen=True, kw_only=True):
+    """A row that could not be read: one line, one field, one reason."""
+
+    line: int
+    reason: str
+    code: str = ""
+    field: str = ""
+
+    def message(self) -> str:
+        where = f"line {self.line}"
+        if self.code:
+            where += f" [{self.code}]"
+        if self.field:
+            where += f" {self.field}"
+        return f"{where}: {self.reason}"
+
+
+class MailError(ValueError):
+    """An order mail that does not parse; the message says why (never a guess)."""
+
+
+class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
+    line_no: int
+    item_id: str
+    variation: tuple[str, ...] = ()
+    sku: str
+    quantity: int
+    name: str = ""
+
+
+class MallOrder(msgspec.Struct, frozen=True, kw_only=True):
+    order_no: str
+    ordered_at: str  # ISO 8601 with offset
+    status: OrderStatus = "new"
+    lines: tuple[OrderLine, ...]
+    cancelled_lines: tuple[int, ...] = ()
+
+
+class ApiAccount(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and as whom to call a mall API; ``secret`` comes from a credential file."""
+
+    base_url: str
+    secret: str
+    seller_id: str = ""
+
+
+class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An HTTP request as pure data, sent by the daemon and read back by the simulator."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+def decoded_lines(
+    raw_lines: Iterable[bytes], encoding: str = "cp932"
+) -> Iterator[tuple[int, str | RowError]]:
+    """Decode a file line by line, numbering from 1; a byte that does not decode is a RowError.
+
+    A UTF-8 BOM is tolerated on the first line. Never replaces a byte silently.
+    """
+    codec = "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
+    codecs.lookup(codec)
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            text = raw.decode(codec if number == 1 else codec.replace("-sig", ""))
+        except UnicodeDecodeError as exc:
+            yield number, RowError(
+                line=number,
+                reason=f"byte 0x{raw[exc.start]:02X} at column {exc.start + 1} is not valid {encoding}",
+            )
+            continue
+        yield number, text.rstrip("\r\n")
+
+
+def csv_records(
+    numbered: Iterable[tuple[int, str | RowError]],
+) -> Iterator[tuple[int, list[str] | RowError]]:
+    """Split decoded lines into CSV fields, keeping each record's line number."""
+    for number, text in numbered:
+        if isinstance(text, RowError):
+            yield number, text
+            continue
+        if text == "":
+            continue
+        try:
+            yield number, next(csv.reader([text]))
+        except csv.Error as exc:
+            yield number, RowError(line=number, reason=f"not valid CSV: {exc}")
+
+
+def encode_csv(header: Iterable[str], rows: Iterable[Iterable[str]], encoding: str = "cp932") -> bytes:
+    """Write CSV with every field quoted and CRLF line ends, as the malls' batch jobs expect."""
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    writer.writerow(list(header))
+    writer.writerows(list(r) for r in rows)
+    return out.getvalue().encode(encoding)
+
+
+def header_records(
+    records: Iterable[tuple[int, list[str] | RowError]], required: Iterable[str]
+) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+    """Map CSV records to ``{column: value}`` by the file's header row.
+
+    The first record is the header; when it cannot be read or lacks a required column, one
+    RowError on its line is yielded and the file ends there. Extra columns are kept; a row
+    with fewer fields than the header is a RowError.
+    """
+    columns: list[str] | None = None
+    for number, record in records:
+        if columns is None:
+            if isinstance(record, RowError):
+                yield number, RowError(line=number, reason=f"header unreadable: {record.reason}")
+                return
+            columns = [name.strip() for name in record]
+            missing = [name for name in required if name not in columns]
+            if missing:
+                yield number, RowError(
+                    line=number,
+                    field=missing[0],
+                    reason=f"header lacks required column(s): {', '.join(missing)}",
+                )
+                return
+            continue
+        if isinstance(record, RowError):
+            yield number, record
+        elif len(record) < len(columns):
+            yield number, RowError(
+                line=number, reason=f"{len(record)} fields, the header has {len(columns)}"
+            )
+        else:
+            yield number, dict(zip(columns, record, strict=False))
+
+
+def int_field(value: str, *, line: int, field: str, code: str = "") -> int | RowError:
+    """A whole number as written in a CSV cell (sign allowed); anything else is a RowError."""
+    text = value.strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        return RowError(line=line, code=code, field=field, reason=f"{value!r} is not an integer")
+    return int(text)

@@ -1,0 +1,817 @@
+"""楽天市場 (rakuten): RMS batch files (item.csv, select.csv, SKU-era normal-item.csv), Inventory
+API 2.0 bulk-upsert, order-confirmation mails and the RMS order API (searchOrder → getOrder).
+
+Identifiers: an item is its 商品管理番号; a legacy 項目選択肢別在庫 choice is the variation
+``(横軸子番号, 縦軸子番号)`` and joins as 商品管理番号 + 横軸子番号 + 縦軸子番号; an SKU-format
+variant is the variation ``("sku:<SKU管理番号>",)`` and its SKU is the SKU管理番号 (the migrated
+``normal-inventory`` variant stands for the item itself). The Inventory API and the order API only
+know SKU-format variants.
+
+Unverified: file headers, the API payloads and the mail layout follow public third-party code and
+parsers (mall-formats.md §2, §4); normal-item.csv columns, error codes and the cancellation mail
+are zaiko's choice.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from protocols.malls import _api, _mail
+from protocols.malls.base import (
+    ApiAccount,
+    Capability,
+    HttpRequest,
+    MailError,
+    MallOrder,
+    OrderLine,
+    RowError,
+    StockRow,
+    StockUpdate,
+    csv_records,
+    encode_csv,
+    header_records,
+    int_field,
+)
+
+BATCH_SIZE = 400
+REQUESTS_PER_SECOND = 1.0
+MAX_QUANTITY = 99_999
+GET_ORDER_BATCH_SIZE = 100
+# RMS refuses a searchOrder window longer than 63 days.
+SEARCH_WINDOW = timedelta(days=63) - timedelta(seconds=1)
+
+STOCK_PATH = "/es/2.0/inventories/bulk-upsert"
+SEARCH_ORDER_PATH = "/es/2.0/order/searchOrder/"
+GET_ORDER_PATH = "/es/2.0/order/getOrder/"
+
+SKU_PREFIX = "sku:"
+# Items migrated from 通常在庫 to the SKU model carry this SKU管理番号 (one per item).
+NORMAL_INVENTORY = "normal-inventory"
+
+ITEM_CSV = "item.csv"
+SELECT_CSV = "select.csv"
+NORMAL_ITEM_CSV = "normal-item.csv"
+
+CAPABILITY = Capability(
+    kind="rakuten",
+    name_ja="楽天市場",
+    intake=("mail", "api"),
+    stock_out=("ftp", "api"),
+    options=("take_buyer_cancel",),
+    ftp_dir="/ritem/batch",
+    stock_files=(ITEM_CSV, SELECT_CSV, NORMAL_ITEM_CSV),
+    import_formats=("rakuten_item", "rakuten_select", "rakuten_normal_item"),
+    api_batch_size=BATCH_SIZE,
+    api_requests_per_s=REQUESTS_PER_SECOND,
+    unverified=(
+        "headers, API payloads and mail layout follow public third-party code; normal-item.csv "
+        "columns, error codes and the cancellation mail are zaiko's choice"
+    ),
+)
+
+ITEM_HEADER = (
+    "コントロールカラム",
+    "商品管理番号（商品URL）",
+    "在庫タイプ",
+    "在庫数",
+    "在庫数表示",
+    "項目選択肢別在庫用横軸項目名",
+    "項目選択肢別在庫用縦軸項目名",
+    "項目選択肢別在庫用残り表示閾値",
+    "在庫戻しフラグ",
+    "在庫切れ時の注文受付",
+    "在庫あり時納期管理番号",
+    "在庫切れ時納期管理番号",
+)
+SELECT_HEADER = (
+    "項目選択肢用コントロールカラム",
+    "商品管理番号（商品URL）",
+    "選択肢タイプ",
+    "Select/Checkbox用項目名",
+    "Select/Checkbox用選択肢",
+    "項目選択肢別在庫用横軸選択肢",
+    "項目選択肢別在庫用横軸選択肢子番号",
+    "項目選択肢別在庫用縦軸選択肢",
+    "項目選択肢別在庫用縦軸選択肢子番号",
+    "項目選択肢別在庫用取り寄せ可能表示",
+    "項目選択肢別在庫用在庫数",
+    "在庫戻しフラグ",
+    "在庫切れ時の注文受付",
+    "在庫あり時納期管理番号",
+    "在庫切れ時納期管理番号",
+)
+NORMAL_ITEM_HEADER = ("コントロールカラム", "商品管理番号（商品URL）", "SKU管理番号", "在庫数")
+
+_MANAGE_NUMBER = "商品管理番号（商品URL）"
+_STOCK_TYPE_NORMAL = "1"
+# 0 = stock not managed, 2 = stock per choice (its rows are in select.csv): no SKU row here.
+_STOCK_TYPES_ELSEWHERE = ("0", "2")
+_CHOICE_TYPE_STOCK = "i"
+# s / c are plain Select and Checkbox options that carry no stock.
+_CHOICE_TYPES_WITHOUT_STOCK = ("s", "c")
+_CONTROL_DELETE = "d"
+
+
+# --- identifiers -------------------------------------------------------------------------
+
+
+def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
+    """SKU管理番号 for an SKU-format variant, else 商品管理番号 + 横軸子番号 + 縦軸子番号."""
+    variant = _variant_id(variation)
+    if variant is not None:
+        return item_id if variant == NORMAL_INVENTORY else variant
+    return item_id + "".join(variation)
+
+
+def sku_variation(variant_id: str) -> tuple[str, ...]:
+    """The variation that addresses an SKU-format variant (SKU管理番号 / API variantId)."""
+    return () if variant_id == NORMAL_INVENTORY else (SKU_PREFIX + variant_id,)
+
+
+def _variant_id(variation: tuple[str, ...]) -> str | None:
+    if len(variation) == 1 and variation[0].startswith(SKU_PREFIX):
+        return variation[0][len(SKU_PREFIX) :]
+    return None
+
+
+def _api_variant_id(update_item: str, variation: tuple[str, ...]) -> str:
+    if not variation:
+        return NORMAL_INVENTORY
+    variant = _variant_id(variation)
+    if variant is None:
+        raise ValueError(
+            f"{update_item} {variation}: a legacy 横軸/縦軸 choice cannot be addressed by the "
+            "Inventory API (it needs the SKU管理番号); push it through select.csv"
+        )
+    return variant
+
+
+# --- stock files -------------------------------------------------------------------------
+
+_FORMATS = {
+    "rakuten_item": ITEM_CSV,
+    "rakuten_select": SELECT_CSV,
+    "rakuten_normal_item": NORMAL_ITEM_CSV,
+}
+
+
+def read_stock_file(
+    name: str, lines: Iterable[tuple[int, str | RowError]]
+) -> Iterator[StockRow | RowError]:
+    """Rows of item.csv, select.csv or normal-item.csv (by file name or import format name).
+
+    ``lines`` are ``decoded_lines(...)``. Rows without stock of their own (在庫タイプ 0/2,
+    Select/Checkbox options, deletions, SKU parent rows) yield nothing.
+    """
+    file_name = _FORMATS.get(name, name)
+    if file_name == ITEM_CSV:
+        return _read_item_csv(lines)
+    if file_name == SELECT_CSV:
+        return _read_select_csv(lines)
+    if file_name == NORMAL_ITEM_CSV:
+        return _read_normal_item_csv(lines)
+    known = ", ".join([*_FORMATS.values(), *_FORMATS])
+    raise ValueError(f"unknown rakuten stock file {name!r} (known: {known})")
+
+
+def _read_item_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[StockRow | RowError]:
+    required = (_MANAGE_NUMBER, "在庫タイプ", "在庫数")
+    for number, row in header_records(csv_records(lines), required):
+        if isinstance(row, RowError):
+            yield row
+            continue
+        item_id = row[_MANAGE_NUMBER]
+        if row.get("コントロールカラム", "") == _CONTROL_DELETE:
+            continue
+        if not item_id:
+            yield RowError(line=number, field=_MANAGE_NUMBER, reason="is empty")
+            continue
+        stock_type = row["在庫タイプ"].strip()
+        if stock_type in _STOCK_TYPES_ELSEWHERE:
+            continue
+        if stock_type != _STOCK_TYPE_NORMAL:
+            yield RowError(
+                line=number, code=item_id, field="在庫タイプ", reason=f"unknown value {stock_type!r}"
+            )
+            continue
+        quantity = int_field(row["在庫数"], line=number, field="在庫数", code=item_id)
+        if isinstance(quantity, RowError):
+            yield quantity
+            continue
+        yield StockRow(line=number, sku=item_id, item_id=item_id, quantity=quantity)
+
+
+def _read_select_csv(
+    lines: Iterable[tuple[int, str | RowError]],
+) -> Iterator[StockRow | RowError]:
+    horizontal = "項目選択肢別在庫用横軸選択肢子番号"
+    vertical = "項目選択肢別在庫用縦軸選択肢子番号"
+    count = "項目選択肢別在庫用在庫数"
+    required = (_MANAGE_NUMBER, "選択肢タイプ", horizontal, vertical, count)
+    for number, row in header_records(csv_records(lines), required):
+        if isinstance(row, RowError):
+            yield row
+            continue
+        item_id = row[_MANAGE_NUMBER]
+        choice_type = row["選択肢タイプ"].strip()
+        if row.get("項目選択肢用コントロールカラム", "") == _CONTROL_DELETE:
+            continue
+        if choice_type in _CHOICE_TYPES_WITHOUT_STOCK:
+            continue
+        if choice_type != _CHOICE_TYPE_STOCK:
+            yield RowError(
+                line=number,
+                code=item_id,
+                field="選択肢タイプ",
+                reason=f"unknown value {choice_type!r}",
+            )
+            continue
+        if not item_id:
+            yield RowError(line=number, field=_MANAGE_NUMBER, reason="is empty")
+            continue
+        variation = (row[horizontal], row[vertical])
+        sku = join_sku(item_id, variation)
+        quantity = int_field(row[count], line=number, field=count, code=sku)
+        if isinstance(quantity, RowError):
+            yield quantity
+            continue
+        names = (row.get("項目選択肢別在庫用横軸選択肢", ""), row.get("項目選択肢別在庫用縦軸選択肢", ""))
+        yield StockRow(
+            line=number,
+            sku=sku,
+            item_id=item_id,
+            variation=variation,
+            quantity=quantity,
+            name=" ".join(n for n in names if n),
+        )
+
+
+def _read_normal_item_csv(
+    lines: Iterable[tuple[int, str | RowError]],
+) -> Iterator[StockRow | RowError]:
+    required = (_MANAGE_NUMBER, "SKU管理番号", "在庫数")
+    parent = ""
+    for number, row in header_records(csv_records(lines), required):
+        if isinstance(row, RowError):
+            yield row
+            continue
+        variant = row["SKU管理番号"]
+        if not variant:
+            # A parent row (item-level fields only); its SKU rows may leave the item id blank.
+            parent = row[_MANAGE_NUMBER]
+            continue
+        if row.get("コントロールカラム", "") == _CONTROL_DELETE:
+            continue
+        item_id = row[_MANAGE_NUMBER] or parent
+        if not item_id:
+            yield RowError(
+                line=number, code=variant, field=_MANAGE_NUMBER, reason="is empty and no parent row"
+            )
+            continue
+        variation = sku_variation(variant)
+        sku = join_sku(item_id, variation)
+        quantity = int_field(row["在庫数"], line=number, field="在庫数", code=sku)
+        if isinstance(quantity, RowError):
+            yield quantity
+            continue
+        yield StockRow(
+            line=number,
+            sku=sku,
+            item_id=item_id,
+            variation=variation,
+            quantity=quantity,
+            name=row.get("商品名", ""),
+        )
+
+
+def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
+    """item.csv for whole items, select.csv for 横軸/縦軸 choices, normal-item.csv for SKUs.
+
+    Only files with rows are returned, item.csv first (RMS applies item rows before choices).
+    Blank columns leave the mall's value unchanged.
+    """
+    _api.require_pushable(updates)
+    items: list[list[str]] = []
+    choices: list[list[str]] = []
+    skus: list[list[str]] = []
+    for update in updates:
+        quantity = str(min(update.quantity, MAX_QUANTITY))
+        variant = _variant_id(update.variation)
+        if not update.variation:
+            items.append(["u", update.item_id, _STOCK_TYPE_NORMAL, quantity, *[""] * 8])
+        elif variant is not None:
+            skus.append(["u", update.item_id, variant, quantity])
+        else:
+            horizontal, vertical = _axes(update)
+            choices.append(
+                ["u", update.item_id, _CHOICE_TYPE_STOCK, "", "", "", horizontal, "", vertical]
+                + ["", quantity, "", "", "", ""]
+            )
+    files: dict[str, bytes] = {}
+    if items:
+        files[ITEM_CSV] = encode_csv(ITEM_HEADER, items)
+    if choices:
+        files[SELECT_CSV] = encode_csv(SELECT_HEADER, choices)
+    if skus:
+        files[NORMAL_ITEM_CSV] = encode_csv(NORMAL_ITEM_HEADER, skus)
+    return files
+
+
+def _axes(update: StockUpdate) -> tuple[str, str]:
+    if len(update.variation) > 2:
+        raise ValueError(
+            f"{update.item_id} {update.variation}: a rakuten choice has at most two axes"
+        )
+    horizontal, vertical = (*update.variation, "")[:2]
+    return horizontal, vertical
+
+
+# --- Inventory API 2.0 -------------------------------------------------------------------
+
+
+class _Inventory(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    manage_number: str
+    variant_id: str
+    mode: Literal["ABSOLUTE", "RELATIVE"]
+    quantity: int
+
+
+class _BulkUpsert(msgspec.Struct, forbid_unknown_fields=True):
+    inventories: list[_Inventory]
+
+
+class _ApiError(msgspec.Struct):
+    code: str
+    message: str
+
+
+class _ErrorBody(msgspec.Struct):
+    errors: list[_ApiError]
+
+
+# The simulator's error code; the real codes per failure are not public.
+SIMULATED_ERROR_CODE = "GE0001"
+
+
+def authorization(account: ApiAccount) -> tuple[str, str]:
+    """``Authorization: ESA base64(serviceSecret:licenseKey)``; ``account.secret`` holds both."""
+    if ":" not in account.secret:
+        raise ValueError("rakuten API credential must be 'serviceSecret:licenseKey'")
+    return ("Authorization", "ESA " + base64.b64encode(account.secret.encode()).decode("ascii"))
+
+
+def build_stock_requests(
+    updates: Sequence[StockUpdate], account: ApiAccount
+) -> list[HttpRequest]:
+    """One bulk-upsert per 400 items, quantities ABSOLUTE and capped at the mall's 99,999."""
+    _api.require_pushable(updates)
+    auth = authorization(account)
+    inventories = [
+        _Inventory(
+            manage_number=u.item_id,
+            variant_id=_api_variant_id(u.item_id, u.variation),
+            mode="ABSOLUTE",
+            quantity=min(u.quantity, MAX_QUANTITY),
+        )
+        for u in updates
+    ]
+    return [
+        HttpRequest(
+            method="POST",
+            path=STOCK_PATH,
+            headers=(auth, _api.JSON_CONTENT_TYPE),
+            body=msgspec.json.encode(_BulkUpsert(inventories=list(batch))),
+        )
+        for batch in _api.chunks(inventories, BATCH_SIZE)
+    ]
+
+
+def parse_stock_request(request: HttpRequest) -> list[StockUpdate]:
+    _api.check_route(request, "POST", STOCK_PATH)
+    try:
+        body = msgspec.json.decode(request.body, type=_BulkUpsert)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid bulk-upsert body: {exc}") from None
+    if not 1 <= len(body.inventories) <= BATCH_SIZE:
+        raise ValueError(f"{len(body.inventories)} inventories in one request (1–{BATCH_SIZE})")
+    updates = []
+    for entry in body.inventories:
+        if entry.mode != "ABSOLUTE":
+            raise ValueError(f"{entry.manage_number}: mode {entry.mode} is not what zaiko sends")
+        if not 0 <= entry.quantity <= MAX_QUANTITY:
+            raise ValueError(f"{entry.manage_number}: quantity {entry.quantity} not in 0–99999")
+        updates.append(
+            StockUpdate(entry.manage_number, sku_variation(entry.variant_id), entry.quantity)
+        )
+    return updates
+
+
+def parse_stock_response(status: int, body: bytes) -> None:
+    """204 is success; anything else raises ValueError with the mall's messages."""
+    if 200 <= status < 300:
+        return
+    raise ValueError(f"HTTP {status}: {_error_message(body)}")
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        errors = msgspec.json.decode(body, type=_ErrorBody).errors
+    except msgspec.DecodeError:
+        return body.decode("utf-8", "replace").strip() or "no error body"
+    return "; ".join(f"{e.code} {e.message}" for e in errors) or "no error message"
+
+
+def render_error(status: int, message: str) -> bytes:
+    """The RMS 2.0 error body ``{"errors": [{"code", "message"}]}`` (status is the HTTP one)."""
+    return msgspec.json.encode(_ErrorBody(errors=[_ApiError(SIMULATED_ERROR_CODE, message)]))
+
+
+# --- RMS order API -----------------------------------------------------------------------
+
+_ORDER_CANCELLED = 900
+_ORDER_WAITING = 100
+
+
+class _Message(msgspec.Struct, rename="camel"):
+    message_type: str
+    message_code: str = ""
+    message: str = ""
+
+
+class _Pagination(msgspec.Struct, rename="camel"):
+    request_records_amount: int
+    request_page: int
+
+
+class _SearchOrder(msgspec.Struct, rename="camel"):
+    date_type: int
+    start_datetime: str
+    end_datetime: str
+    pagination: _Pagination = msgspec.field(name="PaginationRequestModel")
+
+
+class _SearchResult(msgspec.Struct):
+    order_numbers: list[str] = msgspec.field(name="orderNumberList", default_factory=list)
+    messages: list[_Message] = msgspec.field(name="MessageModelList", default_factory=list)
+
+
+class _GetOrder(msgspec.Struct):
+    order_numbers: list[str] = msgspec.field(name="orderNumberList")
+    version: int = 7
+
+
+class _Sku(msgspec.Struct, rename="camel"):
+    variant_id: str = ""
+
+
+class _Item(msgspec.Struct, rename="camel"):
+    item_detail_id: int
+    item_name: str
+    item_number: str
+    manage_number: str
+    units: int
+    delete_item_flag: int = 0
+    skus: list[_Sku] = msgspec.field(name="SkuModelList", default_factory=list)
+
+
+class _Package(msgspec.Struct):
+    items: list[_Item] = msgspec.field(name="ItemModelList")
+
+
+class _Order(msgspec.Struct, rename="camel"):
+    order_number: str
+    order_progress: int
+    order_datetime: str
+    packages: list[_Package] = msgspec.field(name="PackageModelList")
+
+
+class _GetOrderResult(msgspec.Struct):
+    orders: list[_Order] = msgspec.field(name="OrderModelList", default_factory=list)
+    messages: list[_Message] = msgspec.field(name="MessageModelList", default_factory=list)
+
+
+def _rms_datetime(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("rakuten order search needs an aware datetime")
+    return moment.astimezone(_mail.JST).strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def build_orders_request(account: ApiAccount, since: datetime) -> HttpRequest:
+    """searchOrder by order date from ``since`` (63-day window). Step 1 of 2: it returns order
+    numbers only; read them with ``parse_order_numbers`` and fetch with
+    ``build_get_order_requests`` → ``parse_orders_response``."""
+    search = _SearchOrder(
+        date_type=1,
+        start_datetime=_rms_datetime(since),
+        end_datetime=_rms_datetime(since + SEARCH_WINDOW),
+        pagination=_Pagination(request_records_amount=1000, request_page=1),
+    )
+    return HttpRequest(
+        method="POST",
+        path=SEARCH_ORDER_PATH,
+        headers=(authorization(account), _api.JSON_CONTENT_TYPE),
+        body=msgspec.json.encode(search),
+    )
+
+
+def parse_orders_request(request: HttpRequest) -> datetime:
+    """The searchOrder start (simulator side)."""
+    _api.check_route(request, "POST", SEARCH_ORDER_PATH)
+    search = msgspec.json.decode(request.body, type=_SearchOrder)
+    return datetime.fromisoformat(search.start_datetime)
+
+
+def parse_order_numbers(body: bytes) -> list[str]:
+    result = msgspec.json.decode(body, type=_SearchResult)
+    _raise_on_error(result.messages)
+    return result.order_numbers
+
+
+def render_order_numbers(order_numbers: Sequence[str]) -> bytes:
+    return msgspec.json.encode(
+        _SearchResult(
+            order_numbers=list(order_numbers),
+            messages=[_Message(message_type="INFO", message="注文検索に成功しました。")],
+        )
+    )
+
+
+def build_get_order_requests(account: ApiAccount, order_numbers: Sequence[str]) -> list[HttpRequest]:
+    """getOrder, at most 100 order numbers per request."""
+    return [
+        HttpRequest(
+            method="POST",
+            path=GET_ORDER_PATH,
+            headers=(authorization(account), _api.JSON_CONTENT_TYPE),
+            body=msgspec.json.encode(_GetOrder(order_numbers=list(batch))),
+        )
+        for batch in _api.chunks(order_numbers, GET_ORDER_BATCH_SIZE)
+    ]
+
+
+def parse_get_order_request(request: HttpRequest) -> list[str]:
+    """The order numbers a getOrder request asks for (simulator side)."""
+    _api.check_route(request, "POST", GET_ORDER_PATH)
+    return msgspec.json.decode(request.body, type=_GetOrder).order_numbers
+
+
+def parse_orders_response(body: bytes) -> list[MallOrder]:
+    """A getOrder response → orders; deleted items make an order partially cancelled."""
+    result = msgspec.json.decode(body, type=_GetOrderResult)
+    _raise_on_error(result.messages)
+    return [_mall_order(order) for order in result.orders]
+
+
+def _raise_on_error(messages: Sequence[_Message]) -> None:
+    errors = [f"{m.message_code} {m.message}".strip() for m in messages if m.message_type == "ERROR"]
+    if errors:
+        raise ValueError("; ".join(errors))
+
+
+def _mall_order(order: _Order) -> MallOrder:
+    lines: list[OrderLine] = []
+    deleted: list[int] = []
+    for item in (item for package in order.packages for item in package.items):
+        variation = sku_variation(item.skus[0].variant_id) if item.skus else ()
+        line_no = len(lines) + 1
+        lines.append(
+            OrderLine(
+                line_no=line_no,
+                item_id=item.manage_number,
+                variation=variation,
+                sku=join_sku(item.manage_number, variation),
+                quantity=item.units,
+                name=item.item_name,
+            )
+        )
+        if item.delete_item_flag:
+            deleted.append(line_no)
+    ordered_at = datetime.fromisoformat(order.order_datetime).isoformat()
+    if order.order_progress == _ORDER_CANCELLED or (deleted and len(deleted) == len(lines)):
+        return MallOrder(
+            order_no=order.order_number,
+            ordered_at=ordered_at,
+            status="cancelled",
+            lines=tuple(lines),
+            cancelled_lines=tuple(line.line_no for line in lines),
+        )
+    return MallOrder(
+        order_no=order.order_number,
+        ordered_at=ordered_at,
+        status="partially_cancelled" if deleted else "new",
+        lines=tuple(lines),
+        cancelled_lines=tuple(deleted),
+    )
+
+
+def render_orders_response(orders: Sequence[MallOrder]) -> bytes:
+    """The getOrder response for ``orders`` (simulator side)."""
+    rendered = []
+    for order in orders:
+        if order.status not in ("new", "cancelled", "partially_cancelled"):
+            raise ValueError(f"rakuten has no {order.status} orders")
+        cancelled = order.status == "cancelled"
+        items = [
+            _Item(
+                item_detail_id=line.line_no,
+                item_name=line.name,
+                item_number=line.item_id,
+                manage_number=line.item_id,
+                units=line.quantity,
+                delete_item_flag=int(line.line_no in order.cancelled_lines and not cancelled),
+                skus=[_Sku(variant_id=_api_variant_id(line.item_id, line.variation))],
+            )
+            for line in order.lines
+        ]
+        rendered.append(
+            _Order(
+                order_number=order.order_no,
+                order_progress=_ORDER_CANCELLED if cancelled else _ORDER_WAITING,
+                order_datetime=_rms_datetime(datetime.fromisoformat(order.ordered_at)),
+                packages=[_Package(items=items)],
+            )
+        )
+    return msgspec.json.encode(
+        _GetOrderResult(
+            orders=rendered,
+            messages=[_Message(message_type="INFO", message="受注情報取得に成功しました。")],
+        )
+    )
+
+
+# --- order mails -------------------------------------------------------------------------
+
+CONFIRMATION_SUBJECT = "【楽天市場】注文内容ご確認（自動配信メール）"
+# zaiko's template: the real buyer-cancel notice layout is not public.
+CANCELLATION_SUBJECT = "【楽天市場】ご注文のキャンセルについて"
+MAIL_SENDER = '"楽天市場" <order@rakuten.co.jp>'
+_MOBILE_MARK = "携帯"
+_ORDER_NO = re.compile(r"\[受注番号\]\s*(\S+)")
+_ORDERED_AT = re.compile(r"(?:\[日時\]|注文日時)\s*(\S.*)")
+_QUANTITY = re.compile(r"[x×]\s*([0-9,]+)\s*\(個\)")
+_ITEM_SEPARATOR = re.compile(r"^-{5,}$")
+_BLOCK_END = re.compile(r"^\*{5,}$")
+_SKU_LINE = re.compile(r"^SKU管理番号\s*[:：]\s*(\S+)$")
+
+
+def parse_order_mail(raw: bytes) -> MallOrder:
+    """An order confirmation (or buyer cancellation) → MallOrder; anything else raises MailError.
+
+    The item code is the text in the last ``(...)`` of each item's name line (for legacy
+    choices Rakuten prints 商品番号 + 子番号 there, which is already the joined SKU); an
+    ``SKU管理番号:`` option line makes the variation an SKU-format variant.
+    """
+    mail = _mail.read_mail(raw)
+    subject = mail.subject
+    if CANCELLATION_SUBJECT in subject:
+        status: Literal["new", "cancelled"] = "cancelled"
+    elif "注文内容ご確認" in subject and _MOBILE_MARK not in subject:
+        status = "new"
+    else:
+        raise MailError(f"not an order confirmation: subject {subject!r}")
+    lines = [line.strip() for line in mail.lines]
+    text = "\n".join(lines)
+    order_no = _ORDER_NO.search(text)
+    if order_no is None:
+        raise MailError("no [受注番号] line")
+    ordered_at = _ORDERED_AT.search(text)
+    if ordered_at is None:
+        raise MailError("no [日時] line")
+    order_lines = tuple(_item_lines(lines))
+    return MallOrder(
+        order_no=order_no.group(1),
+        ordered_at=_mail.parse_ja_datetime(ordered_at.group(1), "[日時]"),
+        status=status,
+        lines=order_lines,
+        cancelled_lines=tuple(line.line_no for line in order_lines) if status == "cancelled" else (),
+    )
+
+
+def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
+    blocks = _item_blocks(lines)
+    if not blocks:
+        raise MailError("no [商品] block")
+    for number, block in enumerate(blocks, start=1):
+        name_line = block[0]
+        open_at = name_line.rfind("(")
+        close_at = name_line.find(")", open_at + 1)
+        code = name_line[open_at + 1 : close_at].strip() if open_at >= 0 and close_at > 0 else ""
+        if not code:
+            raise MailError(f"item block {number} has no item code in (...) on its name line")
+        variation: tuple[str, ...] = ()
+        quantity: int | None = None
+        for line in block[1:]:
+            sku_line = _SKU_LINE.match(line)
+            if sku_line is not None:
+                variation = sku_variation(sku_line.group(1))
+            found = _QUANTITY.search(line) if line.startswith("価格") else None
+            if found is not None:
+                quantity = _mail.parse_count(found.group(1), f"item block {number} quantity")
+        if quantity is None:
+            raise MailError(f"item block {number} has no quantity")
+        if quantity == 0:
+            raise MailError(f"item block {number} has quantity 0")
+        yield OrderLine(
+            line_no=number,
+            item_id=code,
+            variation=variation,
+            sku=join_sku(code, variation),
+            quantity=quantity,
+            name=name_line[:open_at].strip(),
+        )
+
+
+def _item_blocks(lines: list[str]) -> list[list[str]]:
+    """The lines of each item: from the ``[商品]`` label to the ``*****`` rule, split on
+    ``-----`` rules (or a repeated ``[商品]``); 獲得ポイント lines between items are dropped."""
+    try:
+        start = lines.index("[商品]")
+    except ValueError:
+        return []
+    blocks: list[list[str]] = [[]]
+    for line in lines[start + 1 :]:
+        if _BLOCK_END.match(line) or line.startswith("小計"):
+            break
+        if _ITEM_SEPARATOR.match(line) or line == "[商品]":
+            blocks.append([])
+        elif line and not line.startswith("獲得ポイント"):
+            blocks[-1].append(line)
+    return [block for block in blocks if block]
+
+
+def render_order_mail(order: MallOrder, shop_name: str) -> bytes:
+    """The shop copy of the confirmation (or, for a cancelled order, the cancellation notice).
+
+    Buyer, payment and prices are placeholders (1,000 yen a unit); the mail is ISO-2022-JP
+    unless a name needs characters outside it.
+    """
+    if order.status not in ("new", "cancelled"):
+        raise ValueError(f"rakuten mails carry new or cancelled orders, not {order.status}")
+    ordered_at = _mail.format_ja_datetime(order.ordered_at, "%Y-%m-%d %H:%M:%S")
+    total = sum(line.quantity for line in order.lines) * 1000
+    items = "\n----------\n".join(_render_item(line) for line in order.lines)
+    if order.status == "cancelled":
+        intro = "以下のご注文はお客様のご依頼によりキャンセルされました。"
+        subject = CANCELLATION_SUBJECT
+    else:
+        intro = "以下の内容でご注文を承りましたのでご確認ください。"
+        subject = CONFIRMATION_SUBJECT
+    stars = "*" * 70
+    body = f"""楽天 太郎 様
+
+この度は楽天市場内のショップ「{shop_name}」をご利用いただきまして、まことにありがとうございます。
+{intro}
+
+{stars}
+[受注番号] {order.order_no}
+[日時]     {ordered_at}
+[注文者]   楽天 太郎 (ラクテン タロウ) 様
+           〒158-0094 東京都世田谷区玉川一丁目14番1号
+           (TEL) 050-0000-0000
+[支払方法] クレジットカード
+[ポイント利用方法] ポイントを利用しない
+[配送方法] 宅配便
+[配送日時指定]
+  なし
+[備考]
+  なし
+[ショップ名] {shop_name}
+==========
+[送付先]   楽天 太郎 (ラクテン タロウ) 様
+           〒158-0094 東京都世田谷区玉川一丁目14番1号
+           (TEL) 050-0000-0000
+[商品]
+{items}
+{stars}
+小計     {total:,}(円)
+消費税   0(円)
+送料     0(円)
+合計     {total:,}(円)
+{stars}
+"""
+    return _mail.render_mail(
+        sender=MAIL_SENDER,
+        recipient="shop@example.jp",
+        subject=subject,
+        body=body,
+        sent_at=order.ordered_at,
+        charset="iso-2022-jp",
+    )
+
+
+def _render_item(line: OrderLine) -> str:
+    variant = _variant_id(line.variation)
+    # Legacy choices: the order shows 商品番号 + 子番号, i.e. the joined code.
+    code = line.item_id if variant is not None else join_sku(line.item_id, line.variation)
+    options = f"\nSKU管理番号:{variant}" if variant is not None else ""
+    amount = line.quantity * 1000
+    return (
+        f"{line.name} ({code}){options}\n"
+        f"価格 1,000(円) x {line.quantity:,}(個) = {amount:,}(円) ※10%税込"
+    )

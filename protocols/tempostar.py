@@ -1,0 +1,646 @@
+"""TEMPOSTAR-format CSV files: stock import (在庫一括更新), stock download (在庫ダウンロード) and
+the product catalog read by ``zaiko sku import`` (SPEC §3.6, reference/mall-formats.md §1.8, §3).
+
+Pure: msgspec and the standard library only, no I/O. The daemon feeds byte lines in and gets
+parsed rows or ``RowError`` values out, one per data line, in file order.
+
+Line model. A record is exactly one physical line: a quoted field that runs over a line break
+is rejected as a row error and the lines it swallowed are read again on their own, so every
+line number in a message is the physical line in the operator's editor and one broken quote
+never hides the rows after it. No stock or catalog field legitimately holds a line break.
+
+Speed. Byte lines are decoded in blocks of ``_BLOCK_LINES`` (one ``bytes.decode`` per block,
+not per line) and the csv module splits fields in C; only a block that fails to decode is
+decoded again line by line to find the line numbers of its undecodable bytes. Memory is one
+block plus the set of codes already seen (duplicate check), whatever the file size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Callable, Container, Iterable, Iterator
+from itertools import chain, islice
+from typing import Final, Literal
+
+import msgspec
+
+from protocols.malls.base import RowError
+
+ImportTarget = Literal["expected", "actual"]
+UpdateMode = Literal["overwrite", "add"]
+ImportMode = Literal["overwrite", "add", "per-row"]
+ExportTarget = Literal["expected", "both"]
+# One SKU as the ledger reads it for a download: (code, expected, reserve, actual or None when
+# the actual count was never set).
+StockRecord = tuple[str, int, int, int | None]
+
+CODE: Final = "商品コード"
+EXPECTED: Final = "想定在庫数"
+RESERVE: Final = "保留在庫数"
+UPDATE_MODE: Final = "更新モード"
+UPDATE_TARGET: Final = "更新対象"
+NAME: Final = "商品名"
+STOCK_HEADER: Final = (CODE, EXPECTED, RESERVE, UPDATE_MODE, UPDATE_TARGET)
+CATALOG_HEADER: Final = (CODE, NAME)
+
+MAX_CODE_LENGTH: Final = 64
+# Nine digits: far above any real stock, and a sum of two stays well inside SQLite's int64.
+MAX_QUANTITY: Final = 999_999_999
+_QUANTITY_DIGITS: Final = len(str(MAX_QUANTITY))
+# Longer lines cannot be stock or catalog rows; the cap keeps a file without line breaks from
+# filling memory. It matches the csv module's default field size limit.
+MAX_LINE_BYTES: Final = 131_072
+
+MODE_VALUES: Final[dict[str, UpdateMode]] = {
+    "1": "overwrite",
+    "上書き": "overwrite",
+    "2": "add",
+    "追加": "add",
+}
+TARGET_VALUES: Final[dict[str, ImportTarget]] = {
+    "1": "expected",
+    EXPECTED: "expected",
+    "2": "actual",
+    "実在庫数": "actual",
+}
+# What the download writes in 更新モード / 更新対象 (the numeric forms, as TEMPOSTAR's own
+# integrations do).
+_OVERWRITE_CODE: Final = "1"
+_TARGET_CODES: Final[dict[ImportTarget, str]] = {"expected": "1", "actual": "2"}
+
+# Japanese Excel reads and writes CSV as cp932, so the Shift_JIS names mean cp932 here: strict
+# shift_jis rejects ①, ㈱, 髙 and ～ and maps 0x8160 to a different character.
+_CODECS: Final[dict[str, str]] = {
+    "cp932": "cp932",
+    "ms932": "cp932",
+    "windows-31j": "cp932",
+    "shift-jis": "cp932",
+    "shiftjis": "cp932",
+    "sjis": "cp932",
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+}
+_BOM: Final = b"\xef\xbb\xbf"
+_BLOCK_LINES: Final = 2048
+_EXPONENT_FORM: Final = re.compile(r"[0-9](?:\.[0-9]+)?E\+[0-9]+")
+_UNCLOSED_QUOTE: Final = (
+    "a quoted field is not closed on this line (line breaks inside fields are not supported)"
+)
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+class StockImportRow(msgspec.Struct, frozen=True, gc=False):
+    """One valid line of a stock file: set (overwrite) or move (add) one count of one SKU.
+
+    ``reserve`` is the absolute 保留在庫数 to set, or None when the line leaves it alone.
+    """
+
+    line: int
+    code: str
+    value: int
+    reserve: int | None
+    mode: UpdateMode
+    target: ImportTarget
+
+
+class CatalogRow(msgspec.Struct, frozen=True, gc=False):
+    """One valid line of a product catalog: a SKU code and its name."""
+
+    line: int
+    code: str
+    name: str
+
+
+class LineTooLong(ValueError):
+    """A line exceeds ``MAX_LINE_BYTES``: the file is not a CSV of stock or products."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(
+            f"line {line} is longer than {MAX_LINE_BYTES} bytes: not a CSV stock or product file"
+        )
+        self.line = line
+
+
+class UnencodableCode(ValueError):
+    """A SKU code has a character the download's encoding cannot write."""
+
+
+def stock_codec(encoding: str) -> str:
+    """The Python codec for an encoding name the operator may give (``cp932`` or ``utf-8``)."""
+    codec = _CODECS.get(encoding.strip().lower().replace("_", "-"))
+    if codec is None:
+        raise ValueError(
+            f"unsupported encoding {encoding!r}: use cp932 (Shift_JIS as Excel writes it) or utf-8"
+        )
+    return codec
+
+
+class LineSplitter:
+    """Turns byte chunks (as they arrive over the websocket) into lines.
+
+    Lines are split at b"\\n" only and returned without it; a CR before it stays and the csv
+    reader drops it, so CRLF and LF files read the same and a CRLF cut between two chunks
+    cannot produce an extra empty line.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._lines_done = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines completed by ``chunk``; the unfinished tail is kept for the next call."""
+        if b"\n" not in chunk:
+            self._keep(chunk)
+            return []
+        lines = chunk.split(b"\n")
+        if self._pending:
+            lines[0] = b"".join(self._pending) + lines[0]
+            self._pending.clear()
+            self._pending_bytes = 0
+        tail = lines.pop()
+        if max(map(len, lines)) > MAX_LINE_BYTES:
+            index = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)
+            raise LineTooLong(self._lines_done + index + 1)
+        self._lines_done += len(lines)
+        self._keep(tail)
+        return lines
+
+    def finish(self) -> list[bytes]:
+        """The last line when the file does not end with a line break."""
+        tail = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        return [tail] if tail else []
+
+    def _keep(self, piece: bytes) -> None:
+        if piece:
+            self._pending.append(piece)
+            self._pending_bytes += len(piece)
+            if self._pending_bytes > MAX_LINE_BYTES:
+                raise LineTooLong(self._lines_done + 1)
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a file that arrives as ``chunks`` (see ``LineSplitter``)."""
+    splitter = LineSplitter()
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.finish()
+
+
+def read_stock_csv(
+    lines: Iterable[bytes],
+    *,
+    target: ImportTarget = "expected",
+    mode: ImportMode = "overwrite",
+    encoding: str = "cp932",
+) -> Iterator[StockImportRow | RowError]:
+    """Read a TEMPOSTAR stock file: one ``StockImportRow`` or ``RowError`` per data line.
+
+    ``lines`` are the file's byte lines, each with or without its line break (a binary file
+    object, ``split_lines`` or ``LineSplitter`` output). With ``mode="per-row"`` each line's
+    更新モード and 更新対象 decide mode and target and ``target`` is not used; otherwise those
+    columns may be absent and are ignored, the operator's choice wins. A header problem is a
+    single error for line 1 and nothing else is read. Checks that need the ledger (unknown SKU,
+    result below 0) are left to it: see ``apply_row`` and ``unknown_sku_error``.
+    """
+    records = _records(lines, stock_codec(encoding))
+    per_row = mode == "per-row"
+    required = (CODE, EXPECTED, UPDATE_MODE, UPDATE_TARGET) if per_row else (CODE, EXPECTED)
+    columns = _read_header(records, required, (RESERVE,))
+    if isinstance(columns, RowError):
+        yield columns
+        return
+    code_at, value_at = columns[CODE], columns[EXPECTED]
+    reserve_at = columns.get(RESERVE, -1)
+    mode_at = columns.get(UPDATE_MODE, -1)
+    target_at = columns.get(UPDATE_TARGET, -1)
+    row_mode: UpdateMode = "add" if mode == "add" else "overwrite"
+    row_target = target
+    seen: dict[ImportTarget, set[str]] = {"expected": set(), "actual": set()}
+    seen_codes = seen[target]
+    for line, fields in records:
+        if isinstance(fields, RowError):
+            yield fields
+            continue
+        try:
+            code = fields[code_at]
+            value_text = fields[value_at]
+            reserve_text = fields[reserve_at] if reserve_at >= 0 else ""
+            if per_row:
+                mode_text = fields[mode_at]
+                target_text = fields[target_at]
+        except IndexError:
+            if any(fields):
+                yield _short_row(line, fields, columns)
+            continue
+        # One cheap test lets the usual code through; the exact checks run only when it fails.
+        if not (0 < len(code) <= MAX_CODE_LENGTH and code.isprintable() and "E+" not in code):
+            if not any(fields):
+                continue  # an all-empty row, as Excel leaves below the data
+            problem = _code_problem(code)
+            if problem is not None:
+                yield RowError(line=line, code=_shown(code), field=CODE, reason=problem)
+                continue
+        if per_row:
+            per_row_mode = MODE_VALUES.get(mode_text)
+            per_row_target = TARGET_VALUES.get(target_text)
+            if per_row_mode is None or per_row_target is None:
+                yield _per_row_error(line, code, mode_text, per_row_mode, target_text)
+                continue
+            row_mode, row_target = per_row_mode, per_row_target
+            seen_codes = seen[row_target]
+        if value_text.isdigit() and value_text.isascii() and len(value_text) <= _QUANTITY_DIGITS:
+            value = int(value_text)
+        else:
+            parsed = _parse_quantity(value_text, allow_negative=row_mode == "add")
+            if isinstance(parsed, str):
+                yield RowError(line=line, code=code, field=EXPECTED, reason=parsed)
+                continue
+            value = parsed
+        reserve: int | None = None
+        if (
+            reserve_text.isdigit()
+            and reserve_text.isascii()
+            and len(reserve_text) <= _QUANTITY_DIGITS
+        ):
+            reserve = int(reserve_text)
+        elif reserve_text:
+            parsed = _parse_quantity(reserve_text, allow_negative=False)
+            if isinstance(parsed, str):
+                yield RowError(line=line, code=code, field=RESERVE, reason=parsed)
+                continue
+            reserve = parsed
+        if code in seen_codes:
+            yield RowError(line=line, code=code, field=CODE, reason=_duplicate_reason(row_target))
+            continue
+        seen_codes.add(code)
+        yield StockImportRow(line, code, value, reserve, row_mode, row_target)
+
+
+def read_catalog_csv(
+    lines: Iterable[bytes], *, encoding: str = "cp932"
+) -> Iterator[CatalogRow | RowError]:
+    """Read a TEMPOSTAR product catalog (商品コード,商品名): one row or error per data line.
+
+    Same line model, encodings and code checks as ``read_stock_csv``; a name may be empty but
+    may not hold control characters (they would break the one-line displays).
+    """
+    records = _records(lines, stock_codec(encoding))
+    columns = _read_header(records, CATALOG_HEADER, ())
+    if isinstance(columns, RowError):
+        yield columns
+        return
+    code_at, name_at = columns[CODE], columns[NAME]
+    seen_codes: set[str] = set()
+    for line, fields in records:
+        if isinstance(fields, RowError):
+            yield fields
+            continue
+        try:
+            code = fields[code_at]
+            name = fields[name_at]
+        except IndexError:
+            if any(fields):
+                yield _short_row(line, fields, columns)
+            continue
+        if not any(fields):
+            continue
+        problem = _code_problem(code)
+        if problem is not None:
+            yield RowError(line=line, code=_shown(code), field=CODE, reason=problem)
+            continue
+        if not name.isprintable():
+            invisible = _first_invisible(name)
+            if invisible is not None:
+                yield RowError(line=line, code=code, field=NAME, reason=invisible)
+                continue
+        if code in seen_codes:
+            yield RowError(line=line, code=code, field=CODE, reason=_duplicate_reason("expected"))
+            continue
+        seen_codes.add(code)
+        yield CatalogRow(line, code, name)
+
+
+def apply_row(current: int, row: StockImportRow) -> int | str:
+    """The new value of the row's target count, or the reason the row cannot be applied.
+
+    ``current`` is the SKU's present value of ``row.target``. The reader already refused a
+    negative overwrite; only an add needs the present value to know whether it goes below 0.
+    """
+    if row.mode == "overwrite":
+        return row.value
+    result = current + row.value
+    if result < 0:
+        return (
+            f"result below 0: {current} {'-' if row.value < 0 else '+'} {abs(row.value)} = {result}"
+        )
+    if result > MAX_QUANTITY:
+        return f"result above {MAX_QUANTITY}: {current} + {row.value} = {result}"
+    return result
+
+
+def zero_padding_match(
+    code: str, known_code_lookup: Container[str] | Callable[[str], bool]
+) -> str | None:
+    """The existing SKU that ``code`` becomes when zeros are put back in front, if any.
+
+    Excel turns an all-digit code into a number and drops its leading zeros (000123 → 123).
+    ``known_code_lookup`` answers whether a code exists (a set, or a ledger query); it is
+    asked once per candidate width, shortest first, only for all-digit codes.
+    """
+    if not (code.isascii() and code.isdigit()):
+        return None
+    exists = (
+        known_code_lookup.__contains__
+        if isinstance(known_code_lookup, Container)
+        else known_code_lookup
+    )
+    for width in range(len(code) + 1, MAX_CODE_LENGTH + 1):
+        candidate = code.zfill(width)
+        if exists(candidate):
+            return candidate
+    return None
+
+
+def unknown_sku_error(
+    line: int, code: str, known_code_lookup: Container[str] | Callable[[str], bool]
+) -> RowError:
+    """The ledger's error for a code it does not know, naming the SKU Excel probably meant."""
+    match = zero_padding_match(code, known_code_lookup)
+    reason = "unknown SKU"
+    if match is not None:
+        reason += (
+            f"; matches existing SKU {match} only after zero-padding: Excel dropped leading zeros?"
+        )
+    return RowError(line=line, code=code, field=CODE, reason=reason)
+
+
+def write_stock_csv(
+    records: Iterable[StockRecord],
+    *,
+    target: ExportTarget = "expected",
+    encoding: str = "cp932",
+) -> Iterator[bytes]:
+    """The stock download as encoded chunks: every field quoted, CRLF line ends.
+
+    ``expected``: one line per SKU with 更新モード 1 (overwrite) and 更新対象 1 (expected).
+    ``both``: that line, then, when the SKU has an actual count, a second line with the actual
+    count, 更新対象 2 and an empty 保留在庫数 (the reserve is written once, on the expected line).
+    Importing either file with mode per-row sets every count to the value it already has;
+    importing ``expected`` with mode overwrite and target expected does too. A negative
+    (oversold) expected count is written as it is; importing it back is refused, as any import
+    below 0 is. UTF-8 output starts with a BOM so that Japanese Excel does not read it as
+    cp932. Raises ``UnencodableCode`` naming the SKU when a code cannot be written.
+    """
+    codec = stock_codec(encoding)
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    writer.writerow(STOCK_HEADER)
+    yield (_BOM if codec == "utf-8" else b"") + out.getvalue().encode(codec)
+    expected_code, actual_code = _TARGET_CODES["expected"], _TARGET_CODES["actual"]
+    pending = iter(records)
+    while batch := list(islice(pending, _BLOCK_LINES)):
+        out.seek(0)
+        out.truncate()
+        if target == "expected":
+            writer.writerows(
+                (code, expected, reserve, _OVERWRITE_CODE, expected_code)
+                for code, expected, reserve, _ in batch
+            )
+        else:
+            for code, expected, reserve, actual in batch:
+                writer.writerow((code, expected, reserve, _OVERWRITE_CODE, expected_code))
+                if actual is not None:
+                    writer.writerow((code, actual, "", _OVERWRITE_CODE, actual_code))
+        text = out.getvalue()
+        try:
+            yield text.encode(codec)
+        except UnicodeEncodeError:
+            raise _unencodable(batch, codec) from None
+
+
+def _unencodable(batch: list[StockRecord], codec: str) -> UnencodableCode:
+    for code, *_ in batch:
+        try:
+            code.encode(codec)
+        except UnicodeEncodeError as exc:
+            char = code[exc.start]
+            return UnencodableCode(
+                f"SKU {_shown(code)} cannot be written in {codec}: character U+{ord(char):04X} "
+                f"{_shown(char)!r} at position {exc.start + 1}; download with encoding utf-8"
+            )
+    raise AssertionError("a batch failed to encode but none of its codes does")
+
+
+def _decoded_blocks(
+    raw_lines: Iterable[bytes], codec: str
+) -> Iterator[tuple[list[str], dict[int, RowError], int]]:
+    """(decoded lines, errors by index for lines that did not decode, number of the first line).
+
+    A line that does not decode is replaced by an empty string, so the csv reader still sees
+    every line and its line count stays the physical line number.
+    """
+    raw = iter(raw_lines)
+    first = next(raw, None)
+    if first is None:
+        return
+    bom_error: RowError | None = None
+    if first.startswith(_BOM):
+        if codec == "utf-8":
+            first = first[len(_BOM) :]
+        else:
+            bom_error = RowError(
+                line=1,
+                reason=f"the file starts with a UTF-8 byte-order mark, not {codec}: "
+                "import it with encoding utf-8",
+            )
+    raw = chain((first,), raw)
+    first_line = 1
+    while batch := list(islice(raw, _BLOCK_LINES)):
+        decoded = _decode_block(batch, codec)
+        lines, errors = (
+            (decoded, {}) if decoded is not None else _decode_lines(batch, codec, first_line)
+        )
+        if bom_error is not None:
+            lines[0], errors[0], bom_error = "", bom_error, None
+        yield lines, errors, first_line
+        first_line += len(batch)
+
+
+def _decode_block(batch: list[bytes], codec: str) -> list[str] | None:
+    """The block's lines decoded with one ``decode`` call, or None to go line by line."""
+    separator = b"" if batch[0].endswith(b"\n") else b"\n"
+    try:
+        lines = separator.join(batch).decode(codec).split("\n")
+    except UnicodeDecodeError:
+        return None
+    if len(lines) == len(batch) + 1 and not lines[-1]:
+        lines.pop()
+    # Another count means the lines mix ended and unended items: decode them one by one.
+    return lines if len(lines) == len(batch) else None
+
+
+def _decode_lines(
+    batch: list[bytes], codec: str, first_line: int
+) -> tuple[list[str], dict[int, RowError]]:
+    lines: list[str] = []
+    errors: dict[int, RowError] = {}
+    for index, raw in enumerate(batch):
+        try:
+            lines.append(raw.decode(codec))
+        except UnicodeDecodeError as exc:
+            lines.append("")
+            errors[index] = RowError(
+                line=first_line + index,
+                reason=f"byte 0x{raw[exc.start]:02X} at column {exc.start + 1} is not valid {codec}",
+            )
+    return lines, errors
+
+
+def _records(raw_lines: Iterable[bytes], codec: str) -> Iterator[tuple[int, list[str] | RowError]]:
+    """(physical line number, fields) per non-blank line, or a RowError for a line that is not
+    one valid CSV record."""
+    for lines, errors, first_line in _decoded_blocks(raw_lines, codec):
+        yield from _block_records(lines, errors, first_line)
+
+
+def _block_records(
+    lines: list[str], errors: dict[int, RowError], first_line: int
+) -> Iterator[tuple[int, list[str] | RowError]]:
+    start = 0  # index of the line the current csv reader began at
+    while start < len(lines):
+        reader = csv.reader(islice(lines, start, None), strict=True)
+        done = 0  # lines of this reader taken by complete one-line records
+        offset = first_line + start - 1
+        try:
+            for fields in reader:
+                number = reader.line_num
+                if number != done + 1:
+                    break
+                done = number
+                if fields:
+                    yield offset + number, fields
+                elif start + number - 1 in errors:
+                    yield offset + number, errors[start + number - 1]
+            else:
+                return
+            problem = _UNCLOSED_QUOTE
+        except csv.Error as exc:
+            # Only an open quote makes the reader read past the line or hit the end of the
+            # block ("unexpected end of data"); other errors stay within the line.
+            unclosed = reader.line_num != done + 1 or str(exc) == "unexpected end of data"
+            problem = _UNCLOSED_QUOTE if unclosed else f"not valid CSV: {exc}"
+        line = offset + done + 1
+        yield line, RowError(line=line, reason=problem)
+        # Read every line after the broken one on its own again.
+        start += done + 1
+
+
+def _read_header(
+    records: Iterator[tuple[int, list[str] | RowError]],
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+) -> dict[str, int] | RowError:
+    """Column name → index, from the first non-blank line; or why the header is unusable."""
+    first = next(records, None)
+    if first is None:
+        return RowError(
+            line=1, reason=f"the file is empty: expected the header {','.join(required)}"
+        )
+    line, fields = first
+    if isinstance(fields, RowError):
+        return fields
+    names = [name.strip() for name in fields]
+    columns: dict[str, int] = {}
+    for column in (*required, *optional):
+        if names.count(column) > 1:
+            return RowError(line=line, field=column, reason="column appears twice in the header")
+        if column in names:
+            columns[column] = names.index(column)
+        elif column in required:
+            return RowError(
+                line=line,
+                field=column,
+                reason=f"column missing from the header (found {_shown(','.join(names))})",
+            )
+    return columns
+
+
+def _short_row(line: int, fields: list[str], columns: dict[str, int]) -> RowError:
+    missing = min((index, name) for name, index in columns.items() if index >= len(fields))[1]
+    code_at = columns[CODE]
+    return RowError(
+        line=line,
+        code=_shown(fields[code_at]) if code_at < len(fields) else "",
+        field=missing,
+        reason=f"missing: the line has only {len(fields)} fields",
+    )
+
+
+def _per_row_error(
+    line: int, code: str, mode_text: str, mode: UpdateMode | None, target_text: str
+) -> RowError:
+    if mode is None:
+        field, allowed = UPDATE_MODE, "1 or 上書き (overwrite), 2 or 追加 (add)"
+        text = mode_text
+    else:
+        field, allowed = UPDATE_TARGET, f"1 or {EXPECTED} (expected), 2 or 実在庫数 (actual)"
+        text = target_text
+    given = f"unknown value '{_shown(text)}'" if text else "empty"
+    return RowError(line=line, code=code, field=field, reason=f"{given}: use {allowed}")
+
+
+def _duplicate_reason(target: ImportTarget) -> str:
+    counted = EXPECTED if target == "expected" else "実在庫数"
+    return f"duplicate code in the file: an earlier line already updates its {counted}"
+
+
+def _parse_quantity(text: str, *, allow_negative: bool) -> int | str:
+    """The integer in ``text``, or the reason it is not an acceptable quantity."""
+    if not text:
+        return "empty"
+    digits = text[1:] if text[0] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        return f"not an integer: '{_shown(text)}'"
+    if len(digits.lstrip("0")) > _QUANTITY_DIGITS:
+        return f"larger than {MAX_QUANTITY}: {text}"
+    value = int(text)
+    if value < 0 and not allow_negative:
+        return f"below 0: {text} (an import never sets a negative count)"
+    return value
+
+
+def _code_problem(code: str) -> str | None:
+    """Why ``code`` cannot be a SKU code (SPEC §2), or None when it can."""
+    if not code:
+        return "empty"
+    if len(code) > MAX_CODE_LENGTH:
+        return f"longer than {MAX_CODE_LENGTH} characters ({len(code)})"
+    invisible = _first_invisible(code)
+    if invisible is not None:
+        return invisible
+    if _EXPONENT_FORM.fullmatch(code):
+        return "looks like Excel turned the code into exponent form"
+    return None
+
+
+def _first_invisible(text: str) -> str | None:
+    for char in text:
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            return f"contains the control character U+{ord(char):04X}"
+    return None
+
+
+def _shown(text: str, limit: int = MAX_CODE_LENGTH) -> str:
+    """``text`` fit for a one-line message: invisible characters spelled out, long text cut."""
+    if not text.isprintable():
+        text = "".join(
+            f"<U+{ord(char):04X}>" if unicodedata.category(char) in _INVISIBLE_CATEGORIES else char
+            for char in text
+        )
+    return text if len(text) <= limit else text[:limit] + "…"
