@@ -364,6 +364,8 @@ class Store:
         self.db.execute("INSERT INTO stock(sku) VALUES (?)", (command.code,))
         if command.reserve:
             self._move(command.code, "reserve", command.reserve, "manual", "", actor)
+        else:
+            self._stock_event(command.code, "sku-added", "")
         return control.SkuReply(id=command.id, sku=self.sku_detail(command.code, 20))
 
     def _move(

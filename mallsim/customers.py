@@ -9,10 +9,11 @@ times are computed ahead and awaited with ``sleep_until``, so with
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -20,7 +21,7 @@ import trio
 
 from mallsim.maildir import deliver
 from mallsim.malls import Mall, NotSupported
-from mallsim.state import ShopState, SimState, shop_seed
+from mallsim.state import ItemState, ShopState, SimState, shop_seed
 from protocols.malls.base import MailError, MallOrder, OrderLine
 
 log = logging.getLogger("mallsim.customers")
@@ -60,15 +61,47 @@ class MailOrApi:
         self.maildir_root = maildir_root
 
     async def __call__(self, shop: ShopState, order: MallOrder, t: float) -> None:
-        if shop.intake == "api":
-            self.state.publish_order(shop.id, order, self.state.wall(t))
+        # Every order is kept for the mall's order API (where the module has one) ...
+        self.state.publish_order(shop.id, order, self.state.wall(t))
+        if shop.intake != "mail":
             return
+        # ... and a mail-intake shop also gets the mall's mail.
         mall = Mall(shop.kind)
         raw = mall.render_order_mail(order, shop.cfg.name or shop.id)
         when = self.state.wall(t).timestamp()
-        await trio.to_thread.run_sync(deliver, self.maildir_root / shop.id, raw, when=when)
+        await trio.to_thread.run_sync(functools.partial(deliver, self.maildir_root / shop.id, raw, when=when))
         shop.mails_written += 1
         self.state.changed()
+
+
+def new_order(state: SimState, shop: ShopState, picks: Sequence[tuple[ItemState, int]], t: float) -> MallOrder:
+    """Sell ``picks`` at ``shop`` at trio time ``t`` and return the mall's order for it."""
+    state.sell(shop.id, [(it.sku, qty) for it, qty in picks])
+    return MallOrder(
+        order_no=state.next_order_no(shop.id, t),
+        ordered_at=state.wall(t).isoformat(timespec="seconds"),
+        lines=tuple(
+            OrderLine(
+                line_no=i,
+                item_id=it.item_id,
+                variation=it.variation,
+                sku=it.sku,
+                quantity=qty,
+                name=it.name,
+            )
+            for i, (it, qty) in enumerate(picks, start=1)
+        ),
+    )
+
+
+def cancel_order(state: SimState, shop: ShopState, order: MallOrder) -> MallOrder:
+    """Cancel every line of ``order``: units go back; returns the cancelled order."""
+    state.cancel(shop.id, [(line.sku, line.quantity) for line in order.lines])
+    return msgspec.structs.replace(
+        order,
+        status="cancelled",
+        cancelled_lines=tuple(line.line_no for line in order.lines),
+    )
 
 
 async def run_customers(
@@ -105,13 +138,7 @@ async def run_customers(
         if cancels and cancels[0][0] <= next_visit:
             due, _, order = heapq.heappop(cancels)
             await trio.sleep_until(due)
-            state.cancel(shop_id, [(line.sku, line.quantity) for line in order.lines])
-            cancelled = msgspec.structs.replace(
-                order,
-                status="cancelled",
-                cancelled_lines=tuple(line.line_no for line in order.lines),
-            )
-            await hand_over(shop, cancelled, due)
+            await hand_over(shop, cancel_order(state, shop, order), due)
             continue
 
         now = next_visit
@@ -126,22 +153,7 @@ async def run_customers(
         want_cancel = can_cancel and rng.random() < cfg.cancel_fraction
         cancel_delay = rng.expovariate(1.0 / cfg.cancel_after_s) if want_cancel else 0.0
 
-        state.sell(shop_id, [(it.sku, qty) for it, qty in picks])
-        order = MallOrder(
-            order_no=state.next_order_no(shop_id, now),
-            ordered_at=state.wall(now).isoformat(timespec="seconds"),
-            lines=tuple(
-                OrderLine(
-                    line_no=i,
-                    item_id=it.item_id,
-                    variation=it.variation,
-                    sku=it.sku,
-                    quantity=qty,
-                    name=it.name,
-                )
-                for i, (it, qty) in enumerate(picks, start=1)
-            ),
-        )
+        order = new_order(state, shop, picks, now)
         await hand_over(shop, order, now)
         if want_cancel:
             seq += 1

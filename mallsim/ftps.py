@@ -47,7 +47,7 @@ def make_certificate(state_dir: Path, host: str) -> tuple[Path, Path]:
     """A fresh self-signed certificate for ``host`` (and localhost); returns (cert, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallsim")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     alt: list[x509.GeneralName] = [x509.DNSName("localhost")]
     try:
         alt.append(x509.IPAddress(ipaddress.ip_address(host)))

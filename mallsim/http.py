@@ -20,7 +20,8 @@ from typing import Any
 import msgspec
 import trio
 
-from mallsim.config import Faults
+from mallsim.config import ConfigError, Faults
+from mallsim.customers import Deliver, cancel_order, new_order
 from mallsim.malls import Mall, NotSupported, Response, ShopApi
 from mallsim.state import ShopState, SimState
 from protocols.malls.base import HttpRequest, MailError
@@ -40,6 +41,25 @@ class FaultPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     slow_s: float | None = None
     error_5xx: bool | None = None
     reject_auth: bool | None = None
+
+
+class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
+    sku: str
+    quantity: int = 1
+
+
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /_admin/orders``: a customer buys these lines now."""
+
+    shop: str
+    lines: list[OrderLineIn]
+
+
+class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /_admin/cancel``: the customer cancels this order."""
+
+    shop: str
+    order_no: str
 
 
 def apply_fault_patch(state: SimState, patch: FaultPatch) -> Faults:
@@ -67,16 +87,25 @@ def _json(status: int, doc: Any) -> Response:
 class MallApp:
     """The ASGI application."""
 
-    def __init__(self, state: SimState) -> None:
+    def __init__(self, state: SimState, hand_over: Deliver) -> None:
         self.state = state
+        self.hand_over = hand_over
         self._api: dict[str, ShopApi] = {}
 
     def shop_api(self, shop: ShopState) -> ShopApi:
         api = self._api.get(shop.id)
         if api is None:
-            api = ShopApi.learn(Mall(shop.kind), shop.cfg.api_secret, shop.cfg.seller_id)
+            try:
+                api = ShopApi.learn(Mall(shop.kind), shop.cfg.api_secret, shop.cfg.seller_id)
+            except ValueError as exc:  # the module refuses this shop's credentials
+                raise ConfigError(f"shop {shop.id}: api_secret/seller_id: {exc}") from None
             self._api[shop.id] = api
         return api
+
+    def learn_all(self) -> None:
+        """Check every shop's API credentials against its module at start (one-line error)."""
+        for shop in self.state.shops.values():
+            self.shop_api(shop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -124,7 +153,7 @@ class MallApp:
         path: str = scope["path"]
         method: str = scope["method"].upper()
         if path == "/_admin" or path.startswith("/_admin/"):
-            return self.admin(method, path, body)
+            return await self.admin(method, path, body)
         shop_id, _, rest = path.lstrip("/").partition("/")
         shop = self.state.shops.get(shop_id)
         if shop is None:
@@ -188,7 +217,54 @@ class MallApp:
         self.state.changed()
         return resp
 
-    def admin(self, method: str, path: str, body: bytes) -> Response:
+    async def place_order(self, body: bytes) -> Response:
+        req = msgspec.json.decode(body, type=OrderIn)
+        shop = self.state.shops.get(req.shop)
+        if shop is None:
+            return _json(404, {"error": f"unknown shop {req.shop!r}"})
+        picks = []
+        for line in req.lines:
+            item = shop.items.get(line.sku)
+            if item is None:
+                return _json(404, {"error": f"shop {shop.id} does not list {line.sku!r}"})
+            if not 1 <= line.quantity <= item.shown:
+                return _json(
+                    409, {"error": f"{line.sku}: shop shows {item.shown}, cannot buy {line.quantity}"}
+                )
+            picks.append((item, line.quantity))
+        if not picks:
+            return _json(400, {"error": "an order needs at least one line"})
+        now = trio.current_time()
+        oversold_before = sum(self.state.merchants[shop.cfg.merchant].oversold.values())
+        order = new_order(self.state, shop, picks, now)
+        await self.hand_over(shop, order, now)
+        oversold = sum(self.state.merchants[shop.cfg.merchant].oversold.values()) - oversold_before
+        return _json(200, {"order_no": order.order_no, "oversold": oversold})
+
+    async def cancel(self, body: bytes) -> Response:
+        req = msgspec.json.decode(body, type=CancelIn)
+        shop = self.state.shops.get(req.shop)
+        if shop is None:
+            return _json(404, {"error": f"unknown shop {req.shop!r}"})
+        kept = shop.orders.get(req.order_no)
+        if kept is None:
+            return _json(404, {"error": f"shop {shop.id} has no order {req.order_no!r}"})
+        if kept[0].status == "cancelled":
+            return _json(409, {"error": f"order {req.order_no} is already cancelled"})
+        now = trio.current_time()
+        await self.hand_over(shop, cancel_order(self.state, shop, kept[0]), now)
+        return _json(200, {"order_no": req.order_no, "status": "cancelled"})
+
+    async def admin(self, method: str, path: str, body: bytes) -> Response:
+        if method == "POST" and path in ("/_admin/orders", "/_admin/cancel"):
+            try:
+                if path == "/_admin/orders":
+                    return await self.place_order(body)
+                return await self.cancel(body)
+            except msgspec.MsgspecError as exc:
+                return _json(400, {"error": f"{path}: {exc}"})
+            except NotSupported as exc:
+                return _json(501, {"error": str(exc)})
         if path == "/_admin/state" and method == "GET":
             return _json(200, self.state.snapshot())
         if path == "/_admin/faults" and method == "POST":

@@ -257,7 +257,8 @@ class Simulator:
         config.accesslog = None
         config.errorlog = logging.getLogger("mallsim.hypercorn")
         config.graceful_timeout = 1.0
-        app = MallApp(self.state)
+        app = MallApp(self.state, MailOrApi(self.state, self.maildir_root))
+        app.learn_all()
 
         class _Status:
             def started(self, binds: list[str] | None = None) -> None:

@@ -21,9 +21,9 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Container, Iterable, Iterator
-from itertools import chain, islice
-from typing import Final, Literal
+from collections.abc import Callable, Container, Generator, Iterable, Iterator
+from itertools import islice
+from typing import Final, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -36,6 +36,7 @@ ExportTarget = Literal["expected", "both"]
 # One SKU as the ledger reads it for a download: (code, expected, reserve, actual or None when
 # the actual count was never set).
 StockRecord = tuple[str, int, int, int | None]
+T = TypeVar("T")
 
 CODE: Final = "商品コード"
 EXPECTED: Final = "想定在庫数"
@@ -202,84 +203,20 @@ def read_stock_csv(
     """Read a TEMPOSTAR stock file: one ``StockImportRow`` or ``RowError`` per data line.
 
     ``lines`` are the file's byte lines, each with or without its line break (a binary file
-    object, ``split_lines`` or ``LineSplitter`` output). With ``mode="per-row"`` each line's
-    更新モード and 更新対象 decide mode and target and ``target`` is not used; otherwise those
-    columns may be absent and are ignored, the operator's choice wins. A header problem is a
-    single error for line 1 and nothing else is read. Checks that need the ledger (unknown SKU,
-    result below 0) are left to it: see ``apply_row`` and ``unknown_sku_error``.
+    object, ``split_lines`` or ``LineSplitter`` output); the header is line 1. With
+    ``mode="per-row"`` each line's 更新モード and 更新対象 decide mode and target and ``target``
+    is not used; otherwise those columns may be absent and are ignored: the operator's choice
+    wins. A header problem is a single error for line 1 and nothing else is read. Checks that
+    need the ledger (unknown SKU, result below 0) are left to it: see ``apply_row`` and
+    ``unknown_sku_error``. Raises ValueError at once for an unsupported encoding.
     """
-    records = _records(lines, stock_codec(encoding))
-    per_row = mode == "per-row"
-    required = (CODE, EXPECTED, UPDATE_MODE, UPDATE_TARGET) if per_row else (CODE, EXPECTED)
-    columns = _read_header(records, required, (RESERVE,))
-    if isinstance(columns, RowError):
-        yield columns
-        return
-    code_at, value_at = columns[CODE], columns[EXPECTED]
-    reserve_at = columns.get(RESERVE, -1)
-    mode_at = columns.get(UPDATE_MODE, -1)
-    target_at = columns.get(UPDATE_TARGET, -1)
-    row_mode: UpdateMode = "add" if mode == "add" else "overwrite"
-    row_target = target
-    seen: dict[ImportTarget, set[str]] = {"expected": set(), "actual": set()}
-    seen_codes = seen[target]
-    for line, fields in records:
-        if isinstance(fields, RowError):
-            yield fields
-            continue
-        try:
-            code = fields[code_at]
-            value_text = fields[value_at]
-            reserve_text = fields[reserve_at] if reserve_at >= 0 else ""
-            if per_row:
-                mode_text = fields[mode_at]
-                target_text = fields[target_at]
-        except IndexError:
-            if any(fields):
-                yield _short_row(line, fields, columns)
-            continue
-        # One cheap test lets the usual code through; the exact checks run only when it fails.
-        if not (0 < len(code) <= MAX_CODE_LENGTH and code.isprintable() and "E+" not in code):
-            if not any(fields):
-                continue  # an all-empty row, as Excel leaves below the data
-            problem = _code_problem(code)
-            if problem is not None:
-                yield RowError(line=line, code=_shown(code), field=CODE, reason=problem)
-                continue
-        if per_row:
-            per_row_mode = MODE_VALUES.get(mode_text)
-            per_row_target = TARGET_VALUES.get(target_text)
-            if per_row_mode is None or per_row_target is None:
-                yield _per_row_error(line, code, mode_text, per_row_mode, target_text)
-                continue
-            row_mode, row_target = per_row_mode, per_row_target
-            seen_codes = seen[row_target]
-        if value_text.isdigit() and value_text.isascii() and len(value_text) <= _QUANTITY_DIGITS:
-            value = int(value_text)
-        else:
-            parsed = _parse_quantity(value_text, allow_negative=row_mode == "add")
-            if isinstance(parsed, str):
-                yield RowError(line=line, code=code, field=EXPECTED, reason=parsed)
-                continue
-            value = parsed
-        reserve: int | None = None
-        if (
-            reserve_text.isdigit()
-            and reserve_text.isascii()
-            and len(reserve_text) <= _QUANTITY_DIGITS
-        ):
-            reserve = int(reserve_text)
-        elif reserve_text:
-            parsed = _parse_quantity(reserve_text, allow_negative=False)
-            if isinstance(parsed, str):
-                yield RowError(line=line, code=code, field=RESERVE, reason=parsed)
-                continue
-            reserve = parsed
-        if code in seen_codes:
-            yield RowError(line=line, code=code, field=CODE, reason=_duplicate_reason(row_target))
-            continue
-        seen_codes.add(code)
-        yield StockImportRow(line, code, value, reserve, row_mode, row_target)
+    codec = stock_codec(encoding)
+    required = (
+        (CODE, EXPECTED, UPDATE_MODE, UPDATE_TARGET) if mode == "per-row" else (CODE, EXPECTED)
+    )
+    return _read(
+        lines, codec, required, (RESERVE,), lambda columns: _StockLines(columns, target, mode)
+    )
 
 
 def read_catalog_csv(
@@ -290,40 +227,208 @@ def read_catalog_csv(
     Same line model, encodings and code checks as ``read_stock_csv``; a name may be empty but
     may not hold control characters (they would break the one-line displays).
     """
-    records = _records(lines, stock_codec(encoding))
-    columns = _read_header(records, CATALOG_HEADER, ())
+    return _read(lines, stock_codec(encoding), CATALOG_HEADER, (), _CatalogLines)
+
+
+class _CsvReader(Protocol):
+    """What a parser needs of ``csv.reader``: records, and the count of lines read so far."""
+
+    @property
+    def line_num(self) -> int: ...
+
+    def __next__(self) -> list[str]: ...
+
+    def __iter__(self) -> _CsvReader: ...
+
+
+# A parser reads one csv reader's run of lines, yielding rows and errors; ``offset`` + the
+# reader's line number is the physical line number. It returns how many lines its complete
+# records used and, when it stopped early, why the next line is not a record of its own.
+LinesParser = Callable[[_CsvReader, int], Generator[T | RowError, None, tuple[int, str | None]]]
+
+
+def _read(
+    raw_lines: Iterable[bytes],
+    codec: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    parser_for: Callable[[dict[str, int]], LinesParser[T]],
+) -> Iterator[T | RowError]:
+    raw = iter(raw_lines)
+    columns = _read_header(next(raw, None), codec, required, optional)
     if isinstance(columns, RowError):
         yield columns
         return
-    code_at, name_at = columns[CODE], columns[NAME]
-    seen_codes: set[str] = set()
-    for line, fields in records:
-        if isinstance(fields, RowError):
-            yield fields
-            continue
+    parse = parser_for(columns)
+    for lines, errors, first_line in _decoded_blocks(raw, codec, first_line=2):
+        # Lines that did not decode split the block into runs that did.
+        start = 0
+        for stop in (*sorted(errors), len(lines)):
+            while start < stop:
+                reader = csv.reader(islice(lines, start, stop), strict=True)
+                done, problem = yield from parse(reader, first_line + start - 1)
+                if problem is None:
+                    break
+                yield RowError(line=first_line + start + done, reason=problem)
+                # Every line after the broken one is read again on its own.
+                start += done + 1
+            if stop in errors:
+                yield errors[stop]
+            start = stop + 1
+
+
+def _csv_problem(reader: _CsvReader, done: int, error: csv.Error) -> str:
+    """Why the line after the ``done`` complete ones is not a record (the reader raised)."""
+    # Only an open quote makes the reader read past the line or reach the end of its lines
+    # ("unexpected end of data"); any other error stays within the line.
+    if reader.line_num != done + 1 or str(error) == "unexpected end of data":
+        return _UNCLOSED_QUOTE
+    return f"not valid CSV: {error}"
+
+
+class _StockLines:
+    """The stock file's data lines; keeps the codes seen so far across blocks."""
+
+    def __init__(self, columns: dict[str, int], target: ImportTarget, mode: ImportMode) -> None:
+        self.columns = columns
+        self.target = target
+        self.mode: UpdateMode = "add" if mode == "add" else "overwrite"
+        self.per_row = mode == "per-row"
+        # Per target: a file may set both counts of one SKU, as a "both" download does.
+        self.seen: dict[ImportTarget, set[str]] = {"expected": set(), "actual": set()}
+
+    def __call__(
+        self, reader: _CsvReader, offset: int
+    ) -> Generator[StockImportRow | RowError, None, tuple[int, str | None]]:
+        # The hot loop of a 1,000,000-line import: locals only, and one cheap test per field
+        # that lets the usual value through; the exact checks run only when it fails.
+        columns, per_row, seen = self.columns, self.per_row, self.seen
+        code_at, value_at = columns[CODE], columns[EXPECTED]
+        reserve_at = columns.get(RESERVE, -1)
+        mode_at, target_at = columns.get(UPDATE_MODE, -1), columns.get(UPDATE_TARGET, -1)
+        row_mode, row_target = self.mode, self.target
+        seen_codes = seen[row_target]
+        done = 0
         try:
-            code = fields[code_at]
-            name = fields[name_at]
-        except IndexError:
-            if any(fields):
-                yield _short_row(line, fields, columns)
-            continue
-        if not any(fields):
-            continue
-        problem = _code_problem(code)
-        if problem is not None:
-            yield RowError(line=line, code=_shown(code), field=CODE, reason=problem)
-            continue
-        if not name.isprintable():
-            invisible = _first_invisible(name)
-            if invisible is not None:
-                yield RowError(line=line, code=code, field=NAME, reason=invisible)
-                continue
-        if code in seen_codes:
-            yield RowError(line=line, code=code, field=CODE, reason=_duplicate_reason("expected"))
-            continue
-        seen_codes.add(code)
-        yield CatalogRow(line, code, name)
+            for fields in reader:
+                number = reader.line_num
+                if number != done + 1:
+                    return done, _UNCLOSED_QUOTE
+                done = number
+                try:
+                    code = fields[code_at]
+                    value_text = fields[value_at]
+                    reserve_text = fields[reserve_at] if reserve_at >= 0 else ""
+                    if per_row:
+                        mode_text = fields[mode_at]
+                        target_text = fields[target_at]
+                except IndexError:
+                    if any(fields):
+                        yield _short_row(offset + number, fields, columns)
+                    continue
+                if not (
+                    0 < len(code) <= MAX_CODE_LENGTH and code.isprintable() and "E+" not in code
+                ):
+                    if not any(fields):
+                        continue  # an all-empty row, as Excel leaves below the data
+                    problem = _code_problem(code)
+                    if problem is not None:
+                        yield RowError(
+                            line=offset + number, code=_shown(code), field=CODE, reason=problem
+                        )
+                        continue
+                if per_row:
+                    line_mode = MODE_VALUES.get(mode_text)
+                    line_target = TARGET_VALUES.get(target_text)
+                    if line_mode is None or line_target is None:
+                        yield _per_row_error(
+                            offset + number, code, mode_text, line_mode, target_text
+                        )
+                        continue
+                    row_mode, row_target = line_mode, line_target
+                    seen_codes = seen[row_target]
+                if (
+                    value_text.isdigit()
+                    and value_text.isascii()
+                    and len(value_text) <= _QUANTITY_DIGITS
+                ):
+                    value = int(value_text)
+                else:
+                    parsed = _parse_quantity(value_text, allow_negative=row_mode == "add")
+                    if isinstance(parsed, str):
+                        yield RowError(
+                            line=offset + number, code=code, field=EXPECTED, reason=parsed
+                        )
+                        continue
+                    value = parsed
+                reserve: int | None = None
+                if (
+                    reserve_text.isdigit()
+                    and reserve_text.isascii()
+                    and len(reserve_text) <= _QUANTITY_DIGITS
+                ):
+                    reserve = int(reserve_text)
+                elif reserve_text:
+                    parsed = _parse_quantity(reserve_text, allow_negative=False)
+                    if isinstance(parsed, str):
+                        yield RowError(
+                            line=offset + number, code=code, field=RESERVE, reason=parsed
+                        )
+                        continue
+                    reserve = parsed
+                if code in seen_codes:
+                    yield RowError(
+                        line=offset + number,
+                        code=code,
+                        field=CODE,
+                        reason=_duplicate_reason(row_target),
+                    )
+                    continue
+                seen_codes.add(code)
+                yield StockImportRow(offset + number, code, value, reserve, row_mode, row_target)
+        except csv.Error as error:
+            return done, _csv_problem(reader, done, error)
+        return done, None
+
+
+class _CatalogLines:
+    """The catalog's data lines; keeps the codes seen so far across blocks."""
+
+    def __init__(self, columns: dict[str, int]) -> None:
+        self.columns = columns
+        self.seen: set[str] = set()
+
+    def __call__(
+        self, reader: _CsvReader, offset: int
+    ) -> Generator[CatalogRow | RowError, None, tuple[int, str | None]]:
+        code_at, name_at = self.columns[CODE], self.columns[NAME]
+        done = 0
+        try:
+            for fields in reader:
+                number = reader.line_num
+                if number != done + 1:
+                    return done, _UNCLOSED_QUOTE
+                done = number
+                line = offset + number
+                if not any(fields):
+                    continue
+                if len(fields) <= max(code_at, name_at):
+                    yield _short_row(line, fields, self.columns)
+                    continue
+                code, name = fields[code_at], fields[name_at]
+                problem = _code_problem(code)
+                if problem is not None:
+                    yield RowError(line=line, code=_shown(code), field=CODE, reason=problem)
+                elif (invisible := _first_invisible(name)) is not None:
+                    yield RowError(line=line, code=code, field=NAME, reason=invisible)
+                elif code in self.seen:
+                    yield RowError(line=line, code=code, field=CODE, reason=_duplicate_reason(None))
+                else:
+                    self.seen.add(code)
+                    yield CatalogRow(line, code, name)
+        except csv.Error as error:
+            return done, _csv_problem(reader, done, error)
+        return done, None
 
 
 def apply_row(current: int, row: StockImportRow) -> int | str:
@@ -437,43 +542,60 @@ def _unencodable(batch: list[StockRecord], codec: str) -> UnencodableCode:
     raise AssertionError("a batch failed to encode but none of its codes does")
 
 
-def _decoded_blocks(
-    raw_lines: Iterable[bytes], codec: str
-) -> Iterator[tuple[list[str], dict[int, RowError], int]]:
-    """(decoded lines, errors by index for lines that did not decode, number of the first line).
-
-    A line that does not decode is replaced by an empty string, so the csv reader still sees
-    every line and its line count stays the physical line number.
-    """
-    raw = iter(raw_lines)
-    first = next(raw, None)
-    if first is None:
-        return
-    bom_error: RowError | None = None
-    if first.startswith(_BOM):
-        if codec == "utf-8":
-            first = first[len(_BOM) :]
-        else:
-            bom_error = RowError(
+def _read_header(
+    raw: bytes | None, codec: str, required: tuple[str, ...], optional: tuple[str, ...]
+) -> dict[str, int] | RowError:
+    """Column name → index from line 1, or why line 1 is not a usable header."""
+    if raw is None:
+        return RowError(
+            line=1, reason=f"the file is empty: expected the header {','.join(required)}"
+        )
+    if raw.startswith(_BOM):
+        if codec != "utf-8":
+            return RowError(
                 line=1,
                 reason=f"the file starts with a UTF-8 byte-order mark, not {codec}: "
                 "import it with encoding utf-8",
             )
-    raw = chain((first,), raw)
-    first_line = 1
+        raw = raw[len(_BOM) :]
+    try:
+        names = [name.strip() for name in next(csv.reader([raw.decode(codec)], strict=True), [])]
+    except UnicodeDecodeError as error:
+        return _undecodable(1, raw, error, codec)
+    except csv.Error as error:
+        return RowError(line=1, reason=f"not valid CSV: {error}")
+    columns: dict[str, int] = {}
+    for column in (*required, *optional):
+        if names.count(column) > 1:
+            return RowError(line=1, field=column, reason="column appears twice in the header")
+        if column in names:
+            columns[column] = names.index(column)
+        elif column in required:
+            return RowError(
+                line=1,
+                field=column,
+                reason=f"column missing from the header (found {_shown(','.join(names))})",
+            )
+    return columns
+
+
+def _decoded_blocks(
+    raw: Iterator[bytes], codec: str, first_line: int
+) -> Iterator[tuple[list[str], dict[int, RowError], int]]:
+    """(decoded lines, errors by index for the lines that did not decode, first line number)."""
     while batch := list(islice(raw, _BLOCK_LINES)):
-        decoded = _decode_block(batch, codec)
-        lines, errors = (
-            (decoded, {}) if decoded is not None else _decode_lines(batch, codec, first_line)
-        )
-        if bom_error is not None:
-            lines[0], errors[0], bom_error = "", bom_error, None
-        yield lines, errors, first_line
+        lines = _decode_block(batch, codec)
+        if lines is not None:
+            yield lines, {}, first_line
+        else:
+            yield *_decode_lines(batch, codec, first_line), first_line
         first_line += len(batch)
 
 
 def _decode_block(batch: list[bytes], codec: str) -> list[str] | None:
     """The block's lines decoded with one ``decode`` call, or None to go line by line."""
+    # 0x0A is never part of a cp932 or UTF-8 multibyte character, so splitting the decoded
+    # text at "\n" gives back the lines.
     separator = b"" if batch[0].endswith(b"\n") else b"\n"
     try:
         lines = separator.join(batch).decode(codec).split("\n")
@@ -481,7 +603,7 @@ def _decode_block(batch: list[bytes], codec: str) -> list[str] | None:
         return None
     if len(lines) == len(batch) + 1 and not lines[-1]:
         lines.pop()
-    # Another count means the lines mix ended and unended items: decode them one by one.
+    # Another count means the items mix ended and unended lines: decode them one by one.
     return lines if len(lines) == len(batch) else None
 
 
@@ -493,82 +615,17 @@ def _decode_lines(
     for index, raw in enumerate(batch):
         try:
             lines.append(raw.decode(codec))
-        except UnicodeDecodeError as exc:
+        except UnicodeDecodeError as error:
             lines.append("")
-            errors[index] = RowError(
-                line=first_line + index,
-                reason=f"byte 0x{raw[exc.start]:02X} at column {exc.start + 1} is not valid {codec}",
-            )
+            errors[index] = _undecodable(first_line + index, raw, error, codec)
     return lines, errors
 
 
-def _records(raw_lines: Iterable[bytes], codec: str) -> Iterator[tuple[int, list[str] | RowError]]:
-    """(physical line number, fields) per non-blank line, or a RowError for a line that is not
-    one valid CSV record."""
-    for lines, errors, first_line in _decoded_blocks(raw_lines, codec):
-        yield from _block_records(lines, errors, first_line)
-
-
-def _block_records(
-    lines: list[str], errors: dict[int, RowError], first_line: int
-) -> Iterator[tuple[int, list[str] | RowError]]:
-    start = 0  # index of the line the current csv reader began at
-    while start < len(lines):
-        reader = csv.reader(islice(lines, start, None), strict=True)
-        done = 0  # lines of this reader taken by complete one-line records
-        offset = first_line + start - 1
-        try:
-            for fields in reader:
-                number = reader.line_num
-                if number != done + 1:
-                    break
-                done = number
-                if fields:
-                    yield offset + number, fields
-                elif start + number - 1 in errors:
-                    yield offset + number, errors[start + number - 1]
-            else:
-                return
-            problem = _UNCLOSED_QUOTE
-        except csv.Error as exc:
-            # Only an open quote makes the reader read past the line or hit the end of the
-            # block ("unexpected end of data"); other errors stay within the line.
-            unclosed = reader.line_num != done + 1 or str(exc) == "unexpected end of data"
-            problem = _UNCLOSED_QUOTE if unclosed else f"not valid CSV: {exc}"
-        line = offset + done + 1
-        yield line, RowError(line=line, reason=problem)
-        # Read every line after the broken one on its own again.
-        start += done + 1
-
-
-def _read_header(
-    records: Iterator[tuple[int, list[str] | RowError]],
-    required: tuple[str, ...],
-    optional: tuple[str, ...],
-) -> dict[str, int] | RowError:
-    """Column name → index, from the first non-blank line; or why the header is unusable."""
-    first = next(records, None)
-    if first is None:
-        return RowError(
-            line=1, reason=f"the file is empty: expected the header {','.join(required)}"
-        )
-    line, fields = first
-    if isinstance(fields, RowError):
-        return fields
-    names = [name.strip() for name in fields]
-    columns: dict[str, int] = {}
-    for column in (*required, *optional):
-        if names.count(column) > 1:
-            return RowError(line=line, field=column, reason="column appears twice in the header")
-        if column in names:
-            columns[column] = names.index(column)
-        elif column in required:
-            return RowError(
-                line=line,
-                field=column,
-                reason=f"column missing from the header (found {_shown(','.join(names))})",
-            )
-    return columns
+def _undecodable(line: int, raw: bytes, error: UnicodeDecodeError, codec: str) -> RowError:
+    return RowError(
+        line=line,
+        reason=f"byte 0x{raw[error.start]:02X} at column {error.start + 1} is not valid {codec}",
+    )
 
 
 def _short_row(line: int, fields: list[str], columns: dict[str, int]) -> RowError:
@@ -595,7 +652,9 @@ def _per_row_error(
     return RowError(line=line, code=code, field=field, reason=f"{given}: use {allowed}")
 
 
-def _duplicate_reason(target: ImportTarget) -> str:
+def _duplicate_reason(target: ImportTarget | None) -> str:
+    if target is None:
+        return "duplicate code in the file: an earlier line already has it"
     counted = EXPECTED if target == "expected" else "実在庫数"
     return f"duplicate code in the file: an earlier line already updates its {counted}"
 

@@ -210,18 +210,24 @@ def header_records(
             columns = [name.strip() for name in record]
             missing = [name for name in required if name not in columns]
             if missing:
-                yield number, RowError(
-                    line=number,
-                    field=missing[0],
-                    reason=f"header lacks required column(s): {', '.join(missing)}",
+                yield (
+                    number,
+                    RowError(
+                        line=number,
+                        field=missing[0],
+                        reason=f"header lacks required column(s): {', '.join(missing)}",
+                    ),
                 )
                 return
             continue
         if isinstance(record, RowError):
             yield number, record
         elif len(record) < len(columns):
-            yield number, RowError(
-                line=number, reason=f"{len(record)} fields, the header has {len(columns)}"
+            yield (
+                number,
+                RowError(
+                    line=number, reason=f"{len(record)} fields, the header has {len(columns)}"
+                ),
             )
         else:
             yield number, dict(zip(columns, record, strict=False))

@@ -69,9 +69,7 @@ def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
 # --- stock API (zaiko's choice, Yahoo-shaped) ---------------------------------------------
 
 
-def build_stock_requests(
-    updates: Sequence[StockUpdate], account: ApiAccount
-) -> list[HttpRequest]:
+def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) -> list[HttpRequest]:
     """One form-encoded POST per 1,000 items: shop_id, item_code (``code:subcode``), quantity."""
     _api.require_pushable(updates)
     requests = []
@@ -129,7 +127,9 @@ def parse_order_mail(raw: bytes) -> MallOrder:
         raise MailError(f"not an order confirmation: subject {mail.subject!r}")
     lines = [line.strip() for line in mail.lines]
     order_no = _first_match(_ORDER_NO, lines, "[注文番号]")
-    ordered_at = _mail.parse_ja_datetime(_first_match(_ORDERED_AT, lines, "[注文日時]"), "[注文日時]")
+    ordered_at = _mail.parse_ja_datetime(
+        _first_match(_ORDERED_AT, lines, "[注文日時]"), "[注文日時]"
+    )
     return MallOrder(order_no=order_no, ordered_at=ordered_at, lines=tuple(_item_lines(lines)))
 
 

@@ -197,7 +197,10 @@ def _read_item_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[Stoc
             continue
         if stock_type != _STOCK_TYPE_NORMAL:
             yield RowError(
-                line=number, code=item_id, field="在庫タイプ", reason=f"unknown value {stock_type!r}"
+                line=number,
+                code=item_id,
+                field="在庫タイプ",
+                reason=f"unknown value {stock_type!r}",
             )
             continue
         quantity = int_field(row["在庫数"], line=number, field="在庫数", code=item_id)
@@ -241,7 +244,10 @@ def _read_select_csv(
         if isinstance(quantity, RowError):
             yield quantity
             continue
-        names = (row.get("項目選択肢別在庫用横軸選択肢", ""), row.get("項目選択肢別在庫用縦軸選択肢", ""))
+        names = (
+            row.get("項目選択肢別在庫用横軸選択肢", ""),
+            row.get("項目選択肢別在庫用縦軸選択肢", ""),
+        )
         yield StockRow(
             line=number,
             sku=sku,
@@ -304,14 +310,33 @@ def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
         quantity = str(min(update.quantity, MAX_QUANTITY))
         variant = _variant_id(update.variation)
         if not update.variation:
-            items.append(["u", update.item_id, _STOCK_TYPE_NORMAL, quantity, *[""] * 8])
+            items.append(
+                _in_columns(
+                    ITEM_HEADER,
+                    {
+                        "コントロールカラム": "u",
+                        _MANAGE_NUMBER: update.item_id,
+                        "在庫タイプ": _STOCK_TYPE_NORMAL,
+                        "在庫数": quantity,
+                    },
+                )
+            )
         elif variant is not None:
             skus.append(["u", update.item_id, variant, quantity])
         else:
             horizontal, vertical = _axes(update)
             choices.append(
-                ["u", update.item_id, _CHOICE_TYPE_STOCK, "", "", "", horizontal, "", vertical]
-                + ["", quantity, "", "", "", ""]
+                _in_columns(
+                    SELECT_HEADER,
+                    {
+                        "項目選択肢用コントロールカラム": "u",
+                        _MANAGE_NUMBER: update.item_id,
+                        "選択肢タイプ": _CHOICE_TYPE_STOCK,
+                        "項目選択肢別在庫用横軸選択肢子番号": horizontal,
+                        "項目選択肢別在庫用縦軸選択肢子番号": vertical,
+                        "項目選択肢別在庫用在庫数": quantity,
+                    },
+                )
             )
     files: dict[str, bytes] = {}
     if items:
@@ -321,6 +346,10 @@ def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
     if skus:
         files[NORMAL_ITEM_CSV] = encode_csv(NORMAL_ITEM_HEADER, skus)
     return files
+
+
+def _in_columns(header: Sequence[str], values: dict[str, str]) -> list[str]:
+    return [values.get(column, "") for column in header]
 
 
 def _axes(update: StockUpdate) -> tuple[str, str]:
@@ -366,9 +395,7 @@ def authorization(account: ApiAccount) -> tuple[str, str]:
     return ("Authorization", "ESA " + base64.b64encode(account.secret.encode()).decode("ascii"))
 
 
-def build_stock_requests(
-    updates: Sequence[StockUpdate], account: ApiAccount
-) -> list[HttpRequest]:
+def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) -> list[HttpRequest]:
     """One bulk-upsert per 400 items, quantities ABSOLUTE and capped at the mall's 99,999."""
     _api.require_pushable(updates)
     auth = authorization(account)
@@ -542,7 +569,9 @@ def render_order_numbers(order_numbers: Sequence[str]) -> bytes:
     )
 
 
-def build_get_order_requests(account: ApiAccount, order_numbers: Sequence[str]) -> list[HttpRequest]:
+def build_get_order_requests(
+    account: ApiAccount, order_numbers: Sequence[str]
+) -> list[HttpRequest]:
     """getOrder, at most 100 order numbers per request."""
     return [
         HttpRequest(
@@ -569,7 +598,9 @@ def parse_orders_response(body: bytes) -> list[MallOrder]:
 
 
 def _raise_on_error(messages: Sequence[_Message]) -> None:
-    errors = [f"{m.message_code} {m.message}".strip() for m in messages if m.message_type == "ERROR"]
+    errors = [
+        f"{m.message_code} {m.message}".strip() for m in messages if m.message_type == "ERROR"
+    ]
     if errors:
         raise ValueError("; ".join(errors))
 
@@ -689,7 +720,9 @@ def parse_order_mail(raw: bytes) -> MallOrder:
         ordered_at=_mail.parse_ja_datetime(ordered_at.group(1), "[日時]"),
         status=status,
         lines=order_lines,
-        cancelled_lines=tuple(line.line_no for line in order_lines) if status == "cancelled" else (),
+        cancelled_lines=tuple(line.line_no for line in order_lines)
+        if status == "cancelled"
+        else (),
     )
 
 

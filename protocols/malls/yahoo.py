@@ -166,9 +166,7 @@ def form_fields(request: HttpRequest) -> dict[str, str]:
     return fields
 
 
-def build_stock_requests(
-    updates: Sequence[StockUpdate], account: ApiAccount
-) -> list[HttpRequest]:
+def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) -> list[HttpRequest]:
     """One setStock per 1,000 items (Bearer token, seller_id, item_code, quantity)."""
     _api.require_pushable(updates)
     requests = []
@@ -201,6 +199,11 @@ def parse_stock_request(request: HttpRequest) -> list[StockUpdate]:
     return updates
 
 
+def _xml_bytes(root: ET.Element) -> bytes:
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data
+
+
 def render_stock_response(updates: Sequence[StockUpdate]) -> bytes:
     """``<ResultSet>`` with one ``<Result>`` per item, as setStock answers."""
     root = ET.Element(
@@ -214,7 +217,7 @@ def render_stock_response(updates: Sequence[StockUpdate]) -> bytes:
         ET.SubElement(result, "ItemCode").text = update.item_id
         ET.SubElement(result, "SubCode").text = _sub_code(update)
         ET.SubElement(result, "Quantity").text = str(update.quantity)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return _xml_bytes(root)
 
 
 def render_error(status: int, message: str, code: str = "") -> bytes:
@@ -222,7 +225,7 @@ def render_error(status: int, message: str, code: str = "") -> bytes:
     root = ET.Element("Error")
     ET.SubElement(root, "Message").text = message
     ET.SubElement(root, "Code").text = code
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return _xml_bytes(root)
 
 
 def parse_stock_response(status: int, body: bytes) -> None:
@@ -358,8 +361,4 @@ Yahoo!ショッピングで以下のご注文がありました。
 def _render_item(number: int, line: OrderLine) -> str:
     code = f"{line.item_id}/{line.variation[0]}" if line.variation else line.item_id
     amount = line.quantity * 1000
-    return (
-        f"（{number}）{line.name}\n"
-        f"商品コード：{code}\n"
-        f"1,000円×{line.quantity:,}＝{amount:,}円\n"
-    )
+    return f"（{number}）{line.name}\n商品コード：{code}\n1,000円×{line.quantity:,}＝{amount:,}円\n"

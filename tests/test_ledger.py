@@ -1,0 +1,94 @@
+"""The ledger task: group commit, acknowledgement after commit, events, draining."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import trio
+
+from daemon.actors.ledger import ledger
+from daemon.commands import LedgerRequest, Result, call
+from daemon.events import EventBus
+from protocols import control
+
+
+def now() -> str:
+    return "2026-11-26T00:00:00.000+00:00"
+
+
+async def test_concurrent_requests_are_group_committed(tmp_path: Path) -> None:
+    database = tmp_path / "z.sqlite3"
+    bus = EventBus()
+    send, receive = trio.open_memory_channel[LedgerRequest](256)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger, database, receive, bus, now)
+        async with send:
+            await call(send, control.SkuAdd(id=1, code="A"), "test")
+            replies: list[control.StockReply] = []
+
+            async def one_change(sender: trio.MemorySendChannel[LedgerRequest], n: int) -> None:
+                async with sender:
+                    replies.append(await call(sender, control.StockAdd(id=n, code="A", field="expected", delta=1), "test"))
+
+            async with trio.open_nursery() as clients:
+                for n in range(200):
+                    clients.start_soon(one_change, send.clone(), n)
+    # every acknowledged change is on disk (the ledger closed the database after draining)
+    db = sqlite3.connect(database)
+    assert db.execute("SELECT expected FROM stock WHERE sku = 'A'").fetchone() == (200,)
+    assert db.execute("SELECT count(*), sum(delta) FROM journal WHERE sku = 'A'").fetchone() == (200, 200)
+    assert sorted(r.stock.expected for r in replies) == list(range(1, 201))
+
+
+async def test_batches_share_one_transaction(tmp_path: Path) -> None:
+    """Requests queued while the worker is busy are applied together: fewer commits than requests."""
+    bus = EventBus()
+    subscription = bus.subscribe()
+    send, receive = trio.open_memory_channel[LedgerRequest](256)
+    replies = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger, tmp_path / "z.sqlite3", receive, bus, now)
+        await call(send, control.SkuAdd(id=1, code="A"), "test")
+        reply_channels = []
+        for n in range(100):
+            reply_send, reply_receive = trio.open_memory_channel[Result](1)
+            send.send_nowait(LedgerRequest(control.StockAdd(id=n, code="A", field="expected", delta=1), "t", reply_send))
+            reply_channels.append(reply_receive)
+        for channel in reply_channels:
+            replies.append(await channel.receive())
+        await send.aclose()
+    batches = []
+    async for batch in subscription.receive:
+        batches.append(batch)
+    # one commit for the SkuAdd, then the 100 queued adds in one batch: one coalesced event
+    assert len(batches) == 2
+    assert batches[1][0].stock.expected == 100  # type: ignore[union-attr]
+    assert all(isinstance(r, control.StockReply) for r in replies)
+
+
+async def test_slow_subscriber_is_dropped_not_waited_for(tmp_path: Path) -> None:
+    bus = EventBus(buffer=2)
+    slow = bus.subscribe()
+    send, receive = trio.open_memory_channel[LedgerRequest](16)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger, tmp_path / "z.sqlite3", receive, bus, now)
+        await call(send, control.SkuAdd(id=1, code="A"), "test")
+        for n in range(5):
+            await call(send, control.StockAdd(id=n, code="A", field="expected", delta=1), "test")
+        await send.aclose()
+    received = [batch async for batch in slow.receive]
+    assert slow.dropped
+    assert len(received) == 2
+
+
+async def test_caller_that_left_does_not_stall_the_ledger(tmp_path: Path) -> None:
+    send, receive = trio.open_memory_channel[LedgerRequest](16)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ledger, tmp_path / "z.sqlite3", receive, EventBus(), now)
+        reply_send, reply_receive = trio.open_memory_channel[Result](1)
+        reply_receive.close()  # the caller went away
+        await send.send(LedgerRequest(control.SkuAdd(id=1, code="A"), "t", reply_send))
+        result = await call(send, control.SkuShow(id=2, code="A"), "test")
+        assert result.sku.code == "A"
+        await send.aclose()

@@ -1,0 +1,101 @@
+"""Shop settings: the seed's ranges and rules, each refusal naming its field."""
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from protocols.malls import KINDS
+from protocols.settings import (
+    SettingsError,
+    ShopSettings,
+    apply_changes,
+    decode_shops_toml,
+    validate_shop,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shop(**changes: object) -> ShopSettings:
+    base = {"id": "r1", "mall": "rakuten"}
+    base.update(changes)
+    return msgspec.convert(base, ShopSettings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"send_interval_min": 4}, "send_interval_min"),
+        ({"send_interval_min": 10000}, "send_interval_min"),
+        ({"distribution_rate": 101}, "distribution_rate"),
+        ({"distribution_rate": -1}, "distribution_rate"),
+        ({"bulk_sync_hours": [9, 24]}, "bulk_sync_hours"),
+        ({"bulk_sync_hours": [9, 9]}, "bulk_sync_hours"),
+        ({"reflect_to_origin": False, "distribution_rate": 50}, "reflect_to_origin"),
+        ({"trickle": {"enabled": True, "quantity": 0}}, "trickle.quantity"),
+        ({"trickle": {"enabled": True, "quantity": 5, "refill_at": 5}}, "trickle.refill_at"),
+        ({"take_pending": True}, "take_pending"),  # an Amazon option on a Rakuten shop
+        ({"transport": "ftp"}, "ftp_url"),
+        ({"transport": "ftp", "ftp_url": "sftp://u@h:22/d"}, "known_hosts"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"id": "bad id"}, "id"),
+    ],
+)
+def test_refusals_name_the_field(changes: dict[str, object], field: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        validate_shop(shop(**changes))
+    assert caught.value.field == field
+    assert field in str(caught.value)
+
+
+def test_boundaries_are_allowed() -> None:
+    validate_shop(shop(send_interval_min=5, distribution_rate=0, bulk_sync_hours=[0, 23]))
+    validate_shop(shop(send_interval_min=9999, distribution_rate=100))
+    validate_shop(shop(reflect_to_origin=False))  # rate 100: allowed
+
+
+def test_mall_capabilities_decide_transport_and_reflect() -> None:
+    with pytest.raises(SettingsError) as caught:
+        validate_shop(shop(mall="amazon", transport="ftp", ftp_url="ftps://h/"))
+    assert caught.value.field == "transport"
+    with pytest.raises(SettingsError) as caught:
+        validate_shop(shop(mall="yahoo_auction", reflect="active"))
+    assert caught.value.field == "reflect"
+    validate_shop(shop(mall="amazon", take_pending=True, take_cancellations=True))
+
+
+def test_example_shops_file_has_every_mall_kind_and_validates() -> None:
+    shops = decode_shops_toml((ROOT / "conf" / "shops.example.toml").read_bytes())
+    assert sorted(s.mall for s in shops) == sorted(KINDS)
+
+
+def test_shops_file_errors_name_the_shop_and_field() -> None:
+    text = '[[shops]]\nid = "a"\nmall = "rakuten"\n[[shops]]\nid = "b"\nmall = "yahoo"\nsend_interval_min = 4\n'
+    with pytest.raises(SettingsError) as caught:
+        decode_shops_toml(text)
+    assert "shops[1] (b).send_interval_min" in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        decode_shops_toml('[[shops]]\nid = "a"\nmall = "rakuten"\ncolour = "red"\n')
+    assert "colour" in str(caught.value)
+    with pytest.raises(SettingsError):
+        decode_shops_toml('[[shops]]\nid = "a"\nmall = "ebay"\n')
+
+
+def test_operator_changes_are_typed_and_validated() -> None:
+    changed = apply_changes(shop(), {"order_intake": "active", "send_interval_min": "15", "bulk_sync_hours": "3,21", "trickle.enabled": "true"})
+    assert changed.order_intake == "active"
+    assert changed.send_interval_min == 15
+    assert changed.bulk_sync_hours == (3, 21)
+    assert changed.trickle.enabled is True
+    with pytest.raises(SettingsError) as caught:
+        apply_changes(shop(), {"distribution_rate": "101"})
+    assert caught.value.field == "distribution_rate"
+    with pytest.raises(SettingsError) as caught:
+        apply_changes(shop(), {"order_intake": "sometimes"})
+    assert "order_intake" in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        apply_changes(shop(), {"no_such": "1"})
+    assert caught.value.field == "no_such"
+    with pytest.raises(SettingsError):
+        apply_changes(shop(), {"mall": "yahoo"})
