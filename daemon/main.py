@@ -43,7 +43,6 @@ async def run_daemon(
     token = prepare_state(config)
     bus = EventBus()
     board = StatusBoard(bus, now)
-    ledger_send, ledger_receive = trio.open_memory_channel[LedgerRequest](LEDGER_QUEUE)
     host, port = config.listen
     settings = ControlSettings(
         host=host,
@@ -53,6 +52,26 @@ async def run_daemon(
     )
     info = ServerInfo(version=zaiko_version(), started_at=now())
     backoff = Backoff(config.supervisor.backoff_initial_s, config.supervisor.backoff_max_s)
+    try:
+        await _serve(config, token, bus, board, settings, info, backoff, now, actors_for, task_status)
+    finally:
+        config.address_file.unlink(missing_ok=True)
+    log.info("stopped; database closed")
+
+
+async def _serve(
+    config: Config,
+    token: str,
+    bus: EventBus,
+    board: StatusBoard,
+    settings: ControlSettings,
+    info: ServerInfo,
+    backoff: Backoff,
+    now: Callable[[], str],
+    actors_for: Callable[[ShopSettings], Sequence[ActorSpec]],
+    task_status: trio.TaskStatus[tuple[str, int]],
+) -> None:
+    ledger_send, ledger_receive = trio.open_memory_channel[LedgerRequest](LEDGER_QUEUE)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as core:
             await core.start(ledger, config.database, ledger_receive, bus, now)
@@ -73,5 +92,3 @@ async def run_daemon(
                     break
                 # stop accepting and stop the shops; the ledger drains once every sender closed
                 services.cancel_scope.cancel()
-    config.address_file.unlink(missing_ok=True)
-    log.info("stopped; database closed")

@@ -347,11 +347,7 @@ class _StockLines:
                         continue
                     row_mode, row_target = line_mode, line_target
                     seen_codes = seen[row_target]
-                if (
-                    value_text.isdigit()
-                    and value_text.isascii()
-                    and len(value_text) <= _QUANTITY_DIGITS
-                ):
+                if value_text.isdecimal() and len(value_text) <= _QUANTITY_DIGITS:
                     value = int(value_text)
                 else:
                     parsed = _parse_quantity(value_text, allow_negative=row_mode == "add")
@@ -362,11 +358,7 @@ class _StockLines:
                         continue
                     value = parsed
                 reserve: int | None = None
-                if (
-                    reserve_text.isdigit()
-                    and reserve_text.isascii()
-                    and len(reserve_text) <= _QUANTITY_DIGITS
-                ):
+                if reserve_text.isdecimal() and len(reserve_text) <= _QUANTITY_DIGITS:
                     reserve = int(reserve_text)
                 elif reserve_text:
                     parsed = _parse_quantity(reserve_text, allow_negative=False)
@@ -660,17 +652,24 @@ def _duplicate_reason(target: ImportTarget | None) -> str:
 
 
 def _parse_quantity(text: str, *, allow_negative: bool) -> int | str:
-    """The integer in ``text``, or the reason it is not an acceptable quantity."""
+    """The integer in ``text``, or the reason it is not an acceptable quantity.
+
+    Digits are Unicode decimal digits, so the full-width １２ a Japanese IME types counts as 12;
+    spaces, separators, decimals and exponents do not.
+    """
     if not text:
         return "empty"
     digits = text[1:] if text[0] in "+-" else text
-    if not (digits.isascii() and digits.isdigit()):
+    if not digits.isdecimal():
         return f"not an integer: '{_shown(text)}'"
-    if len(digits.lstrip("0")) > _QUANTITY_DIGITS:
-        return f"larger than {MAX_QUANTITY}: {text}"
-    value = int(text)
-    if value < 0 and not allow_negative:
-        return f"below 0: {text} (an import never sets a negative count)"
+    significant = digits.lstrip("0")
+    if len(significant) > _QUANTITY_DIGITS:
+        return f"larger than {MAX_QUANTITY}: {_shown(text)}"
+    value = int(significant or "0")
+    if text[0] == "-" and value:
+        if not allow_negative:
+            return f"below 0: {text} (an import never sets a negative count)"
+        value = -value
     return value
 
 

@@ -144,6 +144,34 @@ class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes = b""
 
 
+# Python's cp932 codec maps these single bytes to characters instead of failing, but no
+# Japanese file means them: 0x80 → U+0080, 0xA0 → U+F8F0, 0xFD–0xFF → U+F8F1–U+F8F3.
+CP932_LAX_CHARACTERS = frozenset("\x80\uf8f0\uf8f1\uf8f2\uf8f3")
+CP932_ALIASES = frozenset({"cp932", "ms932", "windows-31j", "shift_jis", "shift-jis", "sjis", "s-jis"})
+
+
+def codec_name(encoding: str) -> str:
+    """The codec zaiko reads a file with: Shift_JIS names mean cp932 (what Japanese Excel
+    writes), UTF-8 tolerates a BOM. Raises LookupError for an unknown encoding."""
+    name = encoding.strip().lower()
+    if name in CP932_ALIASES:
+        return "cp932"
+    if name.replace("_", "-") in ("utf-8", "utf8", "utf-8-sig"):
+        return "utf-8-sig"
+    return codecs.lookup(name).name
+
+
+def decode_strict(raw: bytes, codec: str) -> str:
+    """Decode, refusing every byte that does not stand for a character in the file's encoding."""
+    text = raw.decode(codec)
+    if codec == "cp932" and not CP932_LAX_CHARACTERS.isdisjoint(text):
+        for position, ch in enumerate(text):
+            if ch in CP932_LAX_CHARACTERS:
+                start = len(text[:position].encode("cp932"))
+                raise UnicodeDecodeError("cp932", raw, start, start + 1, "no character for this byte")
+    return text
+
+
 def decoded_lines(
     raw_lines: Iterable[bytes], encoding: str = "cp932"
 ) -> Iterator[tuple[int, str | RowError]]:
@@ -151,11 +179,10 @@ def decoded_lines(
 
     A UTF-8 BOM is tolerated on the first line. Never replaces a byte silently.
     """
-    codec = "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
-    codecs.lookup(codec)
+    codec = codec_name(encoding)
     for number, raw in enumerate(raw_lines, start=1):
         try:
-            text = raw.decode(codec if number == 1 else codec.replace("-sig", ""))
+            text = decode_strict(raw, codec if number == 1 else codec.replace("-sig", ""))
         except UnicodeDecodeError as exc:
             yield number, RowError(
                 line=number,

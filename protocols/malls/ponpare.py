@@ -1,13 +1,8 @@
 """ポンパレモール (ponpare): order-confirmation mails, a Yahoo-shaped quantity CSV for import and
-export, and a Yahoo-shaped stock API.
+export, and a Yahoo-shaped stock API. SKUs follow Yahoo's rule (sub-code, else code); in the mail
+the option lines' codes in parentheses are appended to the item code to form the sub-code.
 
-An item is its 商品コード; an item with options is the variation ``(sub-code,)`` whose SKU is the
-sub-code (as Yahoo). In the mail the option lines carry codes in parentheses that parsers append
-to the item code, so the sub-code is item code + option codes.
-
-Unverified: no public stock API was found, so the API is zaiko's choice modelled on Yahoo's
-setStock (same form fields and XML bodies, path ``/api/setStock``); the quantity CSV and the mail
-follow public third-party code and parsers; the mail's [注文日時] line is zaiko's choice.
+Unverified: no public stock API exists, so ``POST /api/setStock`` (Yahoo's form fields and XML) is zaiko's choice; the CSV and mail follow public third-party code, the [注文日時] line is zaiko's.
 """
 
 from __future__ import annotations

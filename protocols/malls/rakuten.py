@@ -1,15 +1,10 @@
 """楽天市場 (rakuten): RMS batch files (item.csv, select.csv, SKU-era normal-item.csv), Inventory
-API 2.0 bulk-upsert, order-confirmation mails and the RMS order API (searchOrder → getOrder).
+API 2.0 bulk-upsert, order-confirmation mails and the RMS order API (searchOrder → getOrder). A
+legacy choice is the variation ``(横軸子番号, 縦軸子番号)`` (SKU = 商品管理番号 + both); an SKU-format
+variant is ``("sku:<SKU管理番号>",)`` (SKU = SKU管理番号; ``normal-inventory`` is the item itself);
+the APIs only know SKU-format variants.
 
-Identifiers: an item is its 商品管理番号; a legacy 項目選択肢別在庫 choice is the variation
-``(横軸子番号, 縦軸子番号)`` and joins as 商品管理番号 + 横軸子番号 + 縦軸子番号; an SKU-format
-variant is the variation ``("sku:<SKU管理番号>",)`` and its SKU is the SKU管理番号 (the migrated
-``normal-inventory`` variant stands for the item itself). The Inventory API and the order API only
-know SKU-format variants.
-
-Unverified: file headers, the API payloads and the mail layout follow public third-party code and
-parsers (mall-formats.md §2, §4); normal-item.csv columns, error codes and the cancellation mail
-are zaiko's choice.
+Unverified: headers, API payloads and mail layout follow public third-party code; normal-item.csv columns, error codes and the cancellation mail are zaiko's choice.
 """
 
 from __future__ import annotations
@@ -688,6 +683,8 @@ _ORDERED_AT = re.compile(r"(?:\[日時\]|注文日時)\s*(\S.*)")
 _QUANTITY = re.compile(r"[x×]\s*([0-9,]+)\s*\(個\)")
 _ITEM_SEPARATOR = re.compile(r"^-{5,}$")
 _BLOCK_END = re.compile(r"^\*{5,}$")
+# The item code is the last parenthesised text, which closes the name line.
+_NAME_CODE = re.compile(r"^(.*)\(([^()]+)\)$")
 _SKU_LINE = re.compile(r"^SKU管理番号\s*[:：]\s*(\S+)$")
 
 
@@ -731,12 +728,12 @@ def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
     if not blocks:
         raise MailError("no [商品] block")
     for number, block in enumerate(blocks, start=1):
-        name_line = block[0]
-        open_at = name_line.rfind("(")
-        close_at = name_line.find(")", open_at + 1)
-        code = name_line[open_at + 1 : close_at].strip() if open_at >= 0 and close_at > 0 else ""
-        if not code:
-            raise MailError(f"item block {number} has no item code in (...) on its name line")
+        name_code = _NAME_CODE.match(block[0])
+        if name_code is None:
+            raise MailError(
+                f"item block {number} has no item code in (...) at the end of its name line"
+            )
+        name, code = name_code.group(1).strip(), name_code.group(2).strip()
         variation: tuple[str, ...] = ()
         quantity: int | None = None
         for line in block[1:]:
@@ -756,7 +753,7 @@ def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
             variation=variation,
             sku=join_sku(code, variation),
             quantity=quantity,
-            name=name_line[:open_at].strip(),
+            name=name,
         )
 
 

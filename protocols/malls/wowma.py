@@ -1,11 +1,8 @@
-"""Wowma! / au PAY マーケット (wowma): stock.csv, the updateStock XML API and order mails.
+"""Wowma! / au PAY マーケット (wowma): stock.csv, the updateStock XML API and order mails. A choice
+(stockSegment 2) is the variation ``(横軸コード, 縦軸コード)`` and joins as itemCode + H code + V
+code, where ``-`` or blank means "no such axis".
 
-An item is its itemCode; a choice (stockSegment 2) is the variation ``(横軸コード, 縦軸コード)``
-and joins as itemCode + H code + V code, where ``-`` or blank means "no such axis".
-
-Unverified: stock.csv columns and the updateStock XML follow public third-party code; the
-items-per-request limit, the response/error XML and the whole order mail are zaiko's choice (no
-public spec or sample was found).
+Unverified: stock.csv and updateStock XML follow public third-party code; the batch limit, response XML and the whole order mail are zaiko's choice (no public spec or sample).
 """
 
 from __future__ import annotations
@@ -315,7 +312,7 @@ def raise_on_error(status: int, body: bytes) -> ET.Element:
     if root.findtext("result/status") != "0" or not 200 <= status < 300:
         code = (root.findtext("result/error/code") or "").strip()
         message = (root.findtext("result/error/message") or "").strip() or "no error message"
-        raise ValueError(f"HTTP {status}: {code} {message}".replace("  ", " "))
+        raise ValueError(f"HTTP {status}: " + " ".join(part for part in (code, message) if part))
     return root
 
 

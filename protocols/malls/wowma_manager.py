@@ -1,13 +1,8 @@
-"""Wowma!(Wow! manager) (wowma_manager): orders from the searchTradeInfoListProc API and stock
-through the same updateStock API as ``wowma``.
+"""Wowma!(Wow! manager) (wowma_manager): orders from searchTradeInfoListProc and stock through
+``wowma``'s updateStock API. An order line's variation is ``(itemManagementId,)``, so its SKU is
+itemCode + 管理ID, the stock rule's itemCode + H + V when the 管理ID is the choice's H + V codes.
 
-Order lines carry itemCode and the 管理ID (itemManagementId) of the bought choice; the line's
-variation is ``(itemManagementId,)`` so its SKU is itemCode + 管理ID, which equals the stock rule
-itemCode + H code + V code when the 管理ID is the choice's H + V codes (as shops set it up).
-
-Unverified: endpoint and element names follow public third-party code; the orderStatus /
-itemCancelStatus values mapped to unpaid/pending/cancelled and the H+V 管理ID rule are zaiko's
-choice (no public spec).
+Unverified: endpoint and element names follow public third-party code; status values, itemCancelStatus "1" and the H+V 管理ID rule are zaiko's choice.
 """
 
 from __future__ import annotations

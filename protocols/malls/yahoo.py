@@ -1,11 +1,8 @@
-"""Yahoo!ショッピング (yahoo): quantity.csv, the setStock API and order-confirmation mails.
+"""Yahoo!ショッピング (yahoo): quantity.csv, the setStock API (≤1,000 ``code:subcode`` items a
+request, 1 request/s) and new-format 注文確認 mails. An item with options is the variation
+``(sub-code,)`` and its SKU is that sub-code, else the item code (SPEC §2).
 
-An item is its 商品コード; an item with options is the variation ``(個別商品コード,)`` and its SKU
-is that sub-code (SPEC §2: sub-code, else code). setStock takes up to 1,000 ``code:subcode``
-entries a request, one request a second.
-
-Unverified: quantity.csv columns, the setStock XML bodies and the new-format mail's code line
-(``商品コード：code/subcode``) follow public third-party code and parsers, not an official spec.
+Unverified: quantity.csv columns, setStock XML bodies and the mail's ``商品コード：code/subcode`` line follow public third-party code, not an official spec.
 """
 
 from __future__ import annotations
@@ -239,7 +236,7 @@ def parse_stock_response(status: int, body: bytes) -> None:
     if root.tag == "Error":
         message = (root.findtext("Message") or "").strip()
         code = (root.findtext("Code") or "").strip()
-        raise ValueError(f"HTTP {status}: {code} {message}".strip())
+        raise ValueError(f"HTTP {status}: " + " ".join(part for part in (code, message) if part))
     if not 200 <= status < 300:
         raise ValueError(f"HTTP {status}: {root.tag}")
 

@@ -1,0 +1,169 @@
+"""The real daemon process driven through the real CLI, as an operator would."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from pathlib import Path
+
+import trio
+from trio_websocket import ConnectionClosed, open_websocket
+
+from cli.client import ClientError, connect
+from protocols import control
+from tests.conftest import DaemonProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_operator_session_survives_restart(daemon_process: DaemonProcess) -> None:
+    zaiko = daemon_process.cli
+    assert "0 SKUs" in zaiko("status").stdout
+    zaiko("sku", "add", "000123", "--name", "靴下 ① ㈱")
+    zaiko("stock", "set", "000123", "--expected", "5")
+    zaiko("stock", "add", "000123", "--expected", "-2")
+    shown = json.loads(zaiko("sku", "show", "000123", "--json").stdout)
+    assert shown["sku"]["code"] == "000123"
+    assert shown["sku"]["stock"]["expected"] == 3
+    assert [(j["delta"], j["after"]) for j in shown["sku"]["journal"]] == [(-2, 3), (5, 5)]
+    human = zaiko("sku", "show", "000123").stdout
+    assert "expected 3" in human and "manual" in human
+
+    assert daemon_process.stop(signal.SIGTERM) == 0
+    daemon_process.start()
+    shown = json.loads(zaiko("sku", "show", "000123", "--json").stdout)
+    assert shown["sku"]["stock"]["expected"] == 3
+    listed = json.loads(zaiko("sku", "list", "--json").stdout)
+    assert [s["code"] for s in listed["skus"]] == ["000123"]
+
+
+def test_sets_shops_and_errors_through_the_cli(daemon_process: DaemonProcess, tmp_path: Path) -> None:
+    zaiko = daemon_process.cli
+    for code, stock in (("SOCK-R", "9"), ("SOCK-B", "4")):
+        zaiko("sku", "add", code)
+        zaiko("stock", "set", code, "--expected", stock)
+    zaiko("sets", "add", "SOCKS", "--child", "SOCK-R:3", "--child", "SOCK-B:1")
+    assert json.loads(zaiko("sku", "show", "SOCKS", "--json").stdout)["sku"]["stock"]["expected"] == 3
+    zaiko("stock", "add", "SOCK-R", "--expected", "-4")  # 5 // 3 = 1
+    assert json.loads(zaiko("sku", "show", "SOCKS", "--json").stdout)["sku"]["stock"]["expected"] == 1
+
+    applied = zaiko("shops", "apply", str(ROOT / "conf" / "shops.example.toml"))
+    assert "rakuten-main" in applied.stdout
+    status = json.loads(zaiko("status", "--json").stdout)
+    assert len(status["shops"]) == 13
+
+    for assignment, field in (
+        ("send_interval_min=4", "send_interval_min"),
+        ("send_interval_min=10000", "send_interval_min"),
+        ("distribution_rate=101", "distribution_rate"),
+        ("bulk_sync_hours=24", "bulk_sync_hours"),
+        ("reflect_to_origin=false", "reflect_to_origin"),  # colorme-main has rate 50
+    ):
+        refused = zaiko("shops", "set", "colorme-main", assignment, check=False)
+        assert refused.returncode == 1
+        assert field in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    bad_file = tmp_path / "shops.toml"
+    bad_file.write_text('[[shops]]\nid = "x"\nmall = "colorme"\ndistribution_rate = 50\nreflect_to_origin = false\n')
+    refused = zaiko("shops", "apply", str(bad_file), check=False)
+    assert refused.returncode == 1 and "reflect_to_origin" in refused.stderr
+
+    # the guard: never-registered SKUs block reflect=active unless forced
+    zaiko("sku", "add", "NEW-1")
+    refused = zaiko("shops", "set", "yahoo-main", "reflect=active", check=False)
+    assert refused.returncode == 1 and "never had stock registered" in refused.stderr
+    zaiko("shops", "set", "yahoo-main", "reflect=active", "--force")
+
+    listings = tmp_path / "listings.csv"
+    listings.write_bytes("商品コード,モール商品ID,属性1コード,連動\r\nNEW-1,item-1,,停止中\r\n".encode("cp932"))
+    zaiko("listings", "import", str(listings), "--shop", "yahoo-main")
+    shops = json.loads(zaiko("sku", "show", "NEW-1", "--json").stdout)["sku"]["shops"]
+    assert {q["shop"]: q["linked"] for q in shops}["yahoo-main"] is False
+    jobs = zaiko("jobs", "list")
+    assert "no jobs yet" in jobs.stdout
+    malls = zaiko("malls", "--json")
+    assert len(json.loads(malls.stdout)) == 13
+
+
+def test_cli_reports_a_stopped_daemon_in_one_line(tmp_path: Path) -> None:
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path)
+    daemon = DaemonProcess(config)
+    daemon.start()
+    assert daemon.stop() == 0
+    result = daemon.cli("status", check=False)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_kill_9_keeps_every_acknowledged_change_exactly_once(daemon_process: DaemonProcess) -> None:
+    """A client applies keyed changes as fast as it can; the daemon is killed mid-stream.
+    After restart every acknowledged key is in the journal once, and the stock adds up."""
+    acknowledged: list[str] = []
+
+    async def client(worker: int) -> None:
+        async with connect(daemon_process.config, f"w{worker}") as zaiko:
+            for n in range(100_000):
+                key = f"w{worker}-{n}"
+                await zaiko.request(control.StockAdd(id=0, code=f"K{worker}", field="expected", delta=1, key=key))
+                acknowledged.append(key)
+                if worker == 0 and n == 300:
+                    daemon_process.proc.kill()  # type: ignore[union-attr]
+
+    async def main() -> None:
+        async with connect(daemon_process.config) as zaiko:
+            for worker in range(4):
+                await zaiko.request(control.SkuAdd(id=0, code=f"K{worker}"))
+        try:
+            async with trio.open_nursery() as nursery:
+                for worker in range(4):
+                    nursery.start_soon(client, worker)
+        except* (ClientError, ConnectionClosed, OSError):
+            pass
+
+    trio.run(main)
+    daemon_process.proc.wait()  # type: ignore[union-attr]
+    assert len(acknowledged) > 300
+    daemon_process.start()
+    db = sqlite3.connect(daemon_process.config.database)
+    refs = [ref for (ref,) in db.execute("SELECT ref FROM journal WHERE reason = 'manual'")]
+    assert len(refs) == len(set(refs)), "a change was applied twice"
+    assert set(acknowledged) <= set(refs), "an acknowledged change was lost"
+    # retrying every acknowledged key changes nothing: each one was applied exactly once
+    for worker in range(4):
+        (expected,) = db.execute("SELECT expected FROM stock WHERE sku = ?", (f"K{worker}",)).fetchone()
+        assert expected == len([r for r in refs if r.startswith(f"w{worker}-")])
+    bad = db.execute(
+        "SELECT s.sku FROM stock s LEFT JOIN (SELECT sku, sum(delta) t FROM journal "
+        "WHERE field = 'expected' GROUP BY sku) j ON j.sku = s.sku WHERE s.expected != coalesce(j.t, 0)"
+    ).fetchall()
+    assert bad == []
+
+
+def test_oversized_frames_do_not_grow_the_daemon(daemon_process: DaemonProcess) -> None:
+    config = daemon_process.config
+    token = config.token_file.read_text().strip()
+    frame = '{"type":"ping","id":1,"pad":"' + "x" * (4 << 20) + '"}'
+
+    async def send_oversized() -> None:
+        address = config.address_file.read_text().strip().rpartition(":")
+        async with open_websocket(address[0], int(address[2]), "/", use_ssl=False) as ws:
+            await ws.send_message(control.encoder.encode(control.Hello(token=token)).decode())
+            await ws.get_message()
+            try:
+                await ws.send_message(frame)
+                await ws.get_message()
+            except ConnectionClosed as closed:
+                assert closed.reason.code == 1009
+                return
+            raise AssertionError("an oversized frame was accepted")
+
+    trio.run(send_oversized)  # warm up allocator
+    before = daemon_process.rss_kib()
+    for _ in range(10):
+        trio.run(send_oversized)
+    after = daemon_process.rss_kib()
+    # 10 frames of 4 MiB refused: the daemon keeps at most one frame's worth, not 40 MiB
+    assert after - before < 8 * 1024, (before, after)
+    assert daemon_process.cli("status").returncode == 0
