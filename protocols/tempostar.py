@@ -36,7 +36,7 @@ ExportTarget = Literal["expected", "both"]
 # One SKU as the ledger reads it for a download: (code, expected, reserve, actual or None when
 # the actual count was never set).
 StockRecord = tuple[str, int, int, int | None]
-T = TypeVar("T")
+_Row = TypeVar("_Row")
 
 CODE: Final = "商品コード"
 EXPECTED: Final = "想定在庫数"
@@ -244,7 +244,7 @@ class _CsvReader(Protocol):
 # A parser reads one csv reader's run of lines, yielding rows and errors; ``offset`` + the
 # reader's line number is the physical line number. It returns how many lines its complete
 # records used and, when it stopped early, why the next line is not a record of its own.
-LinesParser = Callable[[_CsvReader, int], Generator[T | RowError, None, tuple[int, str | None]]]
+_LinesParser = Callable[[_CsvReader, int], Generator[_Row | RowError, None, tuple[int, str | None]]]
 
 
 def _read(
@@ -252,8 +252,8 @@ def _read(
     codec: str,
     required: tuple[str, ...],
     optional: tuple[str, ...],
-    parser_for: Callable[[dict[str, int]], LinesParser[T]],
-) -> Iterator[T | RowError]:
+    parser_for: Callable[[dict[str, int]], _LinesParser[_Row]],
+) -> Iterator[_Row | RowError]:
     raw = iter(raw_lines)
     columns = _read_header(next(raw, None), codec, required, optional)
     if isinstance(columns, RowError):
@@ -516,22 +516,31 @@ def write_stock_csv(
                     writer.writerow((code, actual, "", _OVERWRITE_CODE, actual_code))
         text = out.getvalue()
         try:
-            yield text.encode(codec)
+            encoded = text.encode(codec)
         except UnicodeEncodeError:
             raise _unencodable(batch, codec) from None
+        # Python's cp932 also writes a few characters it reads back as others (〜 as ～, − as
+        # －, ¢ £ ¬ ‖): for a SKU code that would silently change its identity.
+        if encoded.decode(codec) != text:
+            raise _unencodable(batch, codec)
+        yield encoded
 
 
 def _unencodable(batch: list[StockRecord], codec: str) -> UnencodableCode:
     for code, *_ in batch:
-        try:
-            code.encode(codec)
-        except UnicodeEncodeError as exc:
-            char = code[exc.start]
-            return UnencodableCode(
-                f"SKU {_shown(code)} cannot be written in {codec}: character U+{ord(char):04X} "
-                f"{_shown(char)!r} at position {exc.start + 1}; download with encoding utf-8"
-            )
-    raise AssertionError("a batch failed to encode but none of its codes does")
+        for position, char in enumerate(code, start=1):
+            try:
+                read_back = char.encode(codec).decode(codec)
+            except UnicodeEncodeError:
+                read_back = ""
+            if read_back != char:
+                changed = f" (it would be read back as {read_back})" if read_back else ""
+                return UnencodableCode(
+                    f"SKU {_shown(code)} cannot be written in {codec}: character {char} "
+                    f"(U+{ord(char):04X}) at position {position}{changed}; "
+                    "download with encoding utf-8"
+                )
+    raise AssertionError("a batch failed to round-trip but none of its codes does")
 
 
 def _read_header(

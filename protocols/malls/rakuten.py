@@ -787,15 +787,16 @@ def render_order_mail(order: MallOrder, shop_name: str) -> bytes:
     total = sum(line.quantity for line in order.lines) * 1000
     items = "\n----------\n".join(_render_item(line) for line in order.lines)
     if order.status == "cancelled":
-        intro = "以下のご注文はお客様のご依頼によりキャンセルされました。"
+        intro = "以下のご注文はキャンセルされました。"
         subject = CANCELLATION_SUBJECT
     else:
-        intro = "以下の内容でご注文を承りましたのでご確認ください。"
+        intro = "以下の内容でご注文を承りました。"
         subject = CONFIRMATION_SUBJECT
     stars = "*" * 70
     body = f"""楽天 太郎 様
 
-この度は楽天市場内のショップ「{shop_name}」をご利用いただきまして、まことにありがとうございます。
+この度は楽天市場内のショップ「{shop_name}」を
+ご利用いただきまして、まことにありがとうございます。
 {intro}
 
 {stars}
