@@ -23,12 +23,12 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.actors.ledger import ledger  # noqa: E402
-from daemon.clock import utc_now  # noqa: E402
-from daemon.commands import LedgerRequest, OrderLineIn, RecordOrder, call  # noqa: E402
-from daemon.events import EventBus  # noqa: E402
-from protocols import control  # noqa: E402
-from protocols.settings import ShopSettings  # noqa: E402
+from daemon.actors.ledger import ledger
+from daemon.clock import utc_now
+from daemon.commands import LedgerRequest, OrderLineIn, RecordOrder, call
+from daemon.events import EventBus
+from protocols import control
+from protocols.settings import ShopSettings
 
 SKUS = 1000
 
@@ -44,7 +44,11 @@ async def through_ledger(database: Path, lines: int, producers: int, per_order: 
         await call(send, control.ShopsApply(id=1, shops=(shop,)), "bench")
         for n in range(SKUS):
             await call(send, control.SkuAdd(id=1, code=f"{n:06d}"), "bench")
-            await call(send, control.StockSet(id=1, code=f"{n:06d}", field="expected", value=10**9), "bench")
+            await call(
+                send,
+                control.StockSet(id=1, code=f"{n:06d}", field="expected", value=10**9),
+                "bench",
+            )
 
         async def drain_events() -> None:
             async for _ in subscriber.receive:
@@ -81,7 +85,9 @@ def raw_baseline(database: Path, lines: int) -> float:
     db = sqlite3.connect(database, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE order_lines (shop TEXT, order_no TEXT, line_no INTEGER, sku TEXT, quantity INTEGER, PRIMARY KEY (shop, order_no, line_no)) WITHOUT ROWID")
+    db.execute(
+        "CREATE TABLE order_lines (shop TEXT, order_no TEXT, line_no INTEGER, sku TEXT, quantity INTEGER, PRIMARY KEY (shop, order_no, line_no)) WITHOUT ROWID"
+    )
     rows = [("bench", f"ORD-{n // 3}", n % 3, f"{n % SKUS:06d}", 1) for n in range(lines)]
     start = time.perf_counter()
     db.execute("BEGIN")
@@ -103,15 +109,29 @@ def main() -> None:
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             ledger_rates.append(
-                trio.run(through_ledger, Path(tmp) / "ledger.sqlite3", args.lines, args.producers, args.lines_per_order)
+                trio.run(
+                    through_ledger,
+                    Path(tmp) / "ledger.sqlite3",
+                    args.lines,
+                    args.producers,
+                    args.lines_per_order,
+                )
             )
             raw_rates.append(raw_baseline(Path(tmp) / "raw.sqlite3", args.lines))
-        print(f"run {run + 1}: ledger {ledger_rates[-1]:,.0f} lines/s, raw executemany {raw_rates[-1]:,.0f} rows/s")
+        print(
+            f"run {run + 1}: ledger {ledger_rates[-1]:,.0f} lines/s, raw executemany {raw_rates[-1]:,.0f} rows/s"
+        )
     ledger_median = statistics.median(ledger_rates)
     raw_median = statistics.median(raw_rates)
-    print(f"ledger (durable, group commit, {args.producers} producers): median {ledger_median:,.0f} order lines/s")
-    print(f"raw executemany baseline (one transaction, no domain work): median {raw_median:,.0f} rows/s")
-    print(f"ratio ledger/raw: {ledger_median / raw_median:.3f}  target ≥ 5,000 lines/s: {'met' if ledger_median >= 5000 else 'NOT met'}")
+    print(
+        f"ledger (durable, group commit, {args.producers} producers): median {ledger_median:,.0f} order lines/s"
+    )
+    print(
+        f"raw executemany baseline (one transaction, no domain work): median {raw_median:,.0f} rows/s"
+    )
+    print(
+        f"ratio ledger/raw: {ledger_median / raw_median:.3f}  target ≥ 5,000 lines/s: {'met' if ledger_median >= 5000 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,34 @@ class ShopsList(msgspec.Struct, frozen=True):
     shops: tuple[ShopSettings, ...]
 
 
-Command = control.Request | RecordOrder | ListShops
-Result = control.Reply | control.Error | OrderRecorded | ShopsList
+class CreateJob(msgspec.Struct, frozen=True):
+    kind: str
+    shop: str = ""
+    detail: str = ""
+
+
+class FinishJob(msgspec.Struct, frozen=True):
+    job: int
+    result: Literal["ok", "failed"]
+    count: int = 0
+    success: int = 0
+    failure: int = 0
+    messages: tuple[str, ...] = ()
+    download_bytes: int = 0
+
+
+class ApplyImport(msgspec.Struct, frozen=True):
+    """Apply the rows staged for a job in one transaction, then finish the job."""
+
+    job: int
+    table: str
+    start: control.ImportStart
+    staged_errors: int
+    fatal: str = ""
+
+
+Command = control.Request | RecordOrder | ListShops | CreateJob | FinishJob | ApplyImport
+Result = control.Reply | control.Error | OrderRecorded | ShopsList | control.Job
 
 
 class LedgerRequest(msgspec.Struct, frozen=True):

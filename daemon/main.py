@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import trio
 
-from daemon.actors.control import ControlSettings, ServerInfo, control_server
+from daemon.actors.control import ControlSettings, ServerInfo, Workspace, control_server
 from daemon.actors.ledger import ledger
 from daemon.actors.supervisor import ActorSpec, Backoff, StatusBoard, supervise_shops
 from daemon.clock import utc_now
 from daemon.commands import LedgerRequest
 from daemon.config import Config, prepare_state
 from daemon.events import EventBus
+from daemon.imports import clear_staging
 from daemon.notify import sd_notify
 from daemon.shop_actors import actors_for as default_actors_for
 from protocols.settings import ShopSettings
@@ -53,7 +55,9 @@ async def run_daemon(
     info = ServerInfo(version=zaiko_version(), started_at=now())
     backoff = Backoff(config.supervisor.backoff_initial_s, config.supervisor.backoff_max_s)
     try:
-        await _serve(config, token, bus, board, settings, info, backoff, now, actors_for, task_status)
+        await _serve(
+            config, token, bus, board, settings, info, backoff, now, actors_for, task_status
+        )
     finally:
         config.address_file.unlink(missing_ok=True)
     log.info("stopped; database closed")
@@ -72,15 +76,37 @@ async def _serve(
     task_status: trio.TaskStatus[tuple[str, int]],
 ) -> None:
     ledger_send, ledger_receive = trio.open_memory_channel[LedgerRequest](LEDGER_QUEUE)
+    workspace = Workspace(
+        database=config.database,
+        uploads=config.state_dir / "uploads",
+        staging=config.state_dir / "staging.sqlite3",
+        downloads=config.state_dir / "downloads",
+    )
+    clear_staging(workspace.staging, workspace.uploads)
+    workspace.uploads.mkdir(exist_ok=True, mode=0o700)
+    workspace.downloads.mkdir(exist_ok=True, mode=0o700)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as core:
-            await core.start(ledger, config.database, ledger_receive, bus, now)
+            await core.start(
+                partial(ledger, staging=workspace.staging),
+                config.database,
+                ledger_receive,
+                bus,
+                now,
+            )
             async with ledger_send, trio.open_nursery() as services:
                 await services.start(
                     supervise_shops, ledger_send.clone(), bus, actors_for, board, backoff
                 )
                 address = await services.start(
-                    control_server, settings, token, ledger_send.clone(), bus, board, info
+                    control_server,
+                    settings,
+                    token,
+                    ledger_send.clone(),
+                    bus,
+                    board,
+                    info,
+                    workspace,
                 )
                 config.address_file.write_text(f"{address[0]}:{address[1]}\n")
                 await sd_notify("READY=1")

@@ -13,19 +13,22 @@ import sqlite3
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from daemon.commands import (
+    ApplyImport,
     Command,
+    CreateJob,
+    FinishJob,
     ListShops,
     OrderRecorded,
     RecordOrder,
     Result,
     ShopsList,
 )
-from protocols import control, quantity
+from protocols import control, quantity, tempostar
 from protocols.settings import (
     SettingsError,
     ShopSettings,
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SKU_MAX = 64
 GUARD_LIST_MAX = 20
+MAX_JOB_MESSAGES = 10_000
+MAX_DRY_RUN_ROWS = 100_000
+INTERRUPTED = "interrupted: the daemon stopped before this job finished; nothing of it was applied"
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -149,7 +155,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job, seq)
     ) WITHOUT ROWID;
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN download_bytes INTEGER NOT NULL DEFAULT 0
+    """,
 )
+
+
+class _Undo(Exception):
+    """Roll a command back but still record an outcome (dry runs, refused all-or-nothing)."""
+
+    def __init__(self, outcome: FinishJob) -> None:
+        super().__init__("undo")
+        self.outcome = outcome
+
+
+class _KnownCodes:
+    """``code in known`` asked of the database, for the zero-padding hint."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __contains__(self, code: object) -> bool:
+        return self._db.execute("SELECT 1 FROM skus WHERE code = ?", (code,)).fetchone() is not None
 
 
 class DomainError(Exception):
@@ -191,7 +219,7 @@ settings_decoder = msgspec.json.Decoder(ShopSettings)
 class Store:
     """One sqlite3 connection and the operations on it. Not thread-safe: one caller at a time."""
 
-    def __init__(self, path: Path, now: Callable[[], str]) -> None:
+    def __init__(self, path: Path, now: Callable[[], str], staging: Path | None = None) -> None:
         self.path = path
         self.now = now
         # check_same_thread=False: trio's worker threads differ between batches, but the
@@ -204,7 +232,18 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        if staging is not None:
+            # where imports stage their parsed rows (written by another connection)
+            self.db.execute("ATTACH DATABASE ? AS staging", (str(staging),))
         self._events: list[control.Event] = []
+        self._fail_interrupted_jobs()
+
+    def _fail_interrupted_jobs(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        running = [job for (job,) in self.db.execute("SELECT id FROM jobs WHERE state = 'running'")]
+        for job in running:
+            self._finish_job(FinishJob(job=job, result="failed", messages=(INTERRUPTED,)))
+        self.db.execute("COMMIT")
 
     def _migrate(self) -> None:
         version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -244,6 +283,12 @@ class Store:
                 self.db.execute("SAVEPOINT command")
                 try:
                     result = self._dispatch(command, actor)
+                except _Undo as undo:
+                    self.db.execute("ROLLBACK TO command")
+                    self._events = []
+                    result = self._finish_job(undo.outcome)
+                    events.extend(self._events)
+                    results.append(result)
                 except DomainError as exc:
                     self.db.execute("ROLLBACK TO command")
                     results.append(
@@ -312,8 +357,23 @@ class Store:
                 return self.record_order(command, actor)
             case ListShops():
                 return ShopsList(shops=self.shops())
-            case control.Subscribe():
-                raise DomainError("invalid", "subscribe is handled by the control session")
+            case CreateJob():
+                return self._create_job(command)
+            case FinishJob():
+                return self._finish_job(command)
+            case ApplyImport():
+                return self.apply_import(command, actor)
+            case (
+                control.Subscribe()
+                | control.ImportStart()
+                | control.UploadChunk()
+                | control.ImportFinish()
+                | control.ExportStart()
+                | control.Download()
+            ):
+                raise DomainError(
+                    "invalid", f"{type(command).__name__} is handled by the control session"
+                )
         raise DomainError("invalid", f"unknown command {type(command).__name__}")
 
     # --- SKUs and stock ---------------------------------------------------------------------
@@ -831,8 +891,8 @@ class Store:
 
     def job(self, job_id: int, *, with_messages: bool = True) -> control.Job:
         row = self.db.execute(
-            "SELECT id, kind, shop, state, started_at, ended_at, result, count, success, failure "
-            "FROM jobs WHERE id = ?",
+            "SELECT id, kind, shop, state, started_at, ended_at, result, count, success, failure, "
+            "detail, download_bytes FROM jobs WHERE id = ?",
             (job_id,),
         ).fetchone()
         if row is None:
@@ -844,7 +904,20 @@ class Store:
             if with_messages
             else ()
         )
-        job_id, kind, shop, state, started_at, ended_at, result, count, success, failure = row
+        (
+            job_id,
+            kind,
+            shop,
+            state,
+            started_at,
+            ended_at,
+            result,
+            count,
+            success,
+            failure,
+            detail,
+            download_bytes,
+        ) = row
         return control.Job(
             id=job_id,
             kind=kind,
@@ -857,7 +930,255 @@ class Store:
             success=success,
             failure=failure,
             messages=tuple(m for (m,) in messages),
+            detail=detail,
+            download_bytes=download_bytes,
         )
+
+    def _create_job(self, command: CreateJob) -> control.Job:
+        cursor = self.db.execute(
+            "INSERT INTO jobs(kind, shop, state, started_at, detail) VALUES (?, ?, 'running', ?, ?)",
+            (command.kind, command.shop, self.now(), command.detail),
+        )
+        job = self.job(cursor.lastrowid or 0)
+        self._events.append(control.JobChanged(job=job))
+        return job
+
+    def _finish_job(self, command: FinishJob) -> control.Job:
+        updated = self.db.execute(
+            "UPDATE jobs SET state = 'done', ended_at = ?, result = ?, count = ?, success = ?, "
+            "failure = ?, download_bytes = ? WHERE id = ? AND state = 'running'",
+            (
+                self.now(),
+                command.result,
+                command.count,
+                command.success,
+                command.failure,
+                command.download_bytes,
+                command.job,
+            ),
+        )
+        if updated.rowcount != 1:
+            raise DomainError("conflict", f"job {command.job} is not running", "job")
+        messages = list(command.messages[:MAX_JOB_MESSAGES])
+        if len(command.messages) > MAX_JOB_MESSAGES:
+            messages.append(f"… and {len(command.messages) - MAX_JOB_MESSAGES} more messages")
+        self.db.executemany(
+            "INSERT INTO job_messages(job, seq, message) VALUES (?, ?, ?)",
+            [(command.job, seq, message) for seq, message in enumerate(messages)],
+        )
+        job = self.job(command.job, with_messages=False)
+        self._events.append(control.JobChanged(job=job))
+        return self.job(command.job)
+
+    # --- imports --------------------------------------------------------------------------
+
+    def apply_import(self, command: ApplyImport, actor: str) -> control.Job:
+        """Apply a staged stock or catalog import; either all valid rows or, when refused, none."""
+        if command.fatal:
+            return self._finish_job(
+                FinishJob(job=command.job, result="failed", failure=1, messages=(command.fatal,))
+            )
+        if command.start.shop:
+            self.shop(command.start.shop)
+        staged = f"staging.{command.table}"
+        messages = [
+            (line, message)
+            for line, message in self.db.execute(
+                f"SELECT line, message FROM {staged}_errors ORDER BY line LIMIT ?",
+                (MAX_JOB_MESSAGES + 1,),
+            )
+        ]
+        if command.start.kind == "stock":
+            success, failed, notes = self._apply_stock(command, staged, actor)
+        else:
+            success, failed, notes = self._apply_catalog(command, staged)
+        messages.extend(failed)
+        failure = command.staged_errors + len(failed)
+        refused = command.start.all_or_nothing and failure > 0
+        if refused or command.start.dry_run:
+            # undo this command only: the job row below is written after the rollback
+            raise _Undo(
+                FinishJob(
+                    job=command.job,
+                    result="failed" if refused else "ok",
+                    count=success + failure,
+                    success=0 if refused else success,
+                    failure=failure,
+                    messages=tuple(
+                        [f"all-or-nothing: {failure} row(s) failed; nothing was applied"] * refused
+                        + [m for _, m in sorted(messages)]
+                        + (notes if command.start.dry_run and not refused else [])
+                    ),
+                )
+            )
+        result: Literal["ok", "failed"] = "failed" if success == 0 and failure > 0 else "ok"
+        return self._finish_job(
+            FinishJob(
+                job=command.job,
+                result=result,
+                count=success + failure,
+                success=success,
+                failure=failure,
+                messages=tuple(m for _, m in sorted(messages)),
+            )
+        )
+
+    def _apply_stock(
+        self, command: ApplyImport, staged: str, actor: str
+    ) -> tuple[int, list[tuple[int, str]], list[str]]:
+        db = self.db
+        db.execute("DROP TABLE IF EXISTS temp.import_rows")
+        listing_join = (
+            "LEFT JOIN listings l ON l.shop = :shop AND l.item_id = r.item_id AND l.variation = r.variation"
+            if command.start.shop
+            else "LEFT JOIN (SELECT NULL AS sku) l ON 0"
+        )
+        db.execute(
+            "CREATE TEMP TABLE import_rows AS SELECT r.line, coalesce(l.sku, r.code) AS code, "
+            "r.value, r.reserve, r.is_add, r.is_actual, k.is_set, "
+            "CASE r.is_actual WHEN 1 THEN s.actual ELSE s.expected END AS current, "
+            "s.reserve AS current_reserve "
+            f"FROM {staged} r {listing_join} "
+            "LEFT JOIN skus k ON k.code = coalesce(l.sku, r.code) "
+            "LEFT JOIN stock s ON s.sku = coalesce(l.sku, r.code)",
+            {"shop": command.start.shop},
+        )
+        db.execute("ALTER TABLE temp.import_rows ADD COLUMN new INTEGER")
+        db.execute(
+            "UPDATE temp.import_rows SET new = CASE is_add WHEN 1 THEN current + value ELSE value END"
+        )
+        failed: list[tuple[int, str]] = []
+        bad_lines: list[tuple[int]] = []
+        known = _KnownCodes(db)
+        for line, code, is_set, value, current, new in db.execute(
+            "SELECT line, code, is_set, value, current, new FROM temp.import_rows "
+            "WHERE is_set IS NULL OR is_set = 1 OR new < 0 OR new > ? ORDER BY line",
+            (tempostar.MAX_QUANTITY,),
+        ).fetchall():
+            if is_set is None:
+                failed.append((line, tempostar.unknown_sku_error(line, code, known).message()))
+            elif is_set:
+                failed.append(
+                    (
+                        line,
+                        f"line {line} [{code}]: a set product has no stock of its own; import its children",
+                    )
+                )
+            else:
+                sign = "-" if value < 0 else "+"
+                reason = (
+                    f"result below 0: {current} {sign} {abs(value)} = {new}"
+                    if new < 0
+                    else f"result above {tempostar.MAX_QUANTITY}: {current} {sign} {abs(value)} = {new}"
+                )
+                failed.append((line, f"line {line} [{code}]: {reason}"))
+            bad_lines.append((line,))
+        if bad_lines:
+            db.executemany("DELETE FROM temp.import_rows WHERE line = ?", bad_lines)
+        (success,) = db.execute("SELECT count(*) FROM temp.import_rows").fetchone()
+        notes: list[str] = []
+        if command.start.dry_run:
+            for line, code, is_actual, current, new, current_reserve, reserve in db.execute(
+                "SELECT line, code, is_actual, current, new, current_reserve, reserve "
+                "FROM temp.import_rows ORDER BY line LIMIT ?",
+                (MAX_DRY_RUN_ROWS,),
+            ):
+                field = "actual" if is_actual else "expected"
+                change = f"line {line} [{code}] {field} {current} → {new}"
+                if reserve is not None and reserve != current_reserve:
+                    change += f", reserve {current_reserve} → {reserve}"
+                notes.append(change)
+            if success > MAX_DRY_RUN_ROWS:
+                notes.append(f"… and {success - MAX_DRY_RUN_ROWS} more rows")
+            return success, failed, notes
+        ref = f"job:{command.job}"
+        now = self.now()
+        (journal_from,) = db.execute("SELECT coalesce(max(id), 0) + 1 FROM journal").fetchone()
+        params = {"now": now, "ref": ref, "actor": actor}
+        db.execute(
+            "INSERT INTO journal(at, sku, field, delta, before, after, reason, ref, actor) "
+            "SELECT :now, code, CASE is_actual WHEN 1 THEN 'actual' ELSE 'expected' END, "
+            "new - current, current, new, 'import', :ref, :actor FROM temp.import_rows "
+            "WHERE new != current ORDER BY line",
+            params,
+        )
+        db.execute(
+            "INSERT INTO journal(at, sku, field, delta, before, after, reason, ref, actor) "
+            "SELECT :now, code, 'reserve', reserve - current_reserve, current_reserve, reserve, "
+            "'import', :ref, :actor FROM temp.import_rows "
+            "WHERE reserve IS NOT NULL AND reserve != current_reserve ORDER BY line",
+            params,
+        )
+        db.execute(
+            "UPDATE stock SET expected = r.new, registered = 1 FROM temp.import_rows r "
+            "WHERE r.is_actual = 0 AND stock.sku = r.code"
+        )
+        db.execute(
+            "UPDATE stock SET actual = r.new FROM temp.import_rows r "
+            "WHERE r.is_actual = 1 AND stock.sku = r.code AND stock.actual != r.new"
+        )
+        db.execute(
+            "UPDATE stock SET reserve = r.reserve FROM temp.import_rows r "
+            "WHERE r.reserve IS NOT NULL AND stock.sku = r.code AND stock.reserve != r.reserve"
+        )
+        (journal_to,) = db.execute("SELECT coalesce(max(id), 0) FROM journal").fetchone()
+        changed = journal_to - journal_from + 1
+        if changed > 0:
+            self._events.append(
+                control.StockImported(
+                    job=command.job,
+                    changed=changed,
+                    journal_from=journal_from,
+                    journal_to=journal_to,
+                )
+            )
+        db.execute("DROP TABLE temp.import_rows")
+        return success, failed, notes
+
+    def _apply_catalog(
+        self, command: ApplyImport, staged: str
+    ) -> tuple[int, list[tuple[int, str]], list[str]]:
+        db = self.db
+        failed: list[tuple[int, str]] = []
+        for line, code in db.execute(f"SELECT line, code FROM {staged} ORDER BY line").fetchall():
+            try:
+                check_sku_code(code)
+            except DomainError as exc:
+                failed.append((line, f"line {line} [{code[:64]}]: {exc}"))
+        bad = [(line,) for line, _ in failed]
+        db.execute("DROP TABLE IF EXISTS temp.catalog_rows")
+        db.execute(f"CREATE TEMP TABLE catalog_rows AS SELECT * FROM {staged}")
+        db.executemany("DELETE FROM temp.catalog_rows WHERE line = ?", bad)
+        (success,) = db.execute("SELECT count(*) FROM temp.catalog_rows").fetchone()
+        (new_skus,) = db.execute(
+            "SELECT count(*) FROM temp.catalog_rows WHERE code NOT IN (SELECT code FROM skus)"
+        ).fetchone()
+        notes = [f"{new_skus} new SKU(s), {success - new_skus} existing"]
+        if command.start.dry_run:
+            return success, failed, notes
+        now = self.now()
+        db.execute(
+            "INSERT INTO skus(code, name, created_at) SELECT code, name, ? FROM temp.catalog_rows "
+            "WHERE true ON CONFLICT(code) DO UPDATE SET name = excluded.name "
+            "WHERE excluded.name != '' AND skus.name != excluded.name",
+            (now,),
+        )
+        db.execute(
+            "INSERT INTO stock(sku) SELECT code FROM temp.catalog_rows WHERE true "
+            "ON CONFLICT(sku) DO NOTHING"
+        )
+        # set parents have no stock row
+        db.execute("DELETE FROM stock WHERE sku IN (SELECT code FROM skus WHERE is_set = 1)")
+        if command.start.shop:
+            db.execute(
+                "INSERT INTO listings(shop, sku, item_id, variation, linked) "
+                "SELECT ?, code, item_id, variation, 1 FROM temp.catalog_rows WHERE item_id != '' "
+                "ON CONFLICT(shop, sku) DO UPDATE SET item_id = excluded.item_id, "
+                "variation = excluded.variation",
+                (command.start.shop,),
+            )
+        db.execute("DROP TABLE temp.catalog_rows")
+        return success, failed, notes
 
     def status(self, request_id: int) -> control.StatusReply:
         (skus,) = self.db.execute("SELECT count(*) FROM skus").fetchone()

@@ -25,7 +25,9 @@ def _item(text: str) -> tuple[str, tuple[str, ...], int]:
     try:
         n = int(qty)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: quantity {qty!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: quantity {qty!r} is not a whole number"
+        ) from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: quantity must be ≥ 1")
     item_id, *variation = code.split("/")
@@ -33,7 +35,9 @@ def _item(text: str) -> tuple[str, tuple[str, ...], int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mallsim", description="Simulated Japanese malls on loopback.")
+    p = argparse.ArgumentParser(
+        prog="python -m mallsim", description="Simulated Japanese malls on loopback."
+    )
     p.add_argument("--config", help="TOML config (see docs/mallsim.md)")
     p.add_argument("--fresh", action="store_true", help="wipe state_dir and the Maildirs first")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -61,6 +65,10 @@ def mail_command(args: argparse.Namespace) -> int:
     from protocols.malls.base import MallOrder, OrderLine
 
     mall = Mall(args.mall)
+    if "mail" not in mall.cap.intake:
+        intake = ", ".join(mall.cap.intake) or "nothing"
+        print(f"mallsim: {args.mall} sends no order mails (it takes orders by {intake})", file=sys.stderr)
+        return 2
     at = args.at or datetime.now(JST).isoformat(timespec="seconds")
     try:
         if datetime.fromisoformat(at).tzinfo is None:
@@ -130,12 +138,19 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return trio.run(serve, args)
-    except ConfigError as exc:
-        print(f"mallsim: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"mallsim: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, OSError, BaseExceptionGroup) as exc:
+        leaf = _leaf(exc)
+        if not isinstance(leaf, (ConfigError, OSError)):
+            raise
+        print(f"mallsim: {leaf}", file=sys.stderr)
+        return 2 if isinstance(leaf, ConfigError) else 1
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one error inside nested exception groups (trio nurseries wrap what they raise)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 if __name__ == "__main__":

@@ -144,7 +144,9 @@ def check_config(cfg: Config) -> None:
     except ValueError:
         raise _fail("sim.listen", f"must be a loopback IP address, got {sim.listen!r}") from None
     if not addr.is_loopback:
-        raise _fail("sim.listen", f"must be a loopback address (127.0.0.1 or ::1), got {sim.listen}")
+        raise _fail(
+            "sim.listen", f"must be a loopback address (127.0.0.1 or ::1), got {sim.listen}"
+        )
     for key in ("http_port", "sftp_port", "ftps_port"):
         port = getattr(sim, key)
         if not 0 <= port <= 65535:
@@ -182,8 +184,12 @@ def check_config(cfg: Config) -> None:
         cap = capability(shop.mall)
         if shop.intake is not None and shop.intake not in cap.intake:
             allowed = ", ".join(cap.intake) or "none"
-            raise _fail(f"{where}.intake", f"{shop.mall} takes orders by {allowed}, not {shop.intake}")
-        if shop.merchant not in merchants and not (shop.merchant == "default" and not cfg.merchants):
+            raise _fail(
+                f"{where}.intake", f"{shop.mall} takes orders by {allowed}, not {shop.intake}"
+            )
+        if shop.merchant not in merchants and not (
+            shop.merchant == "default" and not cfg.merchants
+        ):
             raise _fail(f"{where}.merchant", f"unknown merchant {shop.merchant!r}")
         stock = merchants[shop.merchant].stock if shop.merchant in merchants else {}
         if shop.customers_per_hour < 0:

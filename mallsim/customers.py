@@ -9,7 +9,6 @@ times are computed ahead and awaited with ``sleep_until``, so with
 
 from __future__ import annotations
 
-import functools
 import heapq
 import logging
 import random
@@ -69,12 +68,14 @@ class MailOrApi:
         mall = Mall(shop.kind)
         raw = mall.render_order_mail(order, shop.cfg.name or shop.id)
         when = self.state.wall(t).timestamp()
-        await trio.to_thread.run_sync(functools.partial(deliver, self.maildir_root / shop.id, raw, when=when))
+        deliver(self.maildir_root / shop.id, raw, when=when)  # synchronous: see maildir.py
         shop.mails_written += 1
         self.state.changed()
 
 
-def new_order(state: SimState, shop: ShopState, picks: Sequence[tuple[ItemState, int]], t: float) -> MallOrder:
+def new_order(
+    state: SimState, shop: ShopState, picks: Sequence[tuple[ItemState, int]], t: float
+) -> MallOrder:
     """Sell ``picks`` at ``shop`` at trio time ``t`` and return the mall's order for it."""
     state.sell(shop.id, [(it.sku, qty) for it, qty in picks])
     return MallOrder(

@@ -69,9 +69,7 @@ def apply_fault_patch(state: SimState, patch: FaultPatch) -> Faults:
     if patch.slow_s is not None and not 0 <= patch.slow_s <= 600:
         raise ValueError(f"slow_s must be 0–600 seconds, got {patch.slow_s}")
     changes = {
-        k: v
-        for k, v in msgspec.structs.asdict(patch).items()
-        if k != "shop" and v is not None
+        k: v for k, v in msgspec.structs.asdict(patch).items() if k != "shop" and v is not None
     }
     shop.faults = msgspec.structs.replace(shop.faults, **changes)
     log.info("shop %s: faults now %s", shop.id, msgspec.to_builtins(shop.faults))
@@ -229,7 +227,8 @@ class MallApp:
                 return _json(404, {"error": f"shop {shop.id} does not list {line.sku!r}"})
             if not 1 <= line.quantity <= item.shown:
                 return _json(
-                    409, {"error": f"{line.sku}: shop shows {item.shown}, cannot buy {line.quantity}"}
+                    409,
+                    {"error": f"{line.sku}: shop shows {item.shown}, cannot buy {line.quantity}"},
                 )
             picks.append((item, line.quantity))
         if not picks:

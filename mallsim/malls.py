@@ -74,7 +74,9 @@ def _body_fields(body: bytes) -> dict[str, str] | None:
     if isinstance(doc, dict):
         return {str(k): json.dumps(v, sort_keys=True) for k, v in doc.items()}
     try:
-        pairs = urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+        pairs = urllib.parse.parse_qsl(
+            body.decode("ascii"), keep_blank_values=True, strict_parsing=True
+        )
     except (UnicodeDecodeError, ValueError):
         return None
     return dict(pairs)

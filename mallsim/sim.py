@@ -142,8 +142,12 @@ class Simulator:
             up = Upload(shop_id, transport, target, rel.name, apply)
             try:
                 trio.from_thread.run(self._send.send, up, trio_token=self._trio_token)
-            except (trio.RunFinishedError, trio.Cancelled, trio.BrokenResourceError,
-                    trio.ClosedResourceError):
+            except (
+                trio.RunFinishedError,
+                trio.Cancelled,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+            ):
                 pass
 
         return on_closed
@@ -183,15 +187,25 @@ class Simulator:
             return
         finally:
             up.path.unlink(missing_ok=True)
-        updates = [(r.item_id, tuple(r.variation), r.sku, r.quantity) for r in rows if r.quantity is not None]
+        updates = [
+            (r.item_id, tuple(r.variation), r.sku, r.quantity)
+            for r in rows
+            if r.quantity is not None
+        ]
         applied, unknown = self.state.apply_quantities(up.shop_id, updates)
         messages = [e.message() for e in errors[:ERRORS_KEPT]]
         self.state.record_file(
-            up.shop_id, FileResult(up.name, up.transport, len(rows) + len(errors), applied, unknown, messages)
+            up.shop_id,
+            FileResult(up.name, up.transport, len(rows) + len(errors), applied, unknown, messages),
         )
         log.info(
             "shop %s: %s via %s: %d applied, %d unknown, %d errors",
-            up.shop_id, up.name, up.transport, applied, unknown, len(errors),
+            up.shop_id,
+            up.name,
+            up.transport,
+            applied,
+            unknown,
+            len(errors),
         )
 
     # -- servers ------------------------------------------------------------------------------
@@ -253,7 +267,11 @@ class Simulator:
     async def _run_http(self, *, task_status: trio.TaskStatus[int]) -> None:
         config = hypercorn.config.Config()
         host = self.cfg.sim.listen
-        config.bind = [f"[{host}]:{self.cfg.sim.http_port}" if ":" in host else f"{host}:{self.cfg.sim.http_port}"]
+        config.bind = [
+            f"[{host}]:{self.cfg.sim.http_port}"
+            if ":" in host
+            else f"{host}:{self.cfg.sim.http_port}"
+        ]
         config.accesslog = None
         config.errorlog = logging.getLogger("mallsim.hypercorn")
         config.graceful_timeout = 1.0
@@ -269,7 +287,9 @@ class Simulator:
 
     # -- the whole thing ----------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[Addresses] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[Addresses] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         self._trio_token = trio.lowlevel.current_trio_token()
         self.state.t0 = trio.current_time()
         host = self.cfg.sim.listen
@@ -287,14 +307,18 @@ class Simulator:
                     if "sftp" in self.services:
                         host_key = await trio.to_thread.run_sync(load_host_key, self.state_dir)
                         svc = self._sftp(host_key)
-                        sftp_port = await nursery.start(self._run_thread_service, svc, svc.ready.wait)
+                        sftp_port = await nursery.start(
+                            self._run_thread_service, svc, svc.ready.wait
+                        )
                         kh = self.state_dir / "known_hosts"
                         kh.write_text(known_hosts_line(host, sftp_port, host_key))
                         known_hosts = str(kh)
                     ftps_cert = ""
                     if "ftps" in self.services:
                         fsvc = await trio.to_thread.run_sync(self._ftps)
-                        ftps_port = await nursery.start(self._run_thread_service, fsvc, fsvc.ready.wait)
+                        ftps_port = await nursery.start(
+                            self._run_thread_service, fsvc, fsvc.ready.wait
+                        )
                         ftps_cert = str(self.state_dir / "ftps_cert.pem")
                     if "customers" in self.services:
                         hand_over = MailOrApi(self.state, self.maildir_root)

@@ -28,8 +28,13 @@ ErrorCode = Literal[
     "unavailable",  # the daemon is shutting down
     "internal",
 ]
-Topic = Literal["stock", "oversell", "shops", "actors"]
-ALL_TOPICS: tuple[Topic, ...] = ("stock", "oversell", "shops", "actors")
+Topic = Literal["stock", "oversell", "shops", "actors", "jobs"]
+ALL_TOPICS: tuple[Topic, ...] = ("stock", "oversell", "shops", "actors", "jobs")
+ImportKind = Literal["stock", "catalog"]
+ImportTarget = Literal["expected", "actual"]
+ImportMode = Literal["overwrite", "add", "per-row"]
+ExportTarget = Literal["expected", "both"]
+UPLOAD_CHUNK_BYTES = 256 * 1024
 
 
 class Base(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=True):
@@ -120,6 +125,8 @@ class ShopStatus(msgspec.Struct, frozen=True):
 
 
 class Job(msgspec.Struct, frozen=True):
+    """A logged job (スケジュール一覧). Fully applied when result is ok and count == success."""
+
     id: int
     kind: str
     shop: str
@@ -131,6 +138,8 @@ class Job(msgspec.Struct, frozen=True):
     success: int = 0
     failure: int = 0
     messages: tuple[str, ...] = ()
+    detail: str = ""
+    download_bytes: int = 0
 
 
 # --- client → server ----------------------------------------------------------------------
@@ -234,6 +243,56 @@ class Subscribe(Base, frozen=True, tag="subscribe"):
     topics: tuple[Topic, ...] = ALL_TOPICS
 
 
+class ImportStart(Base, frozen=True, tag="import_start"):
+    """Open an upload: ``stock`` (在庫一括更新) or ``catalog`` (product registration).
+
+    The file follows as ``upload_chunk`` frames; ``import_finish`` applies it and answers
+    with the finished job. ``shop`` maps mall item ids through that shop's listings (stock)
+    or records that shop's listings (catalog from a mall file).
+    """
+
+    id: int
+    kind: ImportKind = "stock"
+    format: str = "tempostar"
+    encoding: str = "cp932"
+    target: ImportTarget = "expected"
+    mode: ImportMode = "overwrite"
+    dry_run: bool = False
+    all_or_nothing: bool = False
+    shop: str = ""
+    file_name: str = ""
+
+
+class UploadChunk(Base, frozen=True, tag="upload_chunk"):
+    """Bytes ``seq`` (0, 1, 2, ...) of an upload; a chunk sent again is acknowledged, not appended."""
+
+    id: int
+    job: int
+    seq: int
+    data: bytes
+
+
+class ImportFinish(Base, frozen=True, tag="import_finish"):
+    id: int
+    job: int
+
+
+class ExportStart(Base, frozen=True, tag="export_start"):
+    """Start a stock download (在庫ダウンロード); the job's ``job_changed`` event says when it is done."""
+
+    id: int
+    format: Literal["tempostar"] = "tempostar"
+    target: ExportTarget = "expected"
+    encoding: str = "cp932"
+
+
+class Download(Base, frozen=True, tag="download"):
+    id: int
+    job: int
+    offset: int = 0
+    length: int = UPLOAD_CHUNK_BYTES
+
+
 ClientMessage = (
     Hello
     | Ping
@@ -251,6 +310,11 @@ ClientMessage = (
     | JobsList
     | JobShow
     | Subscribe
+    | ImportStart
+    | UploadChunk
+    | ImportFinish
+    | ExportStart
+    | Download
 )
 Request = (
     Ping
@@ -268,6 +332,11 @@ Request = (
     | JobsList
     | JobShow
     | Subscribe
+    | ImportStart
+    | UploadChunk
+    | ImportFinish
+    | ExportStart
+    | Download
 )
 
 
@@ -345,6 +414,21 @@ class JobReply(Base, frozen=True, tag="job"):
     job: Job
 
 
+class ChunkAck(Base, frozen=True, tag="chunk_ack"):
+    id: int
+    job: int
+    seq: int
+    received_bytes: int
+
+
+class DownloadChunk(Base, frozen=True, tag="download_chunk"):
+    id: int
+    job: int
+    offset: int
+    data: bytes
+    eof: bool
+
+
 class Subscribed(Base, frozen=True, tag="subscribed"):
     id: int
     topics: tuple[Topic, ...]
@@ -372,6 +456,19 @@ class ActorChanged(Base, frozen=True, tag="actor_changed"):
     actor: ActorStatus
 
 
+class StockImported(Base, frozen=True, tag="stock_imported"):
+    """An import changed many SKUs at once: journal rows ``journal_from``..``journal_to``."""
+
+    job: int
+    changed: int
+    journal_from: int
+    journal_to: int
+
+
+class JobChanged(Base, frozen=True, tag="job_changed"):
+    job: Job
+
+
 class Resync(Base, frozen=True, tag="resync"):
     """Events were dropped because this client read too slowly: re-read what it shows."""
 
@@ -390,8 +487,10 @@ Reply = (
     | JobsReply
     | JobReply
     | Subscribed
+    | ChunkAck
+    | DownloadChunk
 )
-Event = StockChanged | Oversell | ShopChanged | ActorChanged | Resync
+Event = StockChanged | StockImported | Oversell | ShopChanged | ActorChanged | JobChanged | Resync
 ServerMessage = Welcome | Error | Reply | Event
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -401,8 +500,10 @@ encoder = msgspec.json.Encoder()
 
 def topic_of(event: Event) -> Topic | None:
     match event:
-        case StockChanged():
+        case StockChanged() | StockImported():
             return "stock"
+        case JobChanged():
+            return "jobs"
         case Oversell():
             return "oversell"
         case ShopChanged():

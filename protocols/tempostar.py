@@ -2,11 +2,12 @@
 the product catalog read by ``zaiko sku import`` (SPEC §3.6, reference/mall-formats.md §1.8, §3).
 
 Pure: msgspec and the standard library only, no I/O. The daemon feeds byte lines in and gets
-parsed rows or ``RowError`` values out, one per data line, in file order.
+parsed rows or ``RowError`` values out, one per data line, in file order; checks that need the
+ledger's data are helpers it calls (``apply_row``, ``unknown_sku_error``).
 
-Line model. A record is exactly one physical line: a quoted field that runs over a line break
-is rejected as a row error and the lines it swallowed are read again on their own, so every
-line number in a message is the physical line in the operator's editor and one broken quote
+Line model. The header is line 1 and a record is exactly one physical line: a quoted field
+that runs over a line break is a row error and the lines after it are read again on their own,
+so every line number in a message is the line in the operator's editor and one broken quote
 never hides the rows after it. No stock or catalog field legitimately holds a line break.
 
 Speed. Byte lines are decoded in blocks of ``_BLOCK_LINES`` (one ``bytes.decode`` per block,
@@ -23,11 +24,11 @@ import re
 import unicodedata
 from collections.abc import Callable, Container, Generator, Iterable, Iterator
 from itertools import islice
-from typing import Final, Literal, Protocol, TypeVar
+from typing import Final, Literal, Protocol, TypeVar, get_args
 
 import msgspec
 
-from protocols.malls.base import RowError
+from protocols.malls.base import CP932_ALIASES, CP932_LAX_CHARACTERS, RowError, decode_strict
 
 ImportTarget = Literal["expected", "actual"]
 UpdateMode = Literal["overwrite", "add"]
@@ -51,6 +52,9 @@ MAX_CODE_LENGTH: Final = 64
 # Nine digits: far above any real stock, and a sum of two stays well inside SQLite's int64.
 MAX_QUANTITY: Final = 999_999_999
 _QUANTITY_DIGITS: Final = len(str(MAX_QUANTITY))
+# The text of every usual count, so that the hot loop turns it into an int with one dict
+# lookup instead of a check and a conversion (measured: the largest per-field cost).
+_SMALL_COUNTS: Final = {str(count): count for count in range(10_000)}
 # Longer lines cannot be stock or catalog rows; the cap keeps a file without line breaks from
 # filling memory. It matches the csv module's default field size limit.
 MAX_LINE_BYTES: Final = 131_072
@@ -72,18 +76,6 @@ TARGET_VALUES: Final[dict[str, ImportTarget]] = {
 _OVERWRITE_CODE: Final = "1"
 _TARGET_CODES: Final[dict[ImportTarget, str]] = {"expected": "1", "actual": "2"}
 
-# Japanese Excel reads and writes CSV as cp932, so the Shift_JIS names mean cp932 here: strict
-# shift_jis rejects ①, ㈱, 髙 and ～ and maps 0x8160 to a different character.
-_CODECS: Final[dict[str, str]] = {
-    "cp932": "cp932",
-    "ms932": "cp932",
-    "windows-31j": "cp932",
-    "shift-jis": "cp932",
-    "shiftjis": "cp932",
-    "sjis": "cp932",
-    "utf-8": "utf-8",
-    "utf8": "utf-8",
-}
 _BOM: Final = b"\xef\xbb\xbf"
 _BLOCK_LINES: Final = 2048
 _EXPONENT_FORM: Final = re.compile(r"[0-9](?:\.[0-9]+)?E\+[0-9]+")
@@ -122,7 +114,6 @@ class LineTooLong(ValueError):
         super().__init__(
             f"line {line} is longer than {MAX_LINE_BYTES} bytes: not a CSV stock or product file"
         )
-        self.line = line
 
 
 class UnencodableCode(ValueError):
@@ -130,13 +121,19 @@ class UnencodableCode(ValueError):
 
 
 def stock_codec(encoding: str) -> str:
-    """The Python codec for an encoding name the operator may give (``cp932`` or ``utf-8``)."""
-    codec = _CODECS.get(encoding.strip().lower().replace("_", "-"))
-    if codec is None:
-        raise ValueError(
-            f"unsupported encoding {encoding!r}: use cp932 (Shift_JIS as Excel writes it) or utf-8"
-        )
-    return codec
+    """The Python codec for an encoding name the operator may give: ``cp932`` or ``utf-8``.
+
+    Japanese Excel reads and writes CSV as cp932, so the Shift_JIS names mean cp932 (strict
+    shift_jis rejects ①, ㈱, 髙 and ～ and maps 0x8160 to another character).
+    """
+    name = encoding.strip().lower()
+    if name in CP932_ALIASES or name.replace("_", "-") in CP932_ALIASES:
+        return "cp932"
+    if name.replace("_", "-") in ("utf-8", "utf8"):
+        return "utf-8"
+    raise ValueError(
+        f"unsupported encoding {encoding!r}: use cp932 (Shift_JIS as Excel writes it) or utf-8"
+    )
 
 
 class LineSplitter:
@@ -208,9 +205,11 @@ def read_stock_csv(
     is not used; otherwise those columns may be absent and are ignored: the operator's choice
     wins. A header problem is a single error for line 1 and nothing else is read. Checks that
     need the ledger (unknown SKU, result below 0) are left to it: see ``apply_row`` and
-    ``unknown_sku_error``. Raises ValueError at once for an unsupported encoding.
+    ``unknown_sku_error``. Raises ValueError at once for an unknown encoding, target or mode.
     """
     codec = stock_codec(encoding)
+    _check_choice("target", target, ImportTarget)
+    _check_choice("mode", mode, ImportMode)
     required = (
         (CODE, EXPECTED, UPDATE_MODE, UPDATE_TARGET) if mode == "per-row" else (CODE, EXPECTED)
     )
@@ -302,6 +301,7 @@ class _StockLines:
     ) -> Generator[StockImportRow | RowError, None, tuple[int, str | None]]:
         # The hot loop of a 1,000,000-line import: locals only, and one cheap test per field
         # that lets the usual value through; the exact checks run only when it fails.
+        small_count = _SMALL_COUNTS.get
         columns, per_row, seen = self.columns, self.per_row, self.seen
         code_at, value_at = columns[CODE], columns[EXPECTED]
         reserve_at = columns.get(RESERVE, -1)
@@ -347,9 +347,8 @@ class _StockLines:
                         continue
                     row_mode, row_target = line_mode, line_target
                     seen_codes = seen[row_target]
-                if value_text.isdecimal() and len(value_text) <= _QUANTITY_DIGITS:
-                    value = int(value_text)
-                else:
+                value = small_count(value_text)
+                if value is None:
                     parsed = _parse_quantity(value_text, allow_negative=row_mode == "add")
                     if isinstance(parsed, str):
                         yield RowError(
@@ -357,10 +356,8 @@ class _StockLines:
                         )
                         continue
                     value = parsed
-                reserve: int | None = None
-                if reserve_text.isdecimal() and len(reserve_text) <= _QUANTITY_DIGITS:
-                    reserve = int(reserve_text)
-                elif reserve_text:
+                reserve = small_count(reserve_text)
+                if reserve is None and reserve_text:
                     parsed = _parse_quantity(reserve_text, allow_negative=False)
                     if isinstance(parsed, str):
                         yield RowError(
@@ -492,9 +489,17 @@ def write_stock_csv(
     importing ``expected`` with mode overwrite and target expected does too. A negative
     (oversold) expected count is written as it is; importing it back is refused, as any import
     below 0 is. UTF-8 output starts with a BOM so that Japanese Excel does not read it as
-    cp932. Raises ``UnencodableCode`` naming the SKU when a code cannot be written.
+    cp932. Raises ValueError at once for an unknown encoding or target, and
+    ``UnencodableCode`` naming the SKU, while streaming, when a code cannot be written.
     """
     codec = stock_codec(encoding)
+    _check_choice("target", target, ExportTarget)
+    return _stock_chunks(records, target, codec)
+
+
+def _stock_chunks(
+    records: Iterable[StockRecord], target: ExportTarget, codec: str
+) -> Iterator[bytes]:
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(STOCK_HEADER)
@@ -560,7 +565,9 @@ def _read_header(
             )
         raw = raw[len(_BOM) :]
     try:
-        names = [name.strip() for name in next(csv.reader([raw.decode(codec)], strict=True), [])]
+        names = [
+            name.strip() for name in next(csv.reader([decode_strict(raw, codec)], strict=True), [])
+        ]
     except UnicodeDecodeError as error:
         return _undecodable(1, raw, error, codec)
     except csv.Error as error:
@@ -578,6 +585,12 @@ def _read_header(
                 reason=f"column missing from the header (found {_shown(','.join(names))})",
             )
     return columns
+
+
+def _check_choice(option: str, value: str, choices: object) -> None:
+    # The daemon passes the operator's words through; a typo must not fall back to a default.
+    if value not in get_args(choices):
+        raise ValueError(f"unknown {option} {value!r}: use {' or '.join(get_args(choices))}")
 
 
 def _decoded_blocks(
@@ -599,9 +612,14 @@ def _decode_block(batch: list[bytes], codec: str) -> list[str] | None:
     # text at "\n" gives back the lines.
     separator = b"" if batch[0].endswith(b"\n") else b"\n"
     try:
-        lines = separator.join(batch).decode(codec).split("\n")
+        text = separator.join(batch).decode(codec)
     except UnicodeDecodeError:
         return None
+    # Python's cp932 turns a few lone bytes into characters no file means (see
+    # CP932_LAX_CHARACTERS); a search per character is ~100x cheaper than a pass per code point.
+    if codec == "cp932" and any(char in text for char in CP932_LAX_CHARACTERS):
+        return None
+    lines = text.split("\n")
     if len(lines) == len(batch) + 1 and not lines[-1]:
         lines.pop()
     # Another count means the items mix ended and unended lines: decode them one by one.
@@ -615,7 +633,7 @@ def _decode_lines(
     errors: dict[int, RowError] = {}
     for index, raw in enumerate(batch):
         try:
-            lines.append(raw.decode(codec))
+            lines.append(decode_strict(raw, codec))
         except UnicodeDecodeError as error:
             lines.append("")
             errors[index] = _undecodable(first_line + index, raw, error, codec)
@@ -636,7 +654,7 @@ def _short_row(line: int, fields: list[str], columns: dict[str, int]) -> RowErro
         line=line,
         code=_shown(fields[code_at]) if code_at < len(fields) else "",
         field=missing,
-        reason=f"missing: the line has only {len(fields)} fields",
+        reason=f"missing: the line has only {len(fields)} field{'' if len(fields) == 1 else 's'}",
     )
 
 
@@ -666,6 +684,8 @@ def _parse_quantity(text: str, *, allow_negative: bool) -> int | str:
     Digits are Unicode decimal digits, so the full-width １２ a Japanese IME types counts as 12;
     spaces, separators, decimals and exponents do not.
     """
+    if text.isdecimal() and len(text) <= _QUANTITY_DIGITS:
+        return int(text)
     if not text:
         return "empty"
     digits = text[1:] if text[0] in "+-" else text

@@ -111,7 +111,9 @@ async def running_daemon(config: Config, **kwargs: object) -> AsyncIterator[tupl
     from daemon.main import run_daemon
 
     async with trio.open_nursery() as nursery:
-        address = await nursery.start(lambda task_status: run_daemon(config, task_status=task_status, **kwargs))
+        address = await nursery.start(
+            lambda task_status: run_daemon(config, task_status=task_status, **kwargs)
+        )
         try:
             yield address
         finally:

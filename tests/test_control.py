@@ -26,7 +26,9 @@ async def raw_session(address: tuple[str, int]):  # type: ignore[no-untyped-def]
         "not json",
     ],
 )
-async def test_anything_but_a_hello_with_the_token_gets_4401(config: Config, first_frame: str) -> None:
+async def test_anything_but_a_hello_with_the_token_gets_4401(
+    config: Config, first_frame: str
+) -> None:
     async with running_daemon(config) as address:
         async with open_websocket(address[0], address[1], "/", use_ssl=False) as ws:
             await ws.send_message(first_frame)
@@ -53,7 +55,9 @@ async def test_oversized_frame_is_refused(tmp_path: Path) -> None:
         token = config.token_file.read_text().strip()
         async with open_websocket(address[0], address[1], "/", use_ssl=False) as ws:
             await ws.send_message(control.encoder.encode(control.Hello(token=token)).decode())
-            assert isinstance(control.server_decoder.decode(await ws.get_message()), control.Welcome)
+            assert isinstance(
+                control.server_decoder.decode(await ws.get_message()), control.Welcome
+            )
             await ws.send_message('{"type":"ping","id":1,"pad":"' + "x" * 10_000 + '"}')
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
@@ -67,7 +71,9 @@ async def test_requests_replies_errors_and_events(config: Config) -> None:
         subscribed = await client.request(control.Subscribe(id=0, topics=("stock",)))
         assert subscribed.topics == ("stock",)
         await client.request(control.SkuAdd(id=0, code="000123"))
-        reply = await client.request(control.StockSet(id=0, code="000123", field="expected", value=5))
+        reply = await client.request(
+            control.StockSet(id=0, code="000123", field="expected", value=5)
+        )
         assert reply.stock.expected == 5
         with pytest.raises(RequestFailed) as failed:
             await client.request(control.StockAdd(id=0, code="000123", field="expected", delta=-6))
@@ -86,26 +92,38 @@ async def test_requests_replies_errors_and_events(config: Config) -> None:
 
 async def test_bad_frame_after_hello_gets_an_error_and_the_session_goes_on(config: Config) -> None:
     async with running_daemon(config), connect(config) as client:
-        await client._ws.send_message('{"type":"stock_set","id":7,"code":"A","field":"colour","value":1}')
+        await client._ws.send_message(
+            '{"type":"stock_set","id":7,"code":"A","field":"colour","value":1}'
+        )
         error = await client.receive()
-        assert isinstance(error, control.Error) and error.code == "bad_frame" and "field" in error.message
+        assert (
+            isinstance(error, control.Error)
+            and error.code == "bad_frame"
+            and "field" in error.message
+        )
         assert isinstance(await client.request(control.Ping(id=0)), control.Pong)
 
 
 async def test_shops_apply_show_set_and_status(config: Config) -> None:
     from protocols.settings import decode_shops_toml
 
-    shops = decode_shops_toml((Path(__file__).parent.parent / "conf" / "shops.example.toml").read_bytes())
+    shops = decode_shops_toml(
+        (Path(__file__).parent.parent / "conf" / "shops.example.toml").read_bytes()
+    )
     async with running_daemon(config), connect(config) as client:
         applied = await client.request(control.ShopsApply(id=0, shops=shops))
         assert len(applied.shops) == 13
         status = await client.request(control.GetStatus(id=0))
         assert {s.mall for s in status.shops} == {s.mall for s in shops}
         assert status.version
-        changed = await client.request(control.ShopSet(id=0, shop="rakuten-main", changes={"distribution_rate": "50"}))
+        changed = await client.request(
+            control.ShopSet(id=0, shop="rakuten-main", changes={"distribution_rate": "50"})
+        )
         assert changed.shop.distribution_rate == 50
         with pytest.raises(RequestFailed) as failed:
-            await client.request(control.ShopSet(id=0, shop="rakuten-main", changes={"bulk_sync_hours": "24"}))
+            await client.request(
+                control.ShopSet(id=0, shop="rakuten-main", changes={"bulk_sync_hours": "24"})
+            )
         assert failed.value.error.field == "bulk_sync_hours"
 
 

@@ -38,15 +38,21 @@ def test_operator_session_survives_restart(daemon_process: DaemonProcess) -> Non
     assert [s["code"] for s in listed["skus"]] == ["000123"]
 
 
-def test_sets_shops_and_errors_through_the_cli(daemon_process: DaemonProcess, tmp_path: Path) -> None:
+def test_sets_shops_and_errors_through_the_cli(
+    daemon_process: DaemonProcess, tmp_path: Path
+) -> None:
     zaiko = daemon_process.cli
     for code, stock in (("SOCK-R", "9"), ("SOCK-B", "4")):
         zaiko("sku", "add", code)
         zaiko("stock", "set", code, "--expected", stock)
     zaiko("sets", "add", "SOCKS", "--child", "SOCK-R:3", "--child", "SOCK-B:1")
-    assert json.loads(zaiko("sku", "show", "SOCKS", "--json").stdout)["sku"]["stock"]["expected"] == 3
+    assert (
+        json.loads(zaiko("sku", "show", "SOCKS", "--json").stdout)["sku"]["stock"]["expected"] == 3
+    )
     zaiko("stock", "add", "SOCK-R", "--expected", "-4")  # 5 // 3 = 1
-    assert json.loads(zaiko("sku", "show", "SOCKS", "--json").stdout)["sku"]["stock"]["expected"] == 1
+    assert (
+        json.loads(zaiko("sku", "show", "SOCKS", "--json").stdout)["sku"]["stock"]["expected"] == 1
+    )
 
     applied = zaiko("shops", "apply", str(ROOT / "conf" / "shops.example.toml"))
     assert "rakuten-main" in applied.stdout
@@ -64,7 +70,9 @@ def test_sets_shops_and_errors_through_the_cli(daemon_process: DaemonProcess, tm
         assert refused.returncode == 1
         assert field in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     bad_file = tmp_path / "shops.toml"
-    bad_file.write_text('[[shops]]\nid = "x"\nmall = "colorme"\ndistribution_rate = 50\nreflect_to_origin = false\n')
+    bad_file.write_text(
+        '[[shops]]\nid = "x"\nmall = "colorme"\ndistribution_rate = 50\nreflect_to_origin = false\n'
+    )
     refused = zaiko("shops", "apply", str(bad_file), check=False)
     assert refused.returncode == 1 and "reflect_to_origin" in refused.stderr
 
@@ -75,7 +83,9 @@ def test_sets_shops_and_errors_through_the_cli(daemon_process: DaemonProcess, tm
     zaiko("shops", "set", "yahoo-main", "reflect=active", "--force")
 
     listings = tmp_path / "listings.csv"
-    listings.write_bytes("商品コード,モール商品ID,属性1コード,連動\r\nNEW-1,item-1,,停止中\r\n".encode("cp932"))
+    listings.write_bytes(
+        "商品コード,モール商品ID,属性1コード,連動\r\nNEW-1,item-1,,停止中\r\n".encode("cp932")
+    )
     zaiko("listings", "import", str(listings), "--shop", "yahoo-main")
     shops = json.loads(zaiko("sku", "show", "NEW-1", "--json").stdout)["sku"]["shops"]
     assert {q["shop"]: q["linked"] for q in shops}["yahoo-main"] is False
@@ -106,7 +116,9 @@ def test_kill_9_keeps_every_acknowledged_change_exactly_once(daemon_process: Dae
         async with connect(daemon_process.config, f"w{worker}") as zaiko:
             for n in range(100_000):
                 key = f"w{worker}-{n}"
-                await zaiko.request(control.StockAdd(id=0, code=f"K{worker}", field="expected", delta=1, key=key))
+                await zaiko.request(
+                    control.StockAdd(id=0, code=f"K{worker}", field="expected", delta=1, key=key)
+                )
                 acknowledged.append(key)
                 if worker == 0 and n == 300:
                     daemon_process.proc.kill()  # type: ignore[union-attr]
@@ -132,7 +144,9 @@ def test_kill_9_keeps_every_acknowledged_change_exactly_once(daemon_process: Dae
     assert set(acknowledged) <= set(refs), "an acknowledged change was lost"
     # retrying every acknowledged key changes nothing: each one was applied exactly once
     for worker in range(4):
-        (expected,) = db.execute("SELECT expected FROM stock WHERE sku = ?", (f"K{worker}",)).fetchone()
+        (expected,) = db.execute(
+            "SELECT expected FROM stock WHERE sku = ?", (f"K{worker}",)
+        ).fetchone()
         assert expected == len([r for r in refs if r.startswith(f"w{worker}-")])
     bad = db.execute(
         "SELECT s.sku FROM stock s LEFT JOIN (SELECT sku, sum(delta) t FROM journal "

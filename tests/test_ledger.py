@@ -29,7 +29,13 @@ async def test_concurrent_requests_are_group_committed(tmp_path: Path) -> None:
 
             async def one_change(sender: trio.MemorySendChannel[LedgerRequest], n: int) -> None:
                 async with sender:
-                    replies.append(await call(sender, control.StockAdd(id=n, code="A", field="expected", delta=1), "test"))
+                    replies.append(
+                        await call(
+                            sender,
+                            control.StockAdd(id=n, code="A", field="expected", delta=1),
+                            "test",
+                        )
+                    )
 
             async with trio.open_nursery() as clients:
                 for n in range(200):
@@ -37,7 +43,10 @@ async def test_concurrent_requests_are_group_committed(tmp_path: Path) -> None:
     # every acknowledged change is on disk (the ledger closed the database after draining)
     db = sqlite3.connect(database)
     assert db.execute("SELECT expected FROM stock WHERE sku = 'A'").fetchone() == (200,)
-    assert db.execute("SELECT count(*), sum(delta) FROM journal WHERE sku = 'A'").fetchone() == (200, 200)
+    assert db.execute("SELECT count(*), sum(delta) FROM journal WHERE sku = 'A'").fetchone() == (
+        200,
+        200,
+    )
     assert sorted(r.stock.expected for r in replies) == list(range(1, 201))
 
 
@@ -53,7 +62,11 @@ async def test_batches_share_one_transaction(tmp_path: Path) -> None:
         reply_channels = []
         for n in range(100):
             reply_send, reply_receive = trio.open_memory_channel[Result](1)
-            send.send_nowait(LedgerRequest(control.StockAdd(id=n, code="A", field="expected", delta=1), "t", reply_send))
+            send.send_nowait(
+                LedgerRequest(
+                    control.StockAdd(id=n, code="A", field="expected", delta=1), "t", reply_send
+                )
+            )
             reply_channels.append(reply_receive)
         for channel in reply_channels:
             replies.append(await channel.receive())

@@ -83,7 +83,15 @@ def test_shops_file_errors_name_the_shop_and_field() -> None:
 
 
 def test_operator_changes_are_typed_and_validated() -> None:
-    changed = apply_changes(shop(), {"order_intake": "active", "send_interval_min": "15", "bulk_sync_hours": "3,21", "trickle.enabled": "true"})
+    changed = apply_changes(
+        shop(),
+        {
+            "order_intake": "active",
+            "send_interval_min": "15",
+            "bulk_sync_hours": "3,21",
+            "trickle.enabled": "true",
+        },
+    )
     assert changed.order_intake == "active"
     assert changed.send_interval_min == 15
     assert changed.bulk_sync_hours == (3, 21)

@@ -92,7 +92,9 @@ def test_refused_command_leaves_nothing_and_others_in_batch_commit(store: Store)
 def test_sku_codes_are_validated(store: Store) -> None:
     for bad in ("", "x" * 65, "A\tB", "A\nB"):
         error = one(store, control.SkuAdd(id=1, code=bad))
-        assert isinstance(error, control.Error) and error.code == "invalid" and error.field == "code"
+        assert (
+            isinstance(error, control.Error) and error.code == "invalid" and error.field == "code"
+        )
     ok(store, control.SkuAdd(id=1, code="x" * 64))
     error = one(store, control.SkuAdd(id=1, code="x" * 64))
     assert isinstance(error, control.Error) and error.code == "conflict"
@@ -102,7 +104,14 @@ def test_set_product_follows_children(store: Store) -> None:
     add(store, "SOCK-R", 10)
     add(store, "SOCK-B", 7)
     ok(store, control.StockSet(id=1, code="SOCK-B", field="reserve", value=1))
-    ok(store, control.SetAdd(id=1, parent="SOCKS3", children=(control.SetChild("SOCK-R", 2), control.SetChild("SOCK-B", 3))))
+    ok(
+        store,
+        control.SetAdd(
+            id=1,
+            parent="SOCKS3",
+            children=(control.SetChild("SOCK-R", 2), control.SetChild("SOCK-B", 3)),
+        ),
+    )
     # min(floor(10/2), floor((7-1)/3)) = min(5, 2) = 2
     assert expected_of(store, "SOCKS3") == 2
     ok(store, control.StockAdd(id=1, code="SOCK-B", field="expected", delta=3))  # (10-1)/3 = 3
@@ -123,7 +132,9 @@ def test_set_rules(store: Store) -> None:
         control.SetAdd(id=1, parent="C1", children=(control.SetChild("C2", 1),)),  # child as parent
         control.SetAdd(id=1, parent="P", children=(control.SetChild("C2", 1),)),  # already a set
         control.SetAdd(id=1, parent="R", children=(control.SetChild("C2", 0),)),  # qty 0
-        control.SetAdd(id=1, parent="R", children=(control.SetChild("C2", 1), control.SetChild("C2", 1))),
+        control.SetAdd(
+            id=1, parent="R", children=(control.SetChild("C2", 1), control.SetChild("C2", 1))
+        ),
         control.SetAdd(id=1, parent="R", children=(control.SetChild("MISSING", 1),)),
         control.SetAdd(id=1, parent="C2", children=(control.SetChild("C1", 1),)),  # C2 has stock
     ]
@@ -155,7 +166,12 @@ def test_orders_move_stock_once_through_sets_and_raise_oversell(store: Store) ->
     ok(store, control.ShopsApply(id=1, shops=(shop_settings(),)))
     add(store, "C1", 5)
     add(store, "C2", 5)
-    ok(store, control.SetAdd(id=1, parent="P", children=(control.SetChild("C1", 2), control.SetChild("C2", 1))))
+    ok(
+        store,
+        control.SetAdd(
+            id=1, parent="P", children=(control.SetChild("C1", 2), control.SetChild("C2", 1))
+        ),
+    )
     order = RecordOrder(
         shop="r1",
         order_no="123456-20261126-0000000001",
@@ -173,8 +189,13 @@ def test_orders_move_stock_once_through_sets_and_raise_oversell(store: Store) ->
     again, _ = store.apply_batch([(order, "shop:r1")])
     assert again[0].replayed_lines == 2 and again[0].applied_lines == 0  # type: ignore[union-attr]
     assert expected_of(store, "C2") == -1
-    changed = RecordOrder(shop="r1", order_no=order.order_no, ordered_at=order.ordered_at, status="allocated",
-                          lines=(OrderLineIn(1, "P", 3),))
+    changed = RecordOrder(
+        shop="r1",
+        order_no=order.order_no,
+        ordered_at=order.ordered_at,
+        status="allocated",
+        lines=(OrderLineIn(1, "P", 3),),
+    )
     error = one(store, changed)
     assert isinstance(error, control.Error) and error.code == "conflict"
     assert store.stock_invariant_violations() == []
@@ -183,7 +204,16 @@ def test_orders_move_stock_once_through_sets_and_raise_oversell(store: Store) ->
 def test_warning_orders_do_not_move_stock(store: Store) -> None:
     ok(store, control.ShopsApply(id=1, shops=(shop_settings(),)))
     add(store, "A", 5)
-    one(store, RecordOrder(shop="r1", order_no="W1", ordered_at="x", status="warning", lines=(OrderLineIn(1, "A", 2),)))
+    one(
+        store,
+        RecordOrder(
+            shop="r1",
+            order_no="W1",
+            ordered_at="x",
+            status="warning",
+            lines=(OrderLineIn(1, "A", 2),),
+        ),
+    )
     assert expected_of(store, "A") == 5
 
 
@@ -191,9 +221,18 @@ def test_shop_rules_reflect_guard_and_sets(store: Store) -> None:
     add(store, "A", 3)
     add(store, "NEVER")
     error = one(store, control.ShopsApply(id=1, shops=(shop_settings(reflect="active"),)))
-    assert isinstance(error, control.Error) and error.field == "reflect" and error.details == ("NEVER",)
+    assert (
+        isinstance(error, control.Error)
+        and error.field == "reflect"
+        and error.details == ("NEVER",)
+    )
     ok(store, control.ShopsApply(id=1, shops=(shop_settings(),)))
-    ok(store, control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("NEVER", "never-item", (), False),)))
+    ok(
+        store,
+        control.ListingsImport(
+            id=1, shop="r1", rows=(control.ListingRow("NEVER", "never-item", (), False),)
+        ),
+    )
     ok(store, control.ShopSet(id=1, shop="r1", changes={"reflect": "active"}))
     # a set linked to the shop forbids reflect_to_origin=false
     ok(store, control.SetAdd(id=1, parent="P", children=(control.SetChild("A", 1),)))
@@ -202,23 +241,39 @@ def test_shop_rules_reflect_guard_and_sets(store: Store) -> None:
     error = one(store, control.ShopSet(id=1, shop="r1", changes={"send_interval_min": "4"}))
     assert isinstance(error, control.Error) and error.field == "send_interval_min"
     assert store.shop("r1").send_interval_min == 5
-    journal = store.db.execute("SELECT setting, before, after FROM shop_journal WHERE setting = 'reflect'").fetchall()
+    journal = store.db.execute(
+        "SELECT setting, before, after FROM shop_journal WHERE setting = 'reflect'"
+    ).fetchall()
     assert journal[-1] == ("reflect", '"stopped"', '"active"')
 
 
 def test_forced_guard_and_explicit_listing_mode(store: Store) -> None:
     add(store, "NEVER")
     ok(store, control.ShopsApply(id=1, shops=(shop_settings(reflect="active"),), force=True))
-    ok(store, control.ShopsApply(id=1, shops=(shop_settings(id="y1", mall="yahoo", listing_mode="explicit", reflect="active"),)))
+    ok(
+        store,
+        control.ShopsApply(
+            id=1,
+            shops=(
+                shop_settings(id="y1", mall="yahoo", listing_mode="explicit", reflect="active"),
+            ),
+        ),
+    )
     detail = store.sku_detail("NEVER", 1)
     assert {q.shop: q.linked for q in detail.shops} == {"r1": True, "y1": False}
 
 
 def test_shop_quantities_use_rate_reserve_and_trickle(store: Store) -> None:
-    ok(store, control.ShopsApply(id=1, shops=(
-        shop_settings(distribution_rate=50),
-        shop_settings(id="t1", trickle={"enabled": True, "quantity": 10, "refill_at": 3}),
-    )))
+    ok(
+        store,
+        control.ShopsApply(
+            id=1,
+            shops=(
+                shop_settings(distribution_rate=50),
+                shop_settings(id="t1", trickle={"enabled": True, "quantity": 10, "refill_at": 3}),
+            ),
+        ),
+    )
     add(store, "A", 100)
     ok(store, control.StockSet(id=1, code="A", field="reserve", value=20))
     assert {q.shop: q.target for q in store.sku_detail("A", 0).shops} == {"r1": 40, "t1": 10}
@@ -227,7 +282,12 @@ def test_shop_quantities_use_rate_reserve_and_trickle(store: Store) -> None:
 def test_listings_refuse_unknown_skus_whole(store: Store) -> None:
     ok(store, control.ShopsApply(id=1, shops=(shop_settings(),)))
     add(store, "A")
-    error = one(store, control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("A", "a"), control.ListingRow("B", "b"))))
+    error = one(
+        store,
+        control.ListingsImport(
+            id=1, shop="r1", rows=(control.ListingRow("A", "a"), control.ListingRow("B", "b"))
+        ),
+    )
     assert isinstance(error, control.Error) and error.details == ("row 2 [B]: unknown SKU",)
     assert store.db.execute("SELECT count(*) FROM listings").fetchone() == (0,)
 
@@ -242,9 +302,13 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@settings(
+    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
 @given(operations)
-def test_random_operations_match_a_dict_model(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, str, int]]) -> None:
+def test_random_operations_match_a_dict_model(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, str, int]]
+) -> None:
     store = Store(tmp_path_factory.mktemp("prop") / "z.sqlite3", clock)
     ok(store, control.ShopsApply(id=1, shops=(shop_settings(),)))
     model = {"A": 0, "B": 0}
@@ -260,8 +324,16 @@ def test_random_operations_match_a_dict_model(tmp_path_factory: pytest.TempPathF
             if model[code] + amount >= 0 or amount >= 0:
                 model[code] += amount
         elif amount > 0:
-            result = one(store, RecordOrder(shop="r1", order_no=f"o{number}", ordered_at="x", status="allocated",
-                                            lines=(OrderLineIn(1, code, amount),)))
+            result = one(
+                store,
+                RecordOrder(
+                    shop="r1",
+                    order_no=f"o{number}",
+                    ordered_at="x",
+                    status="allocated",
+                    lines=(OrderLineIn(1, code, amount),),
+                ),
+            )
             model[code] -= amount
         assert {c: expected_of(store, c) for c in model} == model, result
     assert store.stock_invariant_violations() == []

@@ -17,22 +17,28 @@ def wall() -> str:
     return "2026-11-26T00:00:00.000+00:00"
 
 
-async def test_failing_actor_is_restarted_with_exponential_backoff(autojump_clock: trio.testing.MockClock) -> None:
+async def test_failing_actor_is_restarted_with_exponential_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     starts: list[float] = []
     board = StatusBoard(EventBus(), wall)
+    fifth_start = trio.Event()
 
     async def flaky(shop: ShopSettings, *, task_status: trio.TaskStatus[None]) -> None:
         starts.append(trio.current_time())
         task_status.started()
         if len(starts) <= 4:
             raise RuntimeError(f"mall unreachable (attempt {len(starts)})")
+        fifth_start.set()
         await trio.sleep_forever()
 
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
-        await nursery.start(keep_running, SHOP, ActorSpec("intake", flaky), board, Backoff(1.0, 300.0))
-        while len(starts) < 5:
-            await trio.sleep(0.5)
+        await nursery.start(
+            keep_running, SHOP, ActorSpec("intake", flaky), board, Backoff(1.0, 300.0)
+        )
+        await fifth_start.wait()
+        await trio.testing.wait_all_tasks_blocked()
         (status,) = board.actors("r1")
         assert status.state == "running"
         assert status.restarts == 4
@@ -48,21 +54,27 @@ async def test_backoff_is_capped(autojump_clock: trio.testing.MockClock) -> None
     assert Backoff(1.0, 10.0).delay(10) == 10.0
 
 
-async def test_failure_during_start_still_lets_the_daemon_start(autojump_clock: trio.testing.MockClock) -> None:
+async def test_failure_during_start_still_lets_the_daemon_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     board = StatusBoard(EventBus(), wall)
 
     async def broken(shop: ShopSettings, *, task_status: trio.TaskStatus[None]) -> None:
         raise OSError("credential file missing")
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(keep_running, SHOP, ActorSpec("reflector", broken), board, Backoff(5.0, 60.0))
+        await nursery.start(
+            keep_running, SHOP, ActorSpec("reflector", broken), board, Backoff(5.0, 60.0)
+        )
         (status,) = board.actors("r1")
         assert status.state == "restarting"
         assert "credential file missing" in status.last_error
         nursery.cancel_scope.cancel()
 
 
-async def test_new_settings_restart_the_shops_actors(autojump_clock: trio.testing.MockClock) -> None:
+async def test_new_settings_restart_the_shops_actors(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     board = StatusBoard(EventBus(), wall)
     seen: list[int] = []
 
@@ -73,7 +85,9 @@ async def test_new_settings_restart_the_shops_actors(autojump_clock: trio.testin
 
     send, receive = trio.open_memory_channel[ShopSettings](1)
     async with trio.open_nursery() as nursery:
-        await nursery.start(run_shop, SHOP, receive, lambda shop: [ActorSpec("a", actor)], board, Backoff())
+        await nursery.start(
+            run_shop, SHOP, receive, lambda shop: [ActorSpec("a", actor)], board, Backoff()
+        )
         assert seen == [5]
         await send.send(msgspec.structs.replace(SHOP, send_interval_min=30))
         await trio.testing.wait_all_tasks_blocked()

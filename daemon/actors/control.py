@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import hmac
 import logging
+from pathlib import Path
 
 import msgspec
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from daemon.actors.supervisor import StatusBoard
-from daemon.commands import LedgerRequest, LedgerUnavailable, call
+from daemon.commands import (
+    ApplyImport,
+    CreateJob,
+    FinishJob,
+    LedgerRequest,
+    LedgerUnavailable,
+    call,
+)
 from daemon.events import EventBus
-from protocols import control
+from daemon.imports import ImportRefused, check_import, drop_staged, stage, write_download
+from protocols import control, tempostar
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,29 @@ class ControlSettings(msgspec.Struct, frozen=True):
     hello_timeout_s: float
 
 
+class Workspace(msgspec.Struct, frozen=True):
+    """Where uploads are spooled and staged and downloads written."""
+
+    database: Path
+    uploads: Path
+    staging: Path
+    downloads: Path
+
+
+class Upload:
+    """An import whose file is still arriving on this connection."""
+
+    def __init__(
+        self, job: int, start: control.ImportStart, spool: Path, handle: trio.abc.AsyncResource
+    ) -> None:
+        self.job = job
+        self.start = start
+        self.spool = spool
+        self.handle = handle
+        self.next_seq = 0
+        self.received = 0
+
+
 async def control_server(
     settings: ControlSettings,
     token: str,
@@ -46,13 +78,15 @@ async def control_server(
     bus: EventBus,
     board: StatusBoard,
     info: ServerInfo,
+    workspace: Workspace,
     *,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def handler(request: WebSocketRequest) -> None:
         ws = await request.accept()
         with ledger.clone() as session_ledger:
-            await session(ws, settings, token, session_ledger, bus, board, info)
+            jobs = Jobs(session_ledger, workspace, nursery)
+            await session(ws, settings, token, session_ledger, bus, board, info, jobs)
 
     async with ledger, trio.open_nursery() as nursery:
         server = await nursery.start(
@@ -76,6 +110,7 @@ async def session(
     bus: EventBus,
     board: StatusBoard,
     info: ServerInfo,
+    jobs: Jobs,
 ) -> None:
     hello = await _await_hello(ws, settings.hello_timeout_s, token)
     if hello is None:
@@ -121,12 +156,222 @@ async def session(
                                 outgoing_send.clone(),
                             )
                             reply = control.Subscribed(id=request.id, topics=request.topics)
+                        case (
+                            control.ImportStart()
+                            | control.UploadChunk()
+                            | control.ImportFinish()
+                            | control.ExportStart()
+                            | control.Download()
+                        ):
+                            reply = await jobs.handle(request, actor)
                         case _:
                             reply = await _handle(request, actor, ledger, board, info)
                     await outgoing_send.send(reply)
             nursery.cancel_scope.cancel()
     except ConnectionClosed:
         pass
+    finally:
+        with trio.CancelScope(shield=True):
+            await jobs.abandon_uploads(actor)
+
+
+class Jobs:
+    """One connection's imports and downloads (uploads belong to the connection that opened them)."""
+
+    def __init__(
+        self,
+        ledger: trio.MemorySendChannel[LedgerRequest],
+        workspace: Workspace,
+        background: trio.Nursery,
+    ) -> None:
+        self.ledger = ledger
+        self.workspace = workspace
+        self.background = background
+        self.uploads: dict[int, Upload] = {}
+
+    async def handle(self, request: control.Request, actor: str) -> control.ServerMessage:
+        try:
+            match request:
+                case control.ImportStart():
+                    return await self.start_import(request, actor)
+                case control.UploadChunk():
+                    return await self.receive_chunk(request)
+                case control.ImportFinish():
+                    return await self.finish_import(request, actor)
+                case control.ExportStart():
+                    return await self.start_export(request, actor)
+                case control.Download():
+                    return await self.download(request, actor)
+        except LedgerUnavailable as exc:
+            return control.Error(id=request.id, code="unavailable", message=str(exc))
+        raise AssertionError(f"not a job request: {request}")
+
+    async def start_import(self, start: control.ImportStart, actor: str) -> control.ServerMessage:
+        try:
+            check_import(start)
+        except ImportRefused as exc:
+            field = str(exc).partition(": ")[0]
+            return control.Error(id=start.id, code="invalid", message=str(exc), field=field)
+        kind = "import" if start.kind == "stock" else "sku-import"
+        detail = " ".join(
+            part
+            for part in (
+                start.format,
+                start.encoding,
+                start.target if start.kind == "stock" else "",
+                start.mode if start.kind == "stock" else "",
+                "dry-run" if start.dry_run else "",
+                "all-or-nothing" if start.all_or_nothing else "",
+                start.file_name,
+            )
+            if part
+        )
+        job = await call(self.ledger, CreateJob(kind=kind, shop=start.shop, detail=detail), actor)
+        if isinstance(job, control.Error):
+            return msgspec.structs.replace(job, id=start.id)
+        spool = self.workspace.uploads / f"job-{job.id}.upload"
+        handle = await trio.open_file(spool, "wb")
+        self.uploads[job.id] = Upload(job.id, start, spool, handle)
+        return control.JobReply(id=start.id, job=job)
+
+    async def receive_chunk(self, chunk: control.UploadChunk) -> control.ServerMessage:
+        upload = self.uploads.get(chunk.job)
+        if upload is None:
+            return control.Error(
+                id=chunk.id,
+                code="not_found",
+                message=f"no open upload for job {chunk.job} on this connection",
+                field="job",
+            )
+        if chunk.seq > upload.next_seq:
+            return control.Error(
+                id=chunk.id,
+                code="invalid",
+                message=f"chunk {chunk.seq} arrived before chunk {upload.next_seq}",
+                field="seq",
+            )
+        if chunk.seq == upload.next_seq:
+            await upload.handle.write(chunk.data)  # type: ignore[attr-defined]
+            upload.next_seq += 1
+            upload.received += len(chunk.data)
+        # an earlier seq is a re-sent chunk: acknowledged again, not appended again
+        return control.ChunkAck(
+            id=chunk.id, job=chunk.job, seq=chunk.seq, received_bytes=upload.received
+        )
+
+    async def finish_import(
+        self, finish: control.ImportFinish, actor: str
+    ) -> control.ServerMessage:
+        upload = self.uploads.pop(finish.job, None)
+        if upload is None:
+            return control.Error(
+                id=finish.id,
+                code="not_found",
+                message=f"no open upload for job {finish.job} on this connection",
+                field="job",
+            )
+        await upload.handle.aclose()
+        summary = await trio.to_thread.run_sync(
+            stage, upload.spool, self.workspace.staging, upload.job, upload.start
+        )
+        try:
+            result = await call(
+                self.ledger,
+                ApplyImport(
+                    job=upload.job,
+                    table=summary.table,
+                    start=upload.start,
+                    staged_errors=summary.errors,
+                    fatal=summary.fatal,
+                ),
+                actor,
+            )
+            if isinstance(result, control.Error):
+                result = await call(
+                    self.ledger,
+                    FinishJob(job=upload.job, result="failed", messages=(result.message,)),
+                    actor,
+                )
+        finally:
+            await trio.to_thread.run_sync(drop_staged, self.workspace.staging, summary.table)
+            upload.spool.unlink(missing_ok=True)
+        if isinstance(result, control.Error):
+            return msgspec.structs.replace(result, id=finish.id)
+        return control.JobReply(id=finish.id, job=result)
+
+    async def abandon_uploads(self, actor: str) -> None:
+        for upload in self.uploads.values():
+            await upload.handle.aclose()
+            upload.spool.unlink(missing_ok=True)
+            try:
+                await call(
+                    self.ledger,
+                    FinishJob(
+                        job=upload.job,
+                        result="failed",
+                        messages=(
+                            "upload abandoned: the connection closed before the file was complete; nothing was applied",
+                        ),
+                    ),
+                    actor,
+                )
+            except LedgerUnavailable:
+                pass  # the next start marks it interrupted
+        self.uploads.clear()
+
+    async def start_export(self, start: control.ExportStart, actor: str) -> control.ServerMessage:
+        try:
+            tempostar.stock_codec(start.encoding)
+        except ValueError as exc:
+            return control.Error(id=start.id, code="invalid", message=str(exc), field="encoding")
+        job = await call(
+            self.ledger,
+            CreateJob(kind="export", detail=f"{start.format} {start.target} {start.encoding}"),
+            actor,
+        )
+        self.background.start_soon(self._export, job.id, start, actor)
+        return control.JobReply(id=start.id, job=job)
+
+    async def _export(self, job: int, start: control.ExportStart, actor: str) -> None:
+        path = self.download_path(job)
+        try:
+            count = await trio.to_thread.run_sync(
+                write_download, self.workspace.database, path, start.target, start.encoding
+            )
+        except (tempostar.UnencodableCode, OSError) as exc:
+            await call(
+                self.ledger, FinishJob(job=job, result="failed", messages=(str(exc),)), actor
+            )
+            return
+        size = (await trio.Path(path).stat()).st_size
+        await call(
+            self.ledger,
+            FinishJob(job=job, result="ok", count=count, success=count, download_bytes=size),
+            actor,
+        )
+
+    def download_path(self, job: int) -> Path:
+        return self.workspace.downloads / f"job-{job}.csv"
+
+    async def download(self, request: control.Download, actor: str) -> control.ServerMessage:
+        job = await call(self.ledger, control.JobShow(id=request.id, job=request.job), actor)
+        if isinstance(job, control.Error):
+            return job
+        if job.job.kind != "export" or job.job.state != "done" or job.job.result != "ok":
+            return control.Error(
+                id=request.id,
+                code="refused",
+                message=f"job {request.job} is not a finished download (kind {job.job.kind}, state {job.job.state})",
+                field="job",
+            )
+        length = max(1, min(request.length, control.UPLOAD_CHUNK_BYTES))
+        async with await trio.open_file(self.download_path(request.job), "rb") as handle:
+            await handle.seek(request.offset)
+            data = await handle.read(length)
+        eof = request.offset + len(data) >= job.job.download_bytes
+        return control.DownloadChunk(
+            id=request.id, job=request.job, offset=request.offset, data=data, eof=eof
+        )
 
 
 async def _await_hello(

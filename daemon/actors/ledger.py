@@ -30,9 +30,10 @@ async def ledger(
     bus: EventBus,
     now: Callable[[], str],
     *,
+    staging: Path | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    store = await trio.to_thread.run_sync(Store, database, now)
+    store = await trio.to_thread.run_sync(Store, database, now, staging)
     try:
         task_status.started()
         async with requests:

@@ -60,7 +60,9 @@ def _ftps(addr: Addresses, user: str, password: str) -> ftplib.FTP_TLS:
     return ftp
 
 
-def _ftps_upload(addr: Addresses, user: str, password: str, folder: str, files: dict[str, bytes]) -> None:
+def _ftps_upload(
+    addr: Addresses, user: str, password: str, folder: str, files: dict[str, bytes]
+) -> None:
     ftp = _ftps(addr, user, password)
     try:
         ftp.cwd(folder)

@@ -35,7 +35,9 @@ def item_ids(kind: str) -> tuple[str, str]:
     return f"{kind}-item-a", f"{kind}-item-b"
 
 
-def sim_toml(tmp: Path, public_key: str, *, customers_per_hour: float = 0.0, extra: str = "") -> str:
+def sim_toml(
+    tmp: Path, public_key: str, *, customers_per_hour: float = 0.0, extra: str = ""
+) -> str:
     stock = ", ".join(f'"{kind.upper()}-A" = 10, "{kind.upper()}-B" = 3' for kind in KINDS)
     shops = []
     for kind in KINDS:
@@ -92,5 +94,7 @@ def rate_clock() -> ManualClock:
 
 @pytest.fixture
 async def sim(sim_config: Config, rate_clock: ManualClock) -> AsyncIterator[Simulator]:
-    async with open_simulator(sim_config, rate_clock=rate_clock, services=("http", "sftp", "ftps")) as s:
+    async with open_simulator(
+        sim_config, rate_clock=rate_clock, services=("http", "sftp", "ftps")
+    ) as s:
         yield s

@@ -24,7 +24,7 @@ start_time = "2025-06-01T09:00:00+09:00"
 
 [[merchants]]
 id = "m"
-stock = {{ "SHARED" = 5, "R-1" = 100, "R-2" = 100, "A-1" = 100, "Q-1" = 100 }}
+stock = {{ "SHARED" = 5, "R-1" = 100, "R-2" = 100, "A-1" = 100, "Q-1" = 100, "Y-1" = 100, "W-1" = 100 }}
 
 # SHARED: three shops each show 5 of the merchant's real 5 → 10 units get oversold.
 [[shops]]
@@ -33,7 +33,7 @@ mall = "yahoo"
 merchant = "m"
 customers_per_hour = 60
 seed = 11
-items = [{{ sku = "SHARED", item_id = "shared" }}]
+items = [{{ sku = "SHARED", item_id = "shared" }}, {{ sku = "Y-1", item_id = "y-1" }}]
 
 [[shops]]
 id = "w"
@@ -41,7 +41,7 @@ mall = "wowma"
 merchant = "m"
 customers_per_hour = 45
 seed = 12
-items = [{{ sku = "SHARED", item_id = "shared" }}]
+items = [{{ sku = "SHARED", item_id = "shared" }}, {{ sku = "W-1", item_id = "w-1" }}]
 
 [[shops]]
 id = "q"
@@ -126,7 +126,7 @@ def check_truth(state: SimState) -> None:
     assert shared_sold == 15  # every shop sold what it showed, no more
     assert m.real["SHARED"] == 5 - 15
     assert m.oversold["SHARED"] == 10
-    for sku in ("R-1", "R-2", "A-1", "Q-1"):
+    for sku in ("R-1", "R-2", "A-1", "Q-1", "Y-1", "W-1"):
         sold = sum(sh.items[sku].sold for sh in state.shops.values() if sku in sh.items)
         back = sum(sh.items[sku].cancelled for sh in state.shops.values() if sku in sh.items)
         assert m.real[sku] == 100 - sold + back
