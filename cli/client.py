@@ -60,6 +60,17 @@ class ControlClient:
         message: control.ServerMessage = control.server_decoder.decode(frame)
         return message
 
+    async def next_event(self) -> control.Event:
+        """The next event, from those that arrived during requests first."""
+        if self.events:
+            return self.events.pop(0)
+        while True:
+            message = await self.receive()
+            if isinstance(message, control.Error):
+                raise RequestFailed(message)
+            if isinstance(message, control.Event):
+                return message
+
     async def request(self, message: Any) -> Any:
         """Send a request (its ``id`` is filled in) and return its reply; errors raise."""
         message = msgspec.structs.replace(message, id=self.next_id())

@@ -151,6 +151,137 @@ async def cmd_jobs_show(client: ControlClient, args: argparse.Namespace) -> Any:
     return await client.request(control.JobShow(id=0, job=args.job))
 
 
+async def upload(client: ControlClient, path: Path, start: control.ImportStart) -> control.Job:
+    """Stream a file to the daemon in chunks (never whole in memory), then apply it."""
+    try:
+        size = (await trio.Path(path).stat()).st_size
+        handle = await trio.open_file(path, "rb")
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc.strerror}") from exc
+    progress = Progress(size, f"uploading {path.name}")
+    async with handle:
+        started = await client.request(start)
+        job = started.job.id
+        seq = 0
+        while chunk := await handle.read(control.UPLOAD_CHUNK_BYTES):
+            await client.request(control.UploadChunk(id=0, job=job, seq=seq, data=chunk))
+            seq += 1
+            progress.advance(len(chunk))
+    progress.done("applying…")
+    finished: control.JobReply = await client.request(control.ImportFinish(id=0, job=job))
+    progress.clear()
+    return finished.job
+
+
+class Progress:
+    """A progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = max(total, 1)
+        self.label = label
+        self.sent = 0
+        self.shown = sys.stderr.isatty()
+
+    def advance(self, amount: int) -> None:
+        self.sent += amount
+        if self.shown:
+            filled = int(30 * self.sent / self.total)
+            percent = 100 * self.sent // self.total
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}%")
+            sys.stderr.flush()
+
+    def done(self, text: str) -> None:
+        if self.shown:
+            sys.stderr.write(f"\r{self.label}: {text}".ljust(70))
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()
+
+
+def job_outcome(job: control.Job) -> control.JobReply:
+    """The job is the document; a job that did not apply everything fails the command."""
+    if job.result == "failed" or job.failure:
+        summary = f"job {job.id}: {job.result}, {job.count} rows, {job.success} applied, {job.failure} failed"
+        first = f": {job.messages[0]}" if job.messages else ""
+        raise JobFailed(control.JobReply(id=0, job=job), summary + first)
+    return control.JobReply(id=0, job=job)
+
+
+class JobFailed(Failure):
+    def __init__(self, document: control.JobReply, message: str) -> None:
+        super().__init__(message)
+        self.document = document
+
+
+async def cmd_import(client: ControlClient, args: argparse.Namespace) -> Any:
+    path = Path(args.file)
+    start = control.ImportStart(
+        id=0,
+        kind="stock",
+        format=args.format,
+        encoding=args.encoding,
+        target=args.target,
+        mode=args.mode,
+        dry_run=args.dry_run,
+        all_or_nothing=args.all_or_nothing,
+        shop=args.shop,
+        file_name=path.name,
+    )
+    return job_outcome(await upload(client, path, start))
+
+
+async def cmd_sku_import(client: ControlClient, args: argparse.Namespace) -> Any:
+    path = Path(args.file)
+    start = control.ImportStart(
+        id=0,
+        kind="catalog",
+        format=args.format,
+        encoding=args.encoding,
+        shop=args.shop,
+        file_name=path.name,
+    )
+    return job_outcome(await upload(client, path, start))
+
+
+async def cmd_export(client: ControlClient, args: argparse.Namespace) -> Any:
+    output = Path(args.output)
+    await client.request(control.Subscribe(id=0, topics=("jobs",)))
+    started = await client.request(
+        control.ExportStart(id=0, format=args.format, target=args.target, encoding=args.encoding)
+    )
+    job = started.job
+    while job.state != "done":
+        event = await client.next_event()
+        if isinstance(event, control.JobChanged) and event.job.id == job.id:
+            job = event.job
+    if job.result != "ok":
+        job = (await client.request(control.JobShow(id=0, job=job.id))).job
+        raise JobFailed(
+            control.JobReply(id=0, job=job),
+            f"export job {job.id} failed: {'; '.join(job.messages)}",
+        )
+    partial = output.with_name(output.name + ".part")
+    progress = Progress(job.download_bytes, f"downloading {output.name}")
+    try:
+        with partial.open("wb") as out:
+            offset = 0
+            while True:
+                chunk = await client.request(control.Download(id=0, job=job.id, offset=offset))
+                await trio.to_thread.run_sync(out.write, chunk.data)
+                offset += len(chunk.data)
+                progress.advance(len(chunk.data))
+                if chunk.eof:
+                    break
+        partial.replace(output)
+    except OSError as exc:
+        raise Failure(f"cannot write {output}: {exc.strerror}") from exc
+    progress.clear()
+    return control.JobReply(id=0, job=job)
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -248,6 +379,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true")
 
+    p = add(sub, "import", cmd_import, "stock CSV import (在庫一括更新): waits and prints the job")
+    p.add_argument("file")
+    p.add_argument(
+        "--format", default="tempostar", help="tempostar or a mall stock file (see 'zaiko malls')"
+    )
+    p.add_argument("--encoding", default="cp932", help="cp932 (also shift_jis, sjis) or utf-8")
+    p.add_argument("--target", choices=("expected", "actual"), default="expected")
+    p.add_argument("--mode", choices=("overwrite", "add", "per-row"), default="overwrite")
+    p.add_argument(
+        "--dry-run", action="store_true", help="show before → after per row; apply nothing"
+    )
+    p.add_argument("--all-or-nothing", action="store_true", help="one failed row applies nothing")
+    p.add_argument("--shop", default="", help="map mall item ids through this shop's listings")
+
+    p = add(
+        sku, "import", cmd_sku_import, "register SKUs from a catalog or a mall product/stock file"
+    )
+    p.add_argument("file")
+    p.add_argument(
+        "--format", default="tempostar", help="tempostar catalog (商品コード,商品名) or a mall file"
+    )
+    p.add_argument(
+        "--shop", default="", help="record this shop's listings (required for mall files)"
+    )
+    p.add_argument("--encoding", default="cp932")
+
+    p = add(sub, "export", cmd_export, "stock download (在庫ダウンロード) to a CSV file")
+    p.add_argument("--format", choices=("tempostar",), default="tempostar")
+    p.add_argument("--target", choices=("expected", "both"), default="expected")
+    p.add_argument("--encoding", default="cp932")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+
     jobs = sub.add_parser("jobs", help="the job log").add_subparsers(
         dest="jobs_command", required=True, metavar="SUBCOMMAND"
     )
@@ -294,6 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return await handler(client, args)
 
         document = trio.run(run)
+    except JobFailed as exc:
+        print_document(exc.document, as_json, render.for_reply)
+        print(f"zaiko: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ClientError, ConfigError, Failure) as exc:
         if as_json:
             sys.stdout.write(
