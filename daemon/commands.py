@@ -62,17 +62,38 @@ class FinishJob(msgspec.Struct, frozen=True):
     download_bytes: int = 0
 
 
+class StageRows(msgspec.Struct, frozen=True):
+    """Parsed rows of an import, kept in a TEMP table until ``ApplyImport``."""
+
+    job: int
+    kind: control.ImportKind
+    rows: list[tuple[Any, ...]]
+
+
 class ApplyImport(msgspec.Struct, frozen=True):
     """Apply the rows staged for a job in one transaction, then finish the job."""
 
     job: int
-    table: str
     start: control.ImportStart
-    staged_errors: int
+    parse_errors: int
+    messages: tuple[tuple[int, str], ...] = ()
     fatal: str = ""
 
 
-Command = control.Request | RecordOrder | ListShops | CreateJob | FinishJob | ApplyImport
+class DropStaged(msgspec.Struct, frozen=True):
+    job: int
+
+
+Command = (
+    control.Request
+    | RecordOrder
+    | ListShops
+    | CreateJob
+    | FinishJob
+    | StageRows
+    | ApplyImport
+    | DropStaged
+)
 Result = control.Reply | control.Error | OrderRecorded | ShopsList | control.Job
 
 

@@ -1,10 +1,11 @@
 """Stock and catalog files on their way in, and stock downloads on their way out.
 
-An upload is spooled to ``state_dir/uploads`` as it arrives. At finish a worker thread parses
-it with the format's codec and stages the rows in ``staging.sqlite3``, a scratch database with
-its own connection (no fsync: it can always be rebuilt from the spool). Only then does the
-ledger apply the staged rows, in one transaction of set-based SQL, so the ledger is never
-busy while a file is uploaded or parsed, and a crash before that commit applies nothing.
+An upload is parsed while it arrives: chunks go to a parser thread, and each batch of parsed
+rows goes to the ledger, which keeps it in a TEMP table of its own connection (never
+written to the database file). At finish the ledger applies the staged rows in one
+transaction of set-based SQL. Upload, parsing and staging overlap, the ledger serves other
+requests in between, nothing is held whole in memory, and a crash before the final commit
+applies nothing (TEMP tables die with the connection).
 
 Downloads read the stock through a read-only connection (a WAL snapshot), so writing a
 large file never holds up the ledger either.
@@ -12,12 +13,13 @@ large file never holds up the ledger either.
 
 from __future__ import annotations
 
+import queue
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import msgspec
+import trio
 
 from protocols import control, tempostar
 from protocols.malls import capabilities, module
@@ -29,13 +31,6 @@ MAX_JOB_MESSAGES = 10_000
 
 class ImportRefused(ValueError):
     """The import cannot start: the reason names the option."""
-
-
-class StageSummary(msgspec.Struct, frozen=True):
-    table: str
-    rows: int
-    errors: int
-    fatal: str = ""
 
 
 def mall_formats() -> dict[str, str]:
@@ -61,122 +56,133 @@ def check_import(start: control.ImportStart) -> None:
         raise ImportRefused("shop: a mall product file records that shop's listings: give --shop")
 
 
-def table_name(job: int, kind: control.ImportKind) -> str:
-    return f"{kind}_{job}"
+def table_name(job: int) -> str:
+    return f"import_{job}"
 
 
-def open_staging(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    return db
+class ImportPipeline:
+    """One upload's way from chunks to staged rows.
+
+    ``feed`` hands chunks to a parser thread (bounded queue: a fast client waits for the
+    parser); the parser sends batches of valid rows back to trio, where ``run`` passes them
+    to the ledger as ``StageRows``. Row errors are counted; the first ``MAX_JOB_MESSAGES``
+    are kept for the job log.
+    """
+
+    def __init__(self, job: int, start: control.ImportStart) -> None:
+        self.job = job
+        self.start = start
+        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.errors = 0
+        self.messages: list[tuple[int, str]] = []
+        self.fatal = ""
+        self.staged = 0
+        self.done = trio.Event()
+        self._closed = False
+
+    async def feed(self, chunk: bytes) -> None:
+        await trio.to_thread.run_sync(self.chunks.put, chunk, abandon_on_cancel=True)
+
+    async def close(self) -> None:
+        """No more chunks (at finish, and when the upload is abandoned)."""
+        if not self._closed:
+            self._closed = True
+            await trio.to_thread.run_sync(self.chunks.put, None, abandon_on_cancel=True)
+
+    async def run(
+        self,
+        stage_rows: Callable[[list[tuple[object, ...]]], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        batches_send, batches_receive = trio.open_memory_channel[list[tuple[object, ...]]](2)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_parser, batches_send)
+                task_status.started()
+                async with batches_receive:
+                    async for batch in batches_receive:
+                        if self.fatal:
+                            continue  # keep draining so that the parser can finish
+                        try:
+                            await stage_rows(batch)
+                        except Exception as exc:
+                            self.fatal = f"staging failed: {exc}"
+                            continue
+                        self.staged += len(batch)
+        finally:
+            self.done.set()
+
+    async def _run_parser(self, batches: trio.MemorySendChannel[list[tuple[object, ...]]]) -> None:
+        async with batches:
+            await trio.to_thread.run_sync(self._parse, trio.lowlevel.current_trio_token(), batches)
+
+    def _parse(
+        self,
+        token: trio.lowlevel.TrioToken,
+        batches: trio.MemorySendChannel[list[tuple[object, ...]]],
+    ) -> None:
+        ended = False
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal ended
+            yield from iter(self.chunks.get, None)
+            ended = True
+
+        try:
+            for batch in _batches(_parse(tempostar.split_lines(chunks()), self.start)):
+                good: list[tuple[object, ...]] = []
+                for row in batch:
+                    if isinstance(row, RowError):
+                        self.errors += 1
+                        if len(self.messages) < MAX_JOB_MESSAGES:
+                            self.messages.append((row.line, row.message()))
+                    else:
+                        good.append(row)
+                if good:
+                    trio.from_thread.run(batches.send, good, trio_token=token)
+        except tempostar.LineTooLong as exc:
+            self.fatal = str(exc)
+        finally:
+            if not ended:
+                # parsing stopped early: read and drop the rest so that a waiting feeder goes on
+                for _ in iter(self.chunks.get, None):
+                    pass
 
 
-def stage(spool: Path, staging: Path, job: int, start: control.ImportStart) -> StageSummary:
-    """Parse the spooled file and stage its rows and row errors (runs on a worker thread)."""
-    table = table_name(job, start.kind)
-    db = open_staging(staging)
-    try:
-        db.execute(f"DROP TABLE IF EXISTS {table}")
-        db.execute(f"DROP TABLE IF EXISTS {table}_errors")
-        if start.kind == "stock":
-            db.execute(
-                f"CREATE TABLE {table} (line INTEGER PRIMARY KEY, code TEXT NOT NULL, "
-                "value INTEGER NOT NULL, reserve INTEGER, is_add INTEGER NOT NULL, "
-                "is_actual INTEGER NOT NULL, item_id TEXT NOT NULL DEFAULT '', "
-                "variation TEXT NOT NULL DEFAULT '[]')"
-            )
-        else:
-            db.execute(
-                f"CREATE TABLE {table} (line INTEGER PRIMARY KEY, code TEXT NOT NULL, "
-                "name TEXT NOT NULL, item_id TEXT NOT NULL DEFAULT '', "
-                "variation TEXT NOT NULL DEFAULT '[]')"
-            )
-        db.execute(f"CREATE TABLE {table}_errors (line INTEGER NOT NULL, message TEXT NOT NULL)")
-        rows = errors = 0
-        with spool.open("rb") as handle:
-            try:
-                parsed = _parse(handle, start)
-                db.execute("BEGIN")
-                for batch in _batches(parsed):
-                    good = [r for r in batch if not isinstance(r, RowError)]
-                    bad = [(r.line, r.message()) for r in batch if isinstance(r, RowError)]
-                    if good:
-                        placeholders = ", ".join("?" * len(good[0]))
-                        db.executemany(f"INSERT INTO {table} VALUES ({placeholders})", good)
-                    if bad:
-                        db.executemany(f"INSERT INTO {table}_errors VALUES (?, ?)", bad)
-                    rows += len(good)
-                    errors += len(bad)
-                db.execute("COMMIT")
-            except tempostar.LineTooLong as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                return StageSummary(table=table, rows=0, errors=0, fatal=str(exc))
-        return StageSummary(table=table, rows=rows, errors=errors)
-    finally:
-        db.close()
-
-
-def drop_staged(staging: Path, table: str) -> None:
-    db = open_staging(staging)
-    try:
-        db.execute(f"DROP TABLE IF EXISTS {table}")
-        db.execute(f"DROP TABLE IF EXISTS {table}_errors")
-    finally:
-        db.close()
-
-
-def clear_staging(staging: Path, uploads: Path) -> None:
-    """At start: what an interrupted daemon left half-done is of no use any more."""
-    staging.unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        staging.with_name(staging.name + suffix).unlink(missing_ok=True)
-    if uploads.exists():
-        for leftover in uploads.iterdir():
-            leftover.unlink()
+def clear_partial_downloads(downloads: Path) -> None:
+    """At start: downloads of jobs that never finished are of no use any more."""
+    for leftover in downloads.glob("*.part"):
+        leftover.unlink()
 
 
 StagedRow = tuple[object, ...]
 
 
-def _parse(handle: BinaryIO, start: control.ImportStart) -> Iterator[StagedRow | RowError]:
+def _parse(lines: Iterable[bytes], start: control.ImportStart) -> Iterator[StagedRow | RowError]:
     if start.format == "tempostar":
         if start.kind == "stock":
             for row in tempostar.read_stock_csv(
-                handle, target=start.target, mode=start.mode, encoding=start.encoding
+                lines, target=start.target, mode=start.mode, encoding=start.encoding
             ):
-                if isinstance(row, RowError):
-                    yield row
-                else:
-                    yield (
-                        row.line,
-                        row.code,
-                        row.value,
-                        row.reserve,
-                        int(row.mode == "add"),
-                        int(row.target == "actual"),
-                        "",
-                        "[]",
-                    )
+                # (line, code, value, reserve, mode, target): the staged columns, in C
+                yield row if isinstance(row, RowError) else msgspec.structs.astuple(row)
         else:
-            for item in tempostar.read_catalog_csv(handle, encoding=start.encoding):
+            for item in tempostar.read_catalog_csv(lines, encoding=start.encoding):
                 yield (
                     item
                     if isinstance(item, RowError)
                     else (item.line, item.code, item.name, "", "[]")
                 )
         return
-    yield from _parse_mall_file(handle, start)
+    yield from _parse_mall_file(lines, start)
 
 
 def _parse_mall_file(
-    handle: BinaryIO, start: control.ImportStart
+    raw_lines: Iterable[bytes], start: control.ImportStart
 ) -> Iterator[StagedRow | RowError]:
     mall = module(mall_formats()[start.format])
-    lines = decoded_lines(
-        tempostar.split_lines(iter(lambda: handle.read(1 << 16), b"")), start.encoding
-    )
+    lines = decoded_lines(raw_lines, start.encoding)
     seen: dict[str, int] = {}
     for row in mall.read_stock_file(start.format, lines):
         if isinstance(row, RowError):
@@ -216,8 +222,8 @@ def _parse_mall_file(
             row.sku,
             row.quantity,
             None,
-            int(start.mode == "add"),
-            int(start.target == "actual"),
+            start.mode,
+            start.target,
             row.item_id,
             variation,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import trio
@@ -17,7 +16,7 @@ from daemon.clock import utc_now
 from daemon.commands import LedgerRequest
 from daemon.config import Config, prepare_state
 from daemon.events import EventBus
-from daemon.imports import clear_staging
+from daemon.imports import clear_partial_downloads
 from daemon.notify import sd_notify
 from daemon.shop_actors import actors_for as default_actors_for
 from protocols.settings import ShopSettings
@@ -76,24 +75,12 @@ async def _serve(
     task_status: trio.TaskStatus[tuple[str, int]],
 ) -> None:
     ledger_send, ledger_receive = trio.open_memory_channel[LedgerRequest](LEDGER_QUEUE)
-    workspace = Workspace(
-        database=config.database,
-        uploads=config.state_dir / "uploads",
-        staging=config.state_dir / "staging.sqlite3",
-        downloads=config.state_dir / "downloads",
-    )
-    clear_staging(workspace.staging, workspace.uploads)
-    workspace.uploads.mkdir(exist_ok=True, mode=0o700)
+    workspace = Workspace(database=config.database, downloads=config.state_dir / "downloads")
     workspace.downloads.mkdir(exist_ok=True, mode=0o700)
+    clear_partial_downloads(workspace.downloads)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as core:
-            await core.start(
-                partial(ledger, staging=workspace.staging),
-                config.database,
-                ledger_receive,
-                bus,
-                now,
-            )
+            await core.start(ledger, config.database, ledger_receive, bus, now)
             async with ledger_send, trio.open_nursery() as services:
                 await services.start(
                     supervise_shops, ledger_send.clone(), bus, actors_for, board, backoff

@@ -21,12 +21,14 @@ from daemon.commands import (
     ApplyImport,
     Command,
     CreateJob,
+    DropStaged,
     FinishJob,
     ListShops,
     OrderRecorded,
     RecordOrder,
     Result,
     ShopsList,
+    StageRows,
 )
 from protocols import control, quantity, tempostar
 from protocols.settings import (
@@ -43,6 +45,16 @@ SKU_MAX = 64
 GUARD_LIST_MAX = 20
 MAX_JOB_MESSAGES = 10_000
 MAX_DRY_RUN_ROWS = 100_000
+STAGED_STOCK_COLUMNS = (
+    "line",
+    "code",
+    "value",
+    "reserve",
+    "mode",
+    "target",
+    "item_id",
+    "variation",
+)
 INTERRUPTED = "interrupted: the daemon stopped before this job finished; nothing of it was applied"
 
 MIGRATIONS: tuple[str, ...] = (
@@ -170,6 +182,10 @@ class _Undo(Exception):
         self.outcome = outcome
 
 
+def _staged(job: int) -> str:
+    return f"import_{job}"
+
+
 class _KnownCodes:
     """``code in known`` asked of the database, for the zero-padding hint."""
 
@@ -219,7 +235,7 @@ settings_decoder = msgspec.json.Decoder(ShopSettings)
 class Store:
     """One sqlite3 connection and the operations on it. Not thread-safe: one caller at a time."""
 
-    def __init__(self, path: Path, now: Callable[[], str], staging: Path | None = None) -> None:
+    def __init__(self, path: Path, now: Callable[[], str]) -> None:
         self.path = path
         self.now = now
         # check_same_thread=False: trio's worker threads differ between batches, but the
@@ -231,10 +247,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        # imports stage up to millions of rows in TEMP tables: keep them off the disk
+        self.db.execute("PRAGMA temp_store=MEMORY")
         self._migrate()
-        if staging is not None:
-            # where imports stage their parsed rows (written by another connection)
-            self.db.execute("ATTACH DATABASE ? AS staging", (str(staging),))
         self._events: list[control.Event] = []
         self._fail_interrupted_jobs()
 
@@ -361,8 +376,13 @@ class Store:
                 return self._create_job(command)
             case FinishJob():
                 return self._finish_job(command)
+            case StageRows():
+                return self.stage_rows(command)
             case ApplyImport():
                 return self.apply_import(command, actor)
+            case DropStaged():
+                self.db.execute(f"DROP TABLE IF EXISTS temp.{_staged(command.job)}")
+                return control.Pong(id=0)
             case (
                 control.Subscribe()
                 | control.ImportStart()
@@ -972,6 +992,31 @@ class Store:
 
     # --- imports --------------------------------------------------------------------------
 
+    def stage_rows(self, command: StageRows) -> control.Pong:
+        """Keep parsed rows in a TEMP table: private to this connection, never in the file."""
+        table = f"temp.{_staged(command.job)}"
+        if command.kind == "stock":
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (line INTEGER PRIMARY KEY, code TEXT NOT NULL, "
+                "value INTEGER NOT NULL, reserve INTEGER, mode TEXT NOT NULL, target TEXT NOT NULL, "
+                "item_id TEXT NOT NULL DEFAULT '', variation TEXT NOT NULL DEFAULT '[]')"
+            )
+            if command.rows:
+                # tempostar rows carry 6 fields; mall rows add item_id and variation
+                width = len(command.rows[0])
+                columns = STAGED_STOCK_COLUMNS[:width]
+                self.db.executemany(
+                    f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * width)})",
+                    command.rows,
+                )
+        else:
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (line INTEGER PRIMARY KEY, code TEXT NOT NULL, "
+                "name TEXT NOT NULL, item_id TEXT NOT NULL, variation TEXT NOT NULL)"
+            )
+            self.db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)", command.rows)
+        return control.Pong(id=0)
+
     def apply_import(self, command: ApplyImport, actor: str) -> control.Job:
         """Apply a staged stock or catalog import; either all valid rows or, when refused, none."""
         if command.fatal:
@@ -980,20 +1025,15 @@ class Store:
             )
         if command.start.shop:
             self.shop(command.start.shop)
-        staged = f"staging.{command.table}"
-        messages = [
-            (line, message)
-            for line, message in self.db.execute(
-                f"SELECT line, message FROM {staged}_errors ORDER BY line LIMIT ?",
-                (MAX_JOB_MESSAGES + 1,),
-            )
-        ]
+        staged = f"temp.{_staged(command.job)}"
         if command.start.kind == "stock":
+            self.stage_rows(StageRows(job=command.job, kind="stock", rows=[]))
             success, failed, notes = self._apply_stock(command, staged, actor)
         else:
+            self.stage_rows(StageRows(job=command.job, kind="catalog", rows=[]))
             success, failed, notes = self._apply_catalog(command, staged)
-        messages.extend(failed)
-        failure = command.staged_errors + len(failed)
+        messages = [*command.messages, *failed]
+        failure = command.parse_errors + len(failed)
         refused = command.start.all_or_nothing and failure > 0
         if refused or command.start.dry_run:
             # undo this command only: the job row below is written after the rollback
@@ -1034,18 +1074,18 @@ class Store:
             else "LEFT JOIN (SELECT NULL AS sku) l ON 0"
         )
         db.execute(
-            "CREATE TEMP TABLE import_rows AS SELECT r.line, coalesce(l.sku, r.code) AS code, "
-            "r.value, r.reserve, r.is_add, r.is_actual, k.is_set, "
-            "CASE r.is_actual WHEN 1 THEN s.actual ELSE s.expected END AS current, "
+            # ordered by code: the journal index and the stock table then grow in key order
+            "CREATE TEMP TABLE import_rows AS SELECT line, code, value, reserve, is_add, "
+            "is_actual, is_set, current, current_reserve, "
+            "CASE is_add WHEN 1 THEN current + value ELSE value END AS new FROM ("
+            "SELECT r.line, coalesce(l.sku, r.code) AS code, r.value, r.reserve, "
+            "r.mode = 'add' AS is_add, r.target = 'actual' AS is_actual, k.is_set, "
+            "CASE r.target WHEN 'actual' THEN s.actual ELSE s.expected END AS current, "
             "s.reserve AS current_reserve "
             f"FROM {staged} r {listing_join} "
             "LEFT JOIN skus k ON k.code = coalesce(l.sku, r.code) "
-            "LEFT JOIN stock s ON s.sku = coalesce(l.sku, r.code)",
+            "LEFT JOIN stock s ON s.sku = coalesce(l.sku, r.code)) ORDER BY code",
             {"shop": command.start.shop},
-        )
-        db.execute("ALTER TABLE temp.import_rows ADD COLUMN new INTEGER")
-        db.execute(
-            "UPDATE temp.import_rows SET new = CASE is_add WHEN 1 THEN current + value ELSE value END"
         )
         failed: list[tuple[int, str]] = []
         bad_lines: list[tuple[int]] = []
@@ -1099,19 +1139,20 @@ class Store:
             "INSERT INTO journal(at, sku, field, delta, before, after, reason, ref, actor) "
             "SELECT :now, code, CASE is_actual WHEN 1 THEN 'actual' ELSE 'expected' END, "
             "new - current, current, new, 'import', :ref, :actor FROM temp.import_rows "
-            "WHERE new != current ORDER BY line",
+            "WHERE new != current",
             params,
         )
         db.execute(
             "INSERT INTO journal(at, sku, field, delta, before, after, reason, ref, actor) "
             "SELECT :now, code, 'reserve', reserve - current_reserve, current_reserve, reserve, "
             "'import', :ref, :actor FROM temp.import_rows "
-            "WHERE reserve IS NOT NULL AND reserve != current_reserve ORDER BY line",
+            "WHERE reserve IS NOT NULL AND reserve != current_reserve",
             params,
         )
         db.execute(
-            "UPDATE stock SET expected = r.new, registered = 1 FROM temp.import_rows r "
-            "WHERE r.is_actual = 0 AND stock.sku = r.code"
+            "INSERT INTO stock(sku, expected, registered) SELECT code, new, 1 FROM temp.import_rows "
+            "WHERE is_actual = 0 ON CONFLICT(sku) DO UPDATE SET expected = excluded.expected, "
+            "registered = 1"
         )
         db.execute(
             "UPDATE stock SET actual = r.new FROM temp.import_rows r "

@@ -67,7 +67,10 @@ def mail_command(args: argparse.Namespace) -> int:
     mall = Mall(args.mall)
     if "mail" not in mall.cap.intake:
         intake = ", ".join(mall.cap.intake) or "nothing"
-        print(f"mallsim: {args.mall} sends no order mails (it takes orders by {intake})", file=sys.stderr)
+        print(
+            f"mallsim: {args.mall} sends no order mails (it takes orders by {intake})",
+            file=sys.stderr,
+        )
         return 2
     at = args.at or datetime.now(JST).isoformat(timespec="seconds")
     try:

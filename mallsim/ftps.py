@@ -80,7 +80,7 @@ def make_certificate(state_dir: Path, host: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class _Authorizer(DummyAuthorizer):
+class _Authorizer(DummyAuthorizer):  # type: ignore[misc]
     def __init__(self, service: FtpsService) -> None:
         super().__init__()
         self.service = service
@@ -136,7 +136,7 @@ class FtpsService:
             authorizer.add_user(name, "", str(user.home), perm="elradfmwMT")
 
         # A class per simulator: pyftpdlib caches the SSL context on the handler class.
-        class Handler(TLS_FTPHandler):
+        class Handler(TLS_FTPHandler):  # type: ignore[misc]
             certfile = str(self._certfile)
             keyfile = str(self._keyfile)
             ssl_context = None

@@ -32,11 +32,12 @@ def trickle_target(allocation: int, shown: int, quantity: int, refill_at: int) -
     """What a trickle (小出し) shop should show, given what it still shows.
 
     Topped up to ``quantity`` only when ``shown`` fell to ``refill_at`` or below; otherwise
-    kept at what it shows. Never above the allocation, so a fall elsewhere shows at once.
+    kept at what it shows. Never above the allocation, so a fall elsewhere shows at once, and
+    never above ``quantity``, even when the shop shows more (the setting was lowered).
     """
     if shown <= refill_at:
         return min(allocation, quantity)
-    return max(0, min(allocation, shown))
+    return max(0, min(allocation, shown, quantity))
 
 
 def shop_target(

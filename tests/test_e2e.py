@@ -181,3 +181,42 @@ def test_oversized_frames_do_not_grow_the_daemon(daemon_process: DaemonProcess) 
     # 10 frames of 4 MiB refused: the daemon keeps at most one frame's worth, not 40 MiB
     assert after - before < 8 * 1024, (before, after)
     assert daemon_process.cli("status").returncode == 0
+
+
+def test_kill_9_during_a_million_row_import_applies_none_of_it(
+    daemon_process: DaemonProcess, tmp_path: Path
+) -> None:
+    rows = 1_000_000
+    catalog = tmp_path / "catalog.csv"
+    with catalog.open("wb") as out:
+        out.write("商品コード,商品名\r\n".encode("cp932"))
+        out.writelines(f"{n:07d},商品{n}\r\n".encode("cp932") for n in range(rows))
+    stock = tmp_path / "stock.csv"
+    with stock.open("wb") as out:
+        out.write("商品コード,想定在庫数\r\n".encode("cp932"))
+        out.writelines(f"{n:07d},{n % 50 + 1}\r\n".encode() for n in range(rows))
+    registered = daemon_process.cli("sku", "import", str(catalog), "--json")
+    assert json.loads(registered.stdout)["job"]["success"] == rows
+
+    async def import_and_kill() -> int:
+        async with connect(daemon_process.config) as zaiko:
+            started = await zaiko.request(control.ImportStart(id=0, file_name="stock.csv"))
+            job: int = started.job.id
+            with stock.open("rb") as handle:
+                seq = 0
+                while chunk := handle.read(control.UPLOAD_CHUNK_BYTES):
+                    await zaiko.request(control.UploadChunk(id=0, job=job, seq=seq, data=chunk))
+                    seq += 1
+            await zaiko.send(control.ImportFinish(id=999, job=job))
+            daemon_process.proc.kill()  # type: ignore[union-attr]  # while it stages or applies
+            return job
+
+    job = trio.run(import_and_kill)
+    daemon_process.proc.wait()  # type: ignore[union-attr]
+    daemon_process.start()
+    shown = json.loads(daemon_process.cli("jobs", "show", str(job), "--json").stdout)["job"]
+    assert shown["state"] == "done" and shown["result"] == "failed"
+    assert "interrupted" in shown["messages"][0]
+    db = sqlite3.connect(daemon_process.config.database)
+    assert db.execute("SELECT count(*) FROM journal WHERE reason = 'import'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM stock WHERE expected != 0").fetchone() == (0,)

@@ -56,7 +56,9 @@ async def stock(client: ControlClient, code: str) -> control.StockLevel:
     return (await client.request(control.SkuShow(id=0, code=code))).sku.stock
 
 
-async def register_catalog(client: ControlClient, tmp_path: Path, file_encoding: str = "cp932") -> None:
+async def register_catalog(
+    client: ControlClient, tmp_path: Path, file_encoding: str = "cp932"
+) -> None:
     wire_encoding = "utf-8" if file_encoding == "utf-8-sig" else "cp932"
     path = write(tmp_path, "catalog.csv", CATALOG, file_encoding)
     job = await import_file(client, path, kind="catalog", encoding=wire_encoding)
@@ -64,12 +66,16 @@ async def register_catalog(client: ControlClient, tmp_path: Path, file_encoding:
 
 
 @pytest.mark.parametrize("encoding", ["cp932", "utf-8-sig"])
-async def test_every_bad_row_kind_with_exact_counts_and_messages(config: Config, tmp_path: Path, encoding: str) -> None:
+async def test_every_bad_row_kind_with_exact_counts_and_messages(
+    config: Config, tmp_path: Path, encoding: str
+) -> None:
     wire_encoding = "utf-8" if encoding == "utf-8-sig" else "sjis"  # sjis: an alias of cp932
     async with running_daemon(config), connect(config) as client:
         await register_catalog(client, tmp_path, encoding)
         assert (await client.request(control.SkuShow(id=0, code="000456"))).sku.name == "㈱テスト～"
-        job = await import_file(client, write(tmp_path, "stock.csv", BAD_ROWS_FILE, encoding), encoding=wire_encoding)
+        job = await import_file(
+            client, write(tmp_path, "stock.csv", BAD_ROWS_FILE, encoding), encoding=wire_encoding
+        )
         assert (job.result, job.count, job.success, job.failure) == ("ok", 9, 3, 6)
         assert len(job.messages) == 6
         for message, (line, expected) in zip(job.messages, sorted(BAD_LINES.items()), strict=True):
@@ -99,14 +105,19 @@ async def test_modes_and_targets(config: Config, tmp_path: Path) -> None:
         assert (await stock(client, "A-1")).expected == 5
         # per-row: 上書き/追加 and 想定在庫数/実在庫数 given in the file, by number or by name
         per_row = write(
-            tmp_path, "p.csv", HEADER + "000123,1,,2,1\r\n000456,9,,上書き,実在庫数\r\nA-1,2,3,追加,想定在庫数\r\nB-2,5,,3,1\r\n"
+            tmp_path,
+            "p.csv",
+            HEADER
+            + "000123,1,,2,1\r\n000456,9,,上書き,実在庫数\r\nA-1,2,3,追加,想定在庫数\r\nB-2,5,,3,1\r\n",
         )
         job = await import_file(client, per_row, mode="per-row")
         assert (job.success, job.failure) == (3, 1)
         assert "line 5 [B-2] 更新モード" in job.messages[0]
         assert (await stock(client, "000123")).expected == 21
         assert (await stock(client, "000456")).actual == 9
-        assert (await stock(client, "A-1")).expected == 7 and (await stock(client, "A-1")).reserve == 3
+        assert (await stock(client, "A-1")).expected == 7 and (
+            await stock(client, "A-1")
+        ).reserve == 3
         journal = (await client.request(control.SkuShow(id=0, code="A-1"))).sku.journal
         assert journal[0].reason == "import" and journal[0].ref == f"job:{job.id}"
 
@@ -122,7 +133,10 @@ async def test_all_or_nothing_and_dry_run_apply_nothing(config: Config, tmp_path
         good = write(tmp_path, "g.csv", HEADER + "000123,5,2,,\r\nA-1,3,,,\r\n")
         job = await import_file(client, good, dry_run=True)
         assert (job.result, job.success) == ("ok", 2)
-        assert job.messages == ("line 2 [000123] expected 0 → 5, reserve 0 → 2", "line 3 [A-1] expected 0 → 3")
+        assert job.messages == (
+            "line 2 [000123] expected 0 → 5, reserve 0 → 2",
+            "line 3 [A-1] expected 0 → 3",
+        )
         assert (await stock(client, "000123")).expected == 0
         assert (await client.request(control.SkuShow(id=0, code="000123"))).sku.journal == ()
 
@@ -140,7 +154,9 @@ async def test_options_refused_before_upload(config: Config, tmp_path: Path) -> 
             assert failed.value.error.field == field
 
 
-async def test_resent_chunk_is_not_appended_and_abandoned_upload_fails(config: Config, tmp_path: Path) -> None:
+async def test_resent_chunk_is_not_appended_and_abandoned_upload_fails(
+    config: Config, tmp_path: Path
+) -> None:
     async with running_daemon(config):
         async with connect(config) as client:
             await register_catalog(client, tmp_path)
@@ -152,7 +168,9 @@ async def test_resent_chunk_is_not_appended_and_abandoned_upload_fails(config: C
             assert again.received_bytes == len(first)
             with pytest.raises(RequestFailed):
                 await client.request(control.UploadChunk(id=0, job=job, seq=5, data=b"x"))
-            await client.request(control.UploadChunk(id=0, job=job, seq=1, data="A-1,1,,,\r\n".encode("cp932")))
+            await client.request(
+                control.UploadChunk(id=0, job=job, seq=1, data="A-1,1,,,\r\n".encode("cp932"))
+            )
             done = await client.request(control.ImportFinish(id=0, job=job))
             assert (done.job.count, done.job.success) == (2, 2)
             assert (await stock(client, "000123")).expected == 4
@@ -173,7 +191,9 @@ async def test_export_then_reimport_changes_nothing(config: Config, tmp_path: Pa
     async with running_daemon(config), connect(config) as client:
         await register_catalog(client, tmp_path)
         await import_file(client, write(tmp_path, "s.csv", HEADER + "000123,5,2,,\r\nA-1,3,,,\r\n"))
-        await import_file(client, write(tmp_path, "a.csv", HEADER + "000456,8,,,\r\n"), target="actual")
+        await import_file(
+            client, write(tmp_path, "a.csv", HEADER + "000456,8,,,\r\n"), target="actual"
+        )
         from cli.main import cmd_export
 
         class Args:
@@ -212,16 +232,22 @@ async def test_mall_files_as_downloaded_register_and_import(config: Config, tmp_
         assert (listing.item_id, listing.variation) == ("tshirt-001", ("s", "wh"))
 
         quantity = FIXTURES / "yahoo-quantity.csv"
-        job = await import_file(client, quantity, kind="catalog", format="yahoo_quantity", shop="y1")
+        job = await import_file(
+            client, quantity, kind="catalog", format="yahoo_quantity", shop="y1"
+        )
         assert job.success == 3
         job = await import_file(client, quantity, format="yahoo_quantity", shop="y1")
         assert (job.success, job.failure) == (3, 0)
         assert (await stock(client, "000123-red")).expected == 5
         assert (await stock(client, "mug-01")).expected == 9
-        assert (await client.request(control.SkuShow(id=0, code="mug-01"))).sku.name == "マグカップ㈱特製"
+        assert (
+            await client.request(control.SkuShow(id=0, code="mug-01"))
+        ).sku.name == "マグカップ㈱特製"
 
 
-async def test_download_of_a_job_that_is_not_an_export_is_refused(config: Config, tmp_path: Path) -> None:
+async def test_download_of_a_job_that_is_not_an_export_is_refused(
+    config: Config, tmp_path: Path
+) -> None:
     async with running_daemon(config), connect(config) as client:
         job = await import_file(client, write(tmp_path, "c.csv", CATALOG), kind="catalog")
         with pytest.raises(RequestFailed) as failed:

@@ -85,7 +85,7 @@ def test_shop_target_never_negative_never_above_allocation(
     if shown is None or shown <= refill_at:
         assert target == min(share, trickle)
     else:
-        assert target == max(0, min(share, shown))
+        assert target == max(0, min(share, shown, trickle))
 
 
 @given(

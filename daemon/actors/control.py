@@ -20,13 +20,15 @@ from daemon.actors.supervisor import StatusBoard
 from daemon.commands import (
     ApplyImport,
     CreateJob,
+    DropStaged,
     FinishJob,
     LedgerRequest,
     LedgerUnavailable,
+    StageRows,
     call,
 )
 from daemon.events import EventBus
-from daemon.imports import ImportRefused, check_import, drop_staged, stage, write_download
+from daemon.imports import ImportPipeline, ImportRefused, check_import, write_download
 from protocols import control, tempostar
 
 log = logging.getLogger(__name__)
@@ -49,24 +51,17 @@ class ControlSettings(msgspec.Struct, frozen=True):
 
 
 class Workspace(msgspec.Struct, frozen=True):
-    """Where uploads are spooled and staged and downloads written."""
+    """The database downloads are read from, and where they are written."""
 
     database: Path
-    uploads: Path
-    staging: Path
     downloads: Path
 
 
 class Upload:
     """An import whose file is still arriving on this connection."""
 
-    def __init__(
-        self, job: int, start: control.ImportStart, spool: Path, handle: trio.abc.AsyncResource
-    ) -> None:
-        self.job = job
-        self.start = start
-        self.spool = spool
-        self.handle = handle
+    def __init__(self, pipeline: ImportPipeline) -> None:
+        self.pipeline = pipeline
         self.next_seq = 0
         self.received = 0
 
@@ -229,9 +224,17 @@ class Jobs:
         job = await call(self.ledger, CreateJob(kind=kind, shop=start.shop, detail=detail), actor)
         if isinstance(job, control.Error):
             return msgspec.structs.replace(job, id=start.id)
-        spool = self.workspace.uploads / f"job-{job.id}.upload"
-        handle = await trio.open_file(spool, "wb")
-        self.uploads[job.id] = Upload(job.id, start, spool, handle)
+        pipeline = ImportPipeline(job.id, start)
+
+        async def stage_rows(rows: list[tuple[object, ...]]) -> None:
+            result = await call(
+                self.ledger, StageRows(job=job.id, kind=start.kind, rows=rows), actor
+            )
+            if isinstance(result, control.Error):
+                raise RuntimeError(result.message)
+
+        await self.background.start(pipeline.run, stage_rows)
+        self.uploads[job.id] = Upload(pipeline)
         return control.JobReply(id=start.id, job=job)
 
     async def receive_chunk(self, chunk: control.UploadChunk) -> control.ServerMessage:
@@ -251,7 +254,7 @@ class Jobs:
                 field="seq",
             )
         if chunk.seq == upload.next_seq:
-            await upload.handle.write(chunk.data)  # type: ignore[attr-defined]
+            await upload.pipeline.feed(chunk.data)
             upload.next_seq += 1
             upload.received += len(chunk.data)
         # an earlier seq is a re-sent chunk: acknowledged again, not appended again
@@ -270,47 +273,47 @@ class Jobs:
                 message=f"no open upload for job {finish.job} on this connection",
                 field="job",
             )
-        await upload.handle.aclose()
-        summary = await trio.to_thread.run_sync(
-            stage, upload.spool, self.workspace.staging, upload.job, upload.start
-        )
+        pipeline = upload.pipeline
+        await pipeline.close()
+        await pipeline.done.wait()
         try:
             result = await call(
                 self.ledger,
                 ApplyImport(
-                    job=upload.job,
-                    table=summary.table,
-                    start=upload.start,
-                    staged_errors=summary.errors,
-                    fatal=summary.fatal,
+                    job=pipeline.job,
+                    start=pipeline.start,
+                    parse_errors=pipeline.errors,
+                    messages=tuple(pipeline.messages),
+                    fatal=pipeline.fatal,
                 ),
                 actor,
             )
             if isinstance(result, control.Error):
                 result = await call(
                     self.ledger,
-                    FinishJob(job=upload.job, result="failed", messages=(result.message,)),
+                    FinishJob(job=pipeline.job, result="failed", messages=(result.message,)),
                     actor,
                 )
         finally:
-            await trio.to_thread.run_sync(drop_staged, self.workspace.staging, summary.table)
-            upload.spool.unlink(missing_ok=True)
+            await call(self.ledger, DropStaged(job=pipeline.job), actor)
         if isinstance(result, control.Error):
             return msgspec.structs.replace(result, id=finish.id)
         return control.JobReply(id=finish.id, job=result)
 
     async def abandon_uploads(self, actor: str) -> None:
         for upload in self.uploads.values():
-            await upload.handle.aclose()
-            upload.spool.unlink(missing_ok=True)
+            await upload.pipeline.close()
             try:
+                await upload.pipeline.done.wait()
+                await call(self.ledger, DropStaged(job=upload.pipeline.job), actor)
                 await call(
                     self.ledger,
                     FinishJob(
-                        job=upload.job,
+                        job=upload.pipeline.job,
                         result="failed",
                         messages=(
-                            "upload abandoned: the connection closed before the file was complete; nothing was applied",
+                            "upload abandoned: the connection closed before the file was"
+                            " complete; nothing was applied",
                         ),
                     ),
                     actor,

@@ -30,10 +30,9 @@ async def ledger(
     bus: EventBus,
     now: Callable[[], str],
     *,
-    staging: Path | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    store = await trio.to_thread.run_sync(Store, database, now, staging)
+    store = await trio.to_thread.run_sync(Store, database, now)
     try:
         task_status.started()
         async with requests:

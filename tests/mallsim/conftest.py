@@ -39,7 +39,7 @@ def sim_toml(
     tmp: Path, public_key: str, *, customers_per_hour: float = 0.0, extra: str = ""
 ) -> str:
     stock = ", ".join(f'"{kind.upper()}-A" = 10, "{kind.upper()}-B" = 3' for kind in KINDS)
-    shops = []
+    shops: list[str] = []
     for kind in KINDS:
         a, b = item_ids(kind)
         intake = capability(kind).intake

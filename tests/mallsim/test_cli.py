@@ -91,10 +91,10 @@ async def test_run_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
                 assert chunk, "mallsim exited before printing its addresses"
                 line += chunk
         addresses = json.loads(line)
-        assert json.loads((tmp_path / "state" / "addresses.json").read_text()) == addresses
-        assert Path(addresses["known_hosts"]).read_text().startswith(
-            f"[127.0.0.1]:{addresses['sftp_port']} ssh-ed25519 "
-        )
+        written = await trio.Path(tmp_path / "state" / "addresses.json").read_text()
+        assert json.loads(written) == addresses
+        known_hosts = await trio.Path(addresses["known_hosts"]).read_text()
+        assert known_hosts.startswith(f"[127.0.0.1]:{addresses['sftp_port']} ssh-ed25519 ")
         async with httpx.AsyncClient() as client:
             state = (await client.get(addresses["http_url"] + "/_admin/state")).json()
         assert set(state["shops"]) == set(KINDS)
@@ -122,7 +122,10 @@ async def test_run_reports_a_config_error_in_one_line(tmp_path: Path) -> None:
     ("toml", "message"),
     [
         ("[sim]\nport = 1\n", "Object contains unknown field `port` - at `$.sim`"),
-        ('[[shops]]\nid = "s"\nmall = "ebay"\n', "Invalid enum value 'ebay' - at `$.shops[0].mall`"),
+        (
+            '[[shops]]\nid = "s"\nmall = "ebay"\n',
+            "Invalid enum value 'ebay' - at `$.shops[0].mall`",
+        ),
         (
             '[[merchants]]\nid = "m"\nstock = { "A" = 1 }\n[[shops]]\nid = "s"\nmall = "amazon"\n'
             'merchant = "m"\nintake = "mail"\n',

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import trio
 
+from mallsim.config import Config
 from mallsim.sim import Simulator
 from protocols.malls.base import ApiAccount, StockUpdate
 from tests.mallsim.clients import ftps_login, ftps_upload, send, sftp_upload
@@ -168,9 +169,7 @@ async def test_ftps_faults_and_credentials(sim: Simulator) -> None:
         )
 
 
-async def test_faults_from_config(
-    sim_config, rate_clock: ManualClock, client_key: asyncssh.SSHKey
-) -> None:  # type: ignore[no-untyped-def]
+async def test_faults_from_config(sim_config: Config, rate_clock: ManualClock) -> None:
     import msgspec
 
     from mallsim.config import Faults
@@ -187,3 +186,28 @@ async def test_faults_from_config(
             assert (await send(client, account(sim, "cartstar").base_url, req)).status_code == 503
             state = (await client.get(sim.addresses.http_url + "/_admin/state")).json()  # type: ignore[union-attr]
     assert state["shops"]["cartstar"]["faults"]["down"] is True
+
+
+async def test_stops_cleanly_with_clients_connected(sim_config, rate_clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from mallsim.sim import open_simulator
+    from tests.mallsim.clients import _ftps
+
+    before = set(threading.enumerate())
+    with trio.fail_after(20):
+        async with open_simulator(sim_config, rate_clock=rate_clock) as sim:
+            addr = sim.addresses
+            assert addr is not None
+            ssh = await trio.open_tcp_stream(addr.host, addr.sftp_port)
+            await ssh.send_all(b"SSH-2.0-test\r\n")  # a handshake left half done
+            ftp = await trio.to_thread.run_sync(_ftps, addr, "user-yahoo", PASSWORD)
+            client = httpx.AsyncClient()
+            assert (await client.get(addr.http_url + "/_admin/health")).status_code == 200
+        # Stopped: the server threads are gone although the clients never hung up.
+        await client.aclose()
+        ftp.close()
+        await ssh.aclose()
+    # Only trio's idle worker-thread cache may remain.
+    left = {t.name for t in set(threading.enumerate()) - before if t.is_alive()}
+    assert {name for name in left if not name.startswith("Trio thread")} == set()
