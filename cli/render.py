@@ -187,5 +187,11 @@ def for_reply(reply: Any) -> str:
         case control.JobsReply():
             return job_rows(reply.jobs)
         case control.JobReply():
-            return job_rows([reply.job]) + "".join(f"  {m}\n" for m in reply.job.messages)
+            job = reply.job
+            text = job_rows([job])
+            if job.detail:
+                text += f"  {job.detail}\n"
+            if "dry-run" in job.detail:
+                text += "  dry run: nothing was applied\n"
+            return text + "".join(f"  {m}\n" for m in job.messages)
     return f"{reply}\n"
