@@ -247,8 +247,6 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        # imports stage up to millions of rows in TEMP tables: keep them off the disk
-        self.db.execute("PRAGMA temp_store=MEMORY")
         self._migrate()
         self._events: list[control.Event] = []
         self._fail_interrupted_jobs()
