@@ -84,6 +84,23 @@ class ConfigError(ValueError):
     pass
 
 
+def require_loopback(host: str) -> None:
+    """The control socket changes stock: it never listens beyond this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ConfigError(f"control.listen: {host!r} is not an IP address or localhost") from exc
+    if not address.is_loopback:
+        raise ConfigError(
+            f"control.listen: {host} is not a loopback address; the control socket listens on "
+            "127.0.0.1 or ::1 only (use an SSH tunnel to reach it from elsewhere)"
+        )
+
+
 def split_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -101,7 +118,7 @@ def load_config(path: Path) -> Config:
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     config = msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
-    split_listen(config.control.listen)
+    require_loopback(split_listen(config.control.listen)[0])
     if config.control.max_frame_bytes < 1024:
         raise ConfigError("control.max_frame_bytes: at least 1024")
     return config
