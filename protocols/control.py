@@ -293,29 +293,6 @@ class Download(Base, frozen=True, tag="download"):
     length: int = UPLOAD_CHUNK_BYTES
 
 
-ClientMessage = (
-    Hello
-    | Ping
-    | GetStatus
-    | SkuAdd
-    | SkuShow
-    | SkuList
-    | StockSet
-    | StockAdd
-    | SetAdd
-    | ListingsImport
-    | ShopsApply
-    | ShopShow
-    | ShopSet
-    | JobsList
-    | JobShow
-    | Subscribe
-    | ImportStart
-    | UploadChunk
-    | ImportFinish
-    | ExportStart
-    | Download
-)
 Request = (
     Ping
     | GetStatus
@@ -338,6 +315,7 @@ Request = (
     | ExportStart
     | Download
 )
+ClientMessage = Hello | Request
 
 
 # --- server → client ----------------------------------------------------------------------
