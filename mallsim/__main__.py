@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # one line per connection and auth step otherwise
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
     if args.command == "mail":
         return mail_command(args)
     if not args.config:

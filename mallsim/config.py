@@ -6,6 +6,7 @@ Every error is one line that names the key (``shops[2].items[0].sku: ...``).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,6 +81,7 @@ class Sim(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     ftps_port: int = 0
     state_dir: str = "state/mallsim"  # host key, known_hosts, certificate, homes, addresses.json
     maildir_root: str = "state/maildir"  # one Maildir per mail-intake shop id below it
+    known_hosts_file: str = ""  # also write the SFTP known_hosts line here (for the daemon)
     start_time: str = ""  # ISO 8601 time of the first simulated instant; default: now
     order_api_window: int = 1000  # the order API serves at most this many latest orders
     max_body_bytes: int = 32 * 1024 * 1024
@@ -116,8 +118,9 @@ def parse_config(raw: bytes | str, *, base_dir: str | Path = ".") -> Config:
 
 
 def resolve(cfg: Config, path: str) -> Path:
+    """A config path, relative ones taken from the config file's folder."""
     p = Path(path)
-    return p if p.is_absolute() else Path(cfg.base_dir or ".") / p
+    return Path(os.path.normpath(p if p.is_absolute() else Path(cfg.base_dir or ".") / p))
 
 
 def _fail(where: str, why: str) -> ConfigError:

@@ -66,7 +66,15 @@ class MailOrApi:
             return
         # ... and a mail-intake shop also gets the mall's mail.
         mall = Mall(shop.kind)
-        raw = mall.render_order_mail(order, shop.cfg.name or shop.id)
+        try:
+            raw = mall.render_order_mail(order, shop.cfg.name or shop.id)
+        except Exception as exc:  # a module bug: the order stands, its mail is missing
+            shop.mail_errors += 1
+            self.state.changed()
+            log.warning(
+                "shop %s: no mail for %s: %s: %s", shop.id, order.order_no, type(exc).__name__, exc
+            )
+            return
         when = self.state.wall(t).timestamp()
         deliver(self.maildir_root / shop.id, raw, when=when)  # synchronous: see maildir.py
         shop.mails_written += 1

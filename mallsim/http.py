@@ -148,7 +148,9 @@ class MallApp:
         return b"".join(chunks), False
 
     async def handle(self, scope: Scope, body: bytes) -> Response:
-        path: str = scope["path"]
+        # The raw path: modules percent-encode ids into it and decode them themselves.
+        raw_path = scope.get("raw_path")
+        path: str = raw_path.decode("latin-1") if raw_path else scope["path"]
         method: str = scope["method"].upper()
         if path == "/_admin" or path.startswith("/_admin/"):
             return await self.admin(method, path, body)
@@ -212,6 +214,9 @@ class MallApp:
         except (ValueError, KeyError, TypeError, MailError, msgspec.MsgspecError) as exc:
             shop.bad_requests += 1
             resp = mall.error(400, str(exc) or type(exc).__name__)
+        except Exception as exc:  # a module bug: say so, keep serving
+            log.exception("shop %s: %s %s failed", shop.id, req.method, req.path)
+            resp = _json(500, {"error": f"mallsim: {type(exc).__name__}: {exc}"})
         self.state.changed()
         return resp
 

@@ -23,14 +23,15 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
-from mallsim.config import Config, Faults, resolve
+from mallsim.config import Config, ConfigError, Faults, resolve
 from mallsim.customers import MailOrApi, run_customers
 from mallsim.ftps import FtpsService, FtpsUser, make_certificate
 from mallsim.http import MallApp
 from mallsim.maildir import ensure_maildir
-from mallsim.malls import Mall, NotSupported
+from mallsim.malls import Mall
 from mallsim.sftp import SftpService, SftpUser, known_hosts_line, load_host_key
 from mallsim.state import FileResult, SimState
+from protocols.malls.base import RowError, StockRow
 
 log = logging.getLogger("mallsim")
 
@@ -127,7 +128,7 @@ class Simulator:
                 rel = path.resolve().relative_to(home)
             except ValueError:
                 return
-            folder = "/" + rel.parent.as_posix().strip(".").strip("/")
+            folder = "/" if rel.parent == Path(".") else "/" + rel.parent.as_posix()
             want = "/" + (shop.cap.ftp_dir or "/").strip("/")
             apply = rel.name in shop.cap.stock_files and folder.rstrip("/") == want.rstrip("/")
             target = path
@@ -174,16 +175,15 @@ class Simulator:
             return
         mall = Mall(shop.kind)
 
-        def read() -> tuple[list, list]:  # type: ignore[type-arg]
+        def read() -> tuple[list[StockRow], list[RowError]]:
             return mall.read_stock_file(up.name, up.path.read_bytes())
 
         try:
             rows, errors = await trio.to_thread.run_sync(read)
-        except (NotSupported, OSError, ValueError) as exc:
-            self.state.record_file(
-                up.shop_id, FileResult(up.name, up.transport, 0, 0, 0, [str(exc)])
-            )
-            log.warning("shop %s: %s not applied: %s", up.shop_id, up.name, exc)
+        except Exception as exc:  # a module that cannot read the file: report it, go on
+            why = f"{type(exc).__name__}: {exc}"
+            self.state.record_file(up.shop_id, FileResult(up.name, up.transport, 0, 0, 0, [why]))
+            log.warning("shop %s: %s not applied: %s", up.shop_id, up.name, why)
             return
         finally:
             up.path.unlink(missing_ok=True)
@@ -230,12 +230,20 @@ class Simulator:
         for shop in self.state.shops.values():
             cfg = shop.cfg
             keys = None
-            if cfg.sftp_authorized_key:
-                keys = asyncssh.import_authorized_keys(cfg.sftp_authorized_key)
-            elif cfg.sftp_authorized_key_file:
-                keys = asyncssh.read_authorized_keys(
-                    str(resolve(self.cfg, cfg.sftp_authorized_key_file))
-                )
+            try:
+                if cfg.sftp_authorized_key:
+                    where = "sftp_authorized_key"
+                    keys = asyncssh.import_authorized_keys(cfg.sftp_authorized_key)
+                elif cfg.sftp_authorized_key_file:
+                    path = resolve(self.cfg, cfg.sftp_authorized_key_file)
+                    where = f"sftp_authorized_key_file {path}"
+                    keys = asyncssh.read_authorized_keys(str(path))
+            except OSError as exc:
+                raise ConfigError(f"shop {cfg.id}: {where}: {exc.strerror}") from None
+            except (ValueError, asyncssh.KeyImportError) as exc:
+                raise ConfigError(
+                    f"shop {cfg.id}: {where}: not an OpenSSH public key ({exc})"
+                ) from None
             if keys is not None:
                 users[cfg.ftp_user or cfg.id] = SftpUser(cfg.id, self.home(cfg.id), keys)
         return SftpService(
@@ -310,9 +318,14 @@ class Simulator:
                         sftp_port = await nursery.start(
                             self._run_thread_service, svc, svc.ready.wait
                         )
+                        line = known_hosts_line(host, sftp_port, host_key)
                         kh = self.state_dir / "known_hosts"
-                        kh.write_text(known_hosts_line(host, sftp_port, host_key))
+                        kh.write_text(line)
                         known_hosts = str(kh)
+                        if self.cfg.sim.known_hosts_file:
+                            extra = resolve(self.cfg, self.cfg.sim.known_hosts_file)
+                            extra.parent.mkdir(parents=True, exist_ok=True)
+                            extra.write_text(line)
                     ftps_cert = ""
                     if "ftps" in self.services:
                         fsvc = await trio.to_thread.run_sync(self._ftps)

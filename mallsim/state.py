@@ -96,6 +96,7 @@ class ShopState:
     orders_placed: int = 0
     orders_cancelled: int = 0
     mails_written: int = 0
+    mail_errors: int = 0  # orders whose mail the module could not render
     requests: int = 0
     throttled: int = 0
     auth_rejected: int = 0
@@ -316,6 +317,7 @@ class SimState:
                 "orders": s.orders_placed,
                 "cancellations": s.orders_cancelled,
                 "mails": s.mails_written,
+                "mail_errors": s.mail_errors,
                 "files": [vars(f) for f in s.files],
                 "files_ignored": s.files_ignored,
                 "items": {

@@ -85,7 +85,7 @@ def settled(s: SimState) -> bool:
     """Enough happened, and every order so far reached its mall (mail written / published)."""
     shops = s.shops
     mails_done = all(
-        sh.mails_written == sh.orders_placed + sh.orders_cancelled
+        sh.mails_written + sh.mail_errors == sh.orders_placed + sh.orders_cancelled
         for sh in shops.values()
         if sh.intake == "mail"
     )
@@ -100,7 +100,9 @@ def settled(s: SimState) -> bool:
 
 async def run_until_settled(tmp: Path) -> tuple[Simulator, dict[str, list[MallOrder]]]:
     async with open_simulator(config(tmp), services=("customers",)) as sim:
-        await sim.state.wait_for(settled)
+        with trio.fail_after(7 * 24 * 3600):  # simulated time: a week would be a bug
+            await sim.state.wait_for(settled)
+        assert all(sh.mail_errors == 0 for sh in sim.state.shops.values())
         # Read the published orders now: the simulation goes on until the block ends.
         orders = {
             sid: [order for order, _ in shop.orders.values()]

@@ -6,11 +6,13 @@ from datetime import datetime, timedelta
 
 import asyncssh
 import httpx
+import msgspec
 import pytest
 import trio
 
+from mallsim.config import Config
 from mallsim.malls import Mall
-from mallsim.sim import Simulator
+from mallsim.sim import Simulator, open_simulator
 from mallsim.state import SimState
 from protocols.malls import KINDS, capability
 from protocols.malls.base import ApiAccount, StockUpdate
@@ -196,3 +198,46 @@ async def test_order_api_serves_orders_and_cancellations(
 async def test_every_kind_is_driven_by_a_socket_test() -> None:
     covered = set(FILE_KINDS) | set(API_STOCK_KINDS) | set(ORDER_API_KINDS)
     assert covered == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", ["amazon", "colorme"])
+async def test_ids_quoted_into_the_path_arrive_intact(
+    sim_config: Config, rate_clock: ManualClock, kind: str
+) -> None:
+    """Modules percent-encode ids into the path (a seller SKU may hold '/', spaces, kana)."""
+    mall = needs(kind, "build_stock_requests", "parse_stock_request", "parse_stock_response")
+    odd = "TS/01 赤%"
+    shops = [
+        msgspec.structs.replace(
+            s, items=[msgspec.structs.replace(s.items[0], item_id=odd), s.items[1]]
+        )
+        if s.id == kind
+        else s
+        for s in sim_config.shops
+    ]
+    cfg = msgspec.structs.replace(sim_config, shops=shops)
+    async with open_simulator(cfg, rate_clock=rate_clock, services=("http",)) as sim:
+        (req,) = mall.build_stock_requests([StockUpdate(odd, (), 9)], account(sim, kind))
+        async with httpx.AsyncClient() as client:
+            resp = await send(client, account(sim, kind).base_url, req)
+        mall.mod.parse_stock_response(resp.status_code, resp.content)
+        assert sim.state.shops[kind].items[f"{kind.upper()}-A"].last_received == 9
+
+
+async def test_bad_rows_are_reported_and_good_rows_applied(
+    sim: Simulator, client_key: asyncssh.SSHKey
+) -> None:
+    kind = "yahoo"
+    mall = needs(kind, "write_stock_files", "read_stock_file")
+    ((name, data),) = mall.write_stock_files(updates_for(kind)).items()
+    assert data.count(b'"7"') == 1
+    assert sim.addresses is not None
+    await sftp_upload(
+        sim.addresses, f"user-{kind}", client_key, "/", {name: data.replace(b'"7"', b'"x"')}
+    )
+    with trio.fail_after(GUARD_S):
+        await sim.state.wait_for(lambda s: len(s.shops[kind].files) == 1)
+    (result,) = sim.state.shops[kind].files
+    assert (result.rows, result.applied, result.unknown) == (2, 1, 0)
+    assert len(result.errors) == 1 and "line 2" in result.errors[0]
+    assert received(sim.state, kind) == (None, 0)
