@@ -25,7 +25,7 @@ run: $(STAMP)
 	$(BIN)/zaiko --config $(CONFIG) daemon
 
 demo: $(STAMP)
-	@echo "make demo: not yet — the local mall simulator arrives with issue 3; 'make run' starts the daemon."
+	$(BIN)/python demo/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py

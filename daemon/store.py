@@ -31,6 +31,7 @@ from daemon.commands import (
     StageRows,
 )
 from protocols import control, quantity, tempostar
+from protocols.malls import capability
 from protocols.settings import (
     SettingsError,
     ShopSettings,
@@ -633,6 +634,8 @@ class Store:
         }
         quantities = []
         for shop in self.shops():
+            if not capability(shop.mall).stock_out:
+                continue  # an intake-only mall (ヤフオク!) is never sent a quantity
             item_id, variation, linked = listed.get(shop.id, ("", (), shop.listing_mode == "all"))
             trickle = shop.trickle.quantity if shop.trickle.enabled else None
             target = quantity.shop_target(
