@@ -97,7 +97,7 @@ class Daemon:
                 cwd=ROOT,
                 env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=(directory / "daemon.log").open("ab"),
             )
             while b"READY=1" not in notify.recv(4096):
                 pass
@@ -161,6 +161,9 @@ def main() -> None:
                     f"run {run + 1}: import {seconds:.2f}s ({args.rows / seconds:,.0f} rows/s), baseline {base:.2f}s, ratio {seconds / base:.2f}"
                 )
             daemon_rss = daemon.peak_rss_mb()
+            for line in (directory / "daemon.log").read_text().splitlines():
+                if "import job" in line:
+                    print("daemon:", line.split(": ", 1)[1])
         finally:
             daemon.stop()
     median_import = statistics.median(imports)

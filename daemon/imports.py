@@ -69,9 +69,10 @@ class ImportPipeline:
     are kept for the job log.
     """
 
-    def __init__(self, job: int, start: control.ImportStart) -> None:
+    def __init__(self, job: int, start: control.ImportStart, started_at: float) -> None:
         self.job = job
         self.start = start
+        self.started_at = started_at
         self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self.errors = 0
         self.messages: list[tuple[int, str]] = []

@@ -224,7 +224,7 @@ class Jobs:
         job = await call(self.ledger, CreateJob(kind=kind, shop=start.shop, detail=detail), actor)
         if isinstance(job, control.Error):
             return msgspec.structs.replace(job, id=start.id)
-        pipeline = ImportPipeline(job.id, start)
+        pipeline = ImportPipeline(job.id, start, trio.current_time())
 
         async def stage_rows(rows: list[tuple[object, ...]]) -> None:
             result = await call(
@@ -274,8 +274,10 @@ class Jobs:
                 field="job",
             )
         pipeline = upload.pipeline
+        uploaded_at = trio.current_time()
         await pipeline.close()
         await pipeline.done.wait()
+        staged_at = trio.current_time()
         try:
             result = await call(
                 self.ledger,
@@ -296,6 +298,14 @@ class Jobs:
                 )
         finally:
             await call(self.ledger, DropStaged(job=pipeline.job), actor)
+        log.info(
+            "import job %d: %d bytes uploaded in %.2fs, parsed and staged %.2fs later, applied in %.2fs",
+            pipeline.job,
+            upload.received,
+            uploaded_at - pipeline.started_at,
+            staged_at - uploaded_at,
+            trio.current_time() - staged_at,
+        )
         if isinstance(result, control.Error):
             return msgspec.structs.replace(result, id=finish.id)
         return control.JobReply(id=finish.id, job=result)
