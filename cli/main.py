@@ -26,7 +26,6 @@ from protocols.malls.base import RowError
 from protocols.settings import SettingsError, decode_shops_toml
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 LISTINGS_PER_FRAME = 2000
 
 

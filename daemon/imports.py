@@ -21,12 +21,12 @@ from pathlib import Path
 import msgspec
 import trio
 
+from daemon.store import MAX_JOB_MESSAGES
 from protocols import control, tempostar
 from protocols.malls import capabilities, module
 from protocols.malls.base import RowError, StockRow, decoded_lines
 
 STAGE_BATCH = 20_000
-MAX_JOB_MESSAGES = 10_000
 
 
 class ImportRefused(ValueError):
@@ -54,10 +54,6 @@ def check_import(start: control.ImportStart) -> None:
         )
     if start.kind == "catalog" and start.format != "tempostar" and not start.shop:
         raise ImportRefused("shop: a mall product file records that shop's listings: give --shop")
-
-
-def table_name(job: int) -> str:
-    return f"import_{job}"
 
 
 class ImportPipeline:

@@ -5,17 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import trio
 from trio_websocket import ConnectionClosed, open_websocket
 
 from cli.client import RequestFailed, connect
 from daemon.config import Config, load_config
 from protocols import control
 from tests.conftest import running_daemon, write_config
-
-
-async def raw_session(address: tuple[str, int]):  # type: ignore[no-untyped-def]
-    return open_websocket(address[0], address[1], "/", use_ssl=False)
 
 
 @pytest.mark.parametrize(
@@ -131,4 +126,3 @@ async def test_daemon_stops_cleanly_when_cancelled(config: Config) -> None:
     async with running_daemon(config), connect(config) as client:
         await client.request(control.SkuAdd(id=0, code="A"))
     assert not config.address_file.exists()
-    await trio.lowlevel.checkpoint()

@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import trio
 
 from cli.client import ControlClient, RequestFailed, connect
 from cli.main import upload
@@ -177,12 +176,13 @@ async def test_resent_chunk_is_not_appended_and_abandoned_upload_fails(
             abandoned = (await client.request(control.ImportStart(id=0))).job.id
             await client.request(control.UploadChunk(id=0, job=abandoned, seq=0, data=first))
         async with connect(config) as client:
+            # the closed session finishes the job; subscribe first so that its event is not missed
+            await client.request(control.Subscribe(id=0, topics=("jobs",)))
             job = (await client.request(control.JobShow(id=0, job=abandoned))).job
-            while job.state != "done":  # the closing session finishes it; wait for its event
-                await client.request(control.Subscribe(id=0, topics=("jobs",)))
-                job = (await client.request(control.JobShow(id=0, job=abandoned))).job
-                if job.state != "done":
-                    await client.next_event()
+            while job.state != "done":
+                event = await client.next_event()
+                if isinstance(event, control.JobChanged) and event.job.id == abandoned:
+                    job = (await client.request(control.JobShow(id=0, job=abandoned))).job
             assert job.result == "failed" and "abandoned" in job.messages[0]
             assert (await stock(client, "000123")).expected == 4
 
@@ -253,4 +253,3 @@ async def test_download_of_a_job_that_is_not_an_export_is_refused(
         with pytest.raises(RequestFailed) as failed:
             await client.request(control.Download(id=0, job=job.id))
         assert failed.value.error.code == "refused"
-    await trio.lowlevel.checkpoint()
