@@ -140,6 +140,9 @@ class ImportPipeline:
                     trio.from_thread.run(batches.send, good, trio_token=token)
         except tempostar.LineTooLong as exc:
             self.fatal = str(exc)
+        except (trio.BrokenResourceError, trio.RunFinishedError, trio.Cancelled):
+            # the daemon is stopping: the job shows "interrupted" after the restart
+            self.fatal = "interrupted: the daemon stopped while the file was read"
         finally:
             if not ended:
                 # parsing stopped early: read and drop the rest so that a waiting feeder goes on

@@ -220,3 +220,26 @@ def test_kill_9_during_a_million_row_import_applies_none_of_it(
     db = sqlite3.connect(daemon_process.config.database)
     assert db.execute("SELECT count(*) FROM journal WHERE reason = 'import'").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM stock WHERE expected != 0").fetchone() == (0,)
+
+
+def test_sigterm_during_an_upload_exits_0_and_the_job_shows_interrupted(
+    daemon_process: DaemonProcess,
+) -> None:
+    daemon_process.cli("sku", "add", "000123")
+
+    async def start_upload() -> int:
+        async with connect(daemon_process.config) as zaiko:
+            started = await zaiko.request(control.ImportStart(id=0))
+            job: int = started.job.id
+            data = "商品コード,想定在庫数\r\n000123,5\r\n".encode("cp932")
+            await zaiko.request(control.UploadChunk(id=0, job=job, seq=0, data=data))
+            assert daemon_process.stop(signal.SIGTERM) == 0  # with the upload still open
+            return job
+
+    job = trio.run(start_upload)
+    daemon_process.start()
+    shown = json.loads(daemon_process.cli("jobs", "show", str(job), "--json").stdout)["job"]
+    assert shown["result"] == "failed"
+    assert "abandoned" in shown["messages"][0] or "interrupted" in shown["messages"][0]
+    stock = json.loads(daemon_process.cli("sku", "show", "000123", "--json").stdout)["sku"]["stock"]
+    assert stock["expected"] == 0
