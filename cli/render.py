@@ -26,8 +26,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def malls(caps: Sequence[Capability]) -> str:
-    return table(
-        ["kind", "name", "orders in", "stock out", "options", "batch", "req/s"],
+    text = table(
+        ["kind", "name", "orders in", "stock out", "options", "batch", "req/s", "import formats"],
         [
             (
                 c.kind,
@@ -37,9 +37,14 @@ def malls(caps: Sequence[Capability]) -> str:
                 ",".join(c.options) or "-",
                 c.api_batch_size or "-",
                 c.api_requests_per_s or "-",
+                ",".join(c.import_formats) or "-",
             )
             for c in caps
         ],
+    )
+    return (
+        text
+        + "import formats also include tempostar (商品コード,想定在庫数,保留在庫数,更新モード,更新対象)\n"
     )
 
 
