@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
+import trio
 from trio_websocket import ConnectionClosed, open_websocket
 
 from cli.client import RequestFailed, connect
@@ -126,3 +128,38 @@ async def test_daemon_stops_cleanly_when_cancelled(config: Config) -> None:
     async with running_daemon(config), connect(config) as client:
         await client.request(control.SkuAdd(id=0, code="A"))
     assert not config.address_file.exists()
+
+
+async def test_status_shows_a_failing_actors_restarts(config: Config) -> None:
+    """The daemon's supervisor with a shop actor that always fails, seen through the protocol."""
+    from daemon.actors.supervisor import ActorSpec
+    from protocols.settings import ShopSettings
+
+    failed_twice = trio.Event()
+    attempts = 0
+
+    async def broken_intake(shop: ShopSettings, *, task_status: trio.TaskStatus[None]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 3:
+            failed_twice.set()
+        raise ConnectionRefusedError(f"mall of {shop.id} refused the connection")
+
+    fast = load_config(write_config(Path(config.base_dir)))
+    fast = msgspec.structs.replace(
+        fast, supervisor=msgspec.structs.replace(fast.supervisor, backoff_initial_s=0.01)
+    )
+    async with (
+        running_daemon(fast, actors_for=lambda shop: [ActorSpec("intake", broken_intake)]),
+        connect(fast) as client,
+    ):
+        await client.request(
+            control.ShopsApply(id=0, shops=(ShopSettings(id="r1", mall="rakuten"),))
+        )
+        await failed_twice.wait()
+        status = await client.request(control.GetStatus(id=0))
+        (actor,) = status.shops[0].actors
+        assert actor.name == "intake"
+        assert actor.state in ("restarting", "starting")
+        assert actor.restarts >= 2
+        assert "mall of r1 refused the connection" in actor.last_error

@@ -212,6 +212,14 @@ async def test_export_then_reimport_changes_nothing(config: Config, tmp_path: Pa
         after = sqlite3.connect(config.database).execute("SELECT count(*) FROM journal").fetchone()
         assert before == after  # nothing changed
 
+        Args.target = "expected"
+        Args.output = str(tmp_path / "expected.csv")
+        await cmd_export(client, Args())  # type: ignore[arg-type]
+        job = await import_file(client, tmp_path / "expected.csv", mode="overwrite")
+        assert (job.failure, job.success) == (0, 4)
+        again = sqlite3.connect(config.database).execute("SELECT count(*) FROM journal").fetchone()
+        assert again == before  # overwrite with the download changes nothing either
+
 
 async def test_mall_files_as_downloaded_register_and_import(config: Config, tmp_path: Path) -> None:
     shops = (
