@@ -1199,10 +1199,16 @@ class Store:
         if command.start.dry_run:
             return success, failed, notes
         now = self.now()
+        # the catalog names products; a mall file's name may be an option label ("Ｓ ホワイト"),
+        # so it only names SKUs it creates
+        on_conflict = (
+            "DO UPDATE SET name = excluded.name WHERE excluded.name != '' AND skus.name != excluded.name"
+            if command.start.format == "tempostar"
+            else "DO NOTHING"
+        )
         db.execute(
             "INSERT INTO skus(code, name, created_at) SELECT code, name, ? FROM temp.catalog_rows "
-            "WHERE true ON CONFLICT(code) DO UPDATE SET name = excluded.name "
-            "WHERE excluded.name != '' AND skus.name != excluded.name",
+            f"WHERE true ON CONFLICT(code) {on_conflict}",
             (now,),
         )
         db.execute(
