@@ -65,10 +65,17 @@ class ImportPipeline:
     are kept for the job log.
     """
 
-    def __init__(self, job: int, start: control.ImportStart, started_at: float) -> None:
+    def __init__(
+        self,
+        job: int,
+        start: control.ImportStart,
+        started_at: float,
+        parser_threads: trio.CapacityLimiter,
+    ) -> None:
         self.job = job
         self.start = start
         self.started_at = started_at
+        self.parser_threads = parser_threads
         self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self.errors = 0
         self.messages: list[tuple[int, str]] = []
@@ -112,7 +119,12 @@ class ImportPipeline:
 
     async def _run_parser(self, batches: trio.MemorySendChannel[list[tuple[object, ...]]]) -> None:
         async with batches:
-            await trio.to_thread.run_sync(self._parse, trio.lowlevel.current_trio_token(), batches)
+            await trio.to_thread.run_sync(
+                self._parse,
+                trio.lowlevel.current_trio_token(),
+                batches,
+                limiter=self.parser_threads,
+            )
 
     def _parse(
         self,

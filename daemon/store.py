@@ -300,20 +300,24 @@ class Store:
                 except _Undo as undo:
                     self.db.execute("ROLLBACK TO command")
                     self._events = []
-                    result = self._finish_job(undo.outcome)
-                    events.extend(self._events)
-                    results.append(result)
-                except DomainError as exc:
+                    try:
+                        result = self._finish_job(undo.outcome)
+                    except DomainError as exc:
+                        results.append(self._refusal(command, exc))
+                    else:
+                        events.extend(self._events)
+                        results.append(result)
+                except sqlite3.IntegrityError as exc:
+                    # a constraint the checks above missed: refuse this command only
                     self.db.execute("ROLLBACK TO command")
                     results.append(
-                        control.Error(
-                            id=getattr(command, "id", None),
-                            code=exc.code,
-                            message=str(exc),
-                            field=exc.field,
-                            details=exc.details,
+                        self._refusal(
+                            command, DomainError("conflict", f"refused by the database: {exc}")
                         )
                     )
+                except DomainError as exc:
+                    self.db.execute("ROLLBACK TO command")
+                    results.append(self._refusal(command, exc))
                 except sqlite3.DatabaseError:
                     raise
                 except Exception as exc:
@@ -336,6 +340,16 @@ class Store:
                 self.db.execute("ROLLBACK")
             raise
         return results, _coalesce(events)
+
+    @staticmethod
+    def _refusal(command: Command, exc: DomainError) -> control.Error:
+        return control.Error(
+            id=getattr(command, "id", None),
+            code=exc.code,
+            message=str(exc),
+            field=exc.field,
+            details=exc.details,
+        )
 
     def _dispatch(self, command: Command, actor: str) -> Result:
         match command:

@@ -7,7 +7,7 @@ defaults so that older clients keep working.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -268,7 +268,7 @@ class UploadChunk(Base, frozen=True, tag="upload_chunk"):
 
     id: int
     job: int
-    seq: int
+    seq: Annotated[int, msgspec.Meta(ge=0)]
     data: bytes
 
 
@@ -289,8 +289,8 @@ class ExportStart(Base, frozen=True, tag="export_start"):
 class Download(Base, frozen=True, tag="download"):
     id: int
     job: int
-    offset: int = 0
-    length: int = UPLOAD_CHUNK_BYTES
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    length: Annotated[int, msgspec.Meta(ge=1)] = UPLOAD_CHUNK_BYTES
 
 
 Request = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -34,6 +35,7 @@ from protocols import control, tempostar
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
+MAX_OPEN_UPLOADS = 4  # each open upload holds a parser thread
 CLOSE_BAD_VERSION = 4400
 OUTGOING_BUFFER = 64
 
@@ -77,11 +79,19 @@ async def control_server(
     *,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    upload_slots = trio.CapacityLimiter(MAX_OPEN_UPLOADS)
+
     async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        with ledger.clone() as session_ledger:
-            jobs = Jobs(session_ledger, workspace, nursery)
-            await session(ws, settings, token, session_ledger, bus, board, info, jobs)
+        # nothing a client does may end the server: a session's failure ends that session
+        try:
+            ws = await request.accept()
+            with ledger.clone() as session_ledger:
+                jobs = Jobs(session_ledger, workspace, nursery, upload_slots)
+                await session(ws, settings, token, session_ledger, bus, board, info, jobs)
+        except* (ConnectionClosed, LedgerUnavailable, trio.BrokenResourceError):
+            pass
+        except* Exception:
+            log.exception("control session failed")
 
     async with ledger, trio.open_nursery() as nursery:
         server = await nursery.start(
@@ -178,10 +188,12 @@ class Jobs:
         ledger: trio.MemorySendChannel[LedgerRequest],
         workspace: Workspace,
         background: trio.Nursery,
+        upload_slots: trio.CapacityLimiter,
     ) -> None:
         self.ledger = ledger
         self.workspace = workspace
         self.background = background
+        self.upload_slots = upload_slots
         self.uploads: dict[int, Upload] = {}
 
     async def handle(self, request: control.Request, actor: str) -> control.ServerMessage:
@@ -207,6 +219,12 @@ class Jobs:
         except ImportRefused as exc:
             field = str(exc).partition(": ")[0]
             return control.Error(id=start.id, code="invalid", message=str(exc), field=field)
+        if self.upload_slots.available_tokens == 0:
+            return control.Error(
+                id=start.id,
+                code="unavailable",
+                message=f"{MAX_OPEN_UPLOADS} imports are already being uploaded; try again when one finished",
+            )
         kind = "import" if start.kind == "stock" else "sku-import"
         detail = " ".join(
             part
@@ -224,7 +242,7 @@ class Jobs:
         job = await call(self.ledger, CreateJob(kind=kind, shop=start.shop, detail=detail), actor)
         if isinstance(job, control.Error):
             return msgspec.structs.replace(job, id=start.id)
-        pipeline = ImportPipeline(job.id, start, trio.current_time())
+        pipeline = ImportPipeline(job.id, start, trio.current_time(), self.upload_slots)
 
         async def stage_rows(rows: list[tuple[object, ...]]) -> None:
             result = await call(
@@ -342,26 +360,47 @@ class Jobs:
             CreateJob(kind="export", detail=f"{start.format} {start.target} {start.encoding}"),
             actor,
         )
-        self.background.start_soon(self._export, job.id, start, actor)
+        if isinstance(job, control.Error):
+            return msgspec.structs.replace(job, id=start.id)
+        # the export outlives this connection: it gets a ledger channel of its own
+        self.background.start_soon(self._export, job.id, start, actor, self.ledger.clone())
         return control.JobReply(id=start.id, job=job)
 
-    async def _export(self, job: int, start: control.ExportStart, actor: str) -> None:
+    async def _export(
+        self,
+        job: int,
+        start: control.ExportStart,
+        actor: str,
+        ledger: trio.MemorySendChannel[LedgerRequest],
+    ) -> None:
         path = self.download_path(job)
+        async with ledger:
+            await self._write_export(job, path, start, actor, ledger)
+
+    async def _write_export(
+        self,
+        job: int,
+        path: Path,
+        start: control.ExportStart,
+        actor: str,
+        ledger: trio.MemorySendChannel[LedgerRequest],
+    ) -> None:
         try:
-            count = await trio.to_thread.run_sync(
-                write_download, self.workspace.database, path, start.target, start.encoding
-            )
-        except (tempostar.UnencodableCode, OSError) as exc:
+            try:
+                count = await trio.to_thread.run_sync(
+                    write_download, self.workspace.database, path, start.target, start.encoding
+                )
+            except (tempostar.UnencodableCode, OSError, sqlite3.Error) as exc:
+                await call(ledger, FinishJob(job=job, result="failed", messages=(str(exc),)), actor)
+                return
+            size = (await trio.Path(path).stat()).st_size
             await call(
-                self.ledger, FinishJob(job=job, result="failed", messages=(str(exc),)), actor
+                ledger,
+                FinishJob(job=job, result="ok", count=count, success=count, download_bytes=size),
+                actor,
             )
-            return
-        size = (await trio.Path(path).stat()).st_size
-        await call(
-            self.ledger,
-            FinishJob(job=job, result="ok", count=count, success=count, download_bytes=size),
-            actor,
-        )
+        except LedgerUnavailable:
+            log.info("export job %d left unfinished: the daemon is stopping", job)
 
     def download_path(self, job: int) -> Path:
         return self.workspace.downloads / f"job-{job}.csv"
@@ -377,10 +416,18 @@ class Jobs:
                 message=f"job {request.job} is not a finished download (kind {job.job.kind}, state {job.job.state})",
                 field="job",
             )
-        length = max(1, min(request.length, control.UPLOAD_CHUNK_BYTES))
-        async with await trio.open_file(self.download_path(request.job), "rb") as handle:
-            await handle.seek(request.offset)
-            data = await handle.read(length)
+        length = min(request.length, control.UPLOAD_CHUNK_BYTES)
+        try:
+            async with await trio.open_file(self.download_path(request.job), "rb") as handle:
+                await handle.seek(request.offset)
+                data = await handle.read(length)
+        except OSError as exc:
+            return control.Error(
+                id=request.id,
+                code="not_found",
+                message=f"the file of job {request.job} is gone: {exc.strerror}",
+                field="job",
+            )
         eof = request.offset + len(data) >= job.job.download_bytes
         return control.DownloadChunk(
             id=request.id, job=request.job, offset=request.offset, data=data, eof=eof

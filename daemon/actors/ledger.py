@@ -32,7 +32,9 @@ async def ledger(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    store = await trio.to_thread.run_sync(Store, database, now)
+    # a limiter of its own: however many threads others hold, the ledger always gets one
+    own_thread = trio.CapacityLimiter(1)
+    store = await trio.to_thread.run_sync(Store, database, now, limiter=own_thread)
     try:
         task_status.started()
         async with requests:
@@ -45,7 +47,9 @@ async def ledger(
                         break
                 commands = [(request.command, request.actor) for request in batch]
                 # not abandoned on cancel: a batch that started always finishes or rolls back
-                results, events = await trio.to_thread.run_sync(store.apply_batch, commands)
+                results, events = await trio.to_thread.run_sync(
+                    store.apply_batch, commands, limiter=own_thread
+                )
                 for request, result in zip(batch, results, strict=True):
                     try:
                         request.reply.send_nowait(result)
@@ -57,4 +61,4 @@ async def ledger(
     finally:
         bus.close()
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(store.close)
+            await trio.to_thread.run_sync(store.close, limiter=own_thread)

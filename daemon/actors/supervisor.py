@@ -32,7 +32,7 @@ class Backoff(NamedTuple):
     max_s: float = 300.0
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.max_s, self.initial_s * 2**attempt))
+        return float(min(self.max_s, self.initial_s * 2 ** min(attempt, 32)))
 
 
 class StatusBoard:
