@@ -145,9 +145,8 @@ async def test_status_shows_a_failing_actors_restarts(config: Config) -> None:
             failed_twice.set()
         raise ConnectionRefusedError(f"mall of {shop.id} refused the connection")
 
-    fast = load_config(write_config(Path(config.base_dir)))
     fast = msgspec.structs.replace(
-        fast, supervisor=msgspec.structs.replace(fast.supervisor, backoff_initial_s=0.01)
+        config, supervisor=msgspec.structs.replace(config.supervisor, backoff_initial_s=0.01)
     )
     async with (
         running_daemon(fast, actors_for=lambda shop: [ActorSpec("intake", broken_intake)]),

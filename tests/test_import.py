@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import trio
 
 from cli.client import ControlClient, RequestFailed, connect
 from cli.main import upload
