@@ -80,14 +80,8 @@ class ControlClient:
             match reply:
                 case control.Error(id=rid) if rid in (message.id, None):
                     raise RequestFailed(reply)
-                case (
-                    control.StockChanged()
-                    | control.Oversell()
-                    | control.ShopChanged()
-                    | control.ActorChanged()
-                    | control.Resync()
-                ):
-                    self.events.append(reply)
+                case _ if isinstance(reply, control.Event):
+                    self.events.append(reply)  # every event is kept for next_event()
                 case _ if getattr(reply, "id", None) == message.id:
                     return reply
 

@@ -256,6 +256,10 @@ async def cmd_export(client: ControlClient, args: argparse.Namespace) -> Any:
         event = await client.next_event()
         if isinstance(event, control.JobChanged) and event.job.id == job.id:
             job = event.job
+        elif isinstance(event, control.Resync):
+            # events were dropped: ask for the job itself, then listen again
+            await client.request(control.Subscribe(id=0, topics=("jobs",)))
+            job = (await client.request(control.JobShow(id=0, job=job.id))).job
     if job.result != "ok":
         job = (await client.request(control.JobShow(id=0, job=job.id))).job
         raise JobFailed(
