@@ -8,7 +8,9 @@ from pathlib import Path
 
 import msgspec
 
-from protocols.control import DEFAULT_MAX_FRAME_BYTES
+from protocols.control import DEFAULT_MAX_FRAME_BYTES, UPLOAD_CHUNK_BYTES
+
+MIN_FRAME_BYTES = UPLOAD_CHUNK_BYTES * 4 // 3 + 4096
 
 
 class DaemonSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -119,21 +121,43 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from exc
     config = msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
     require_loopback(split_listen(config.control.listen)[0])
-    if config.control.max_frame_bytes < 1024:
-        raise ConfigError("control.max_frame_bytes: at least 1024")
+    if config.control.max_frame_bytes < MIN_FRAME_BYTES:
+        raise ConfigError(
+            f"control.max_frame_bytes: at least {MIN_FRAME_BYTES} (an upload chunk of "
+            f"{UPLOAD_CHUNK_BYTES} bytes travels base64-encoded in one frame)"
+        )
     return config
 
 
+TOKEN_MIN_LENGTH = 32
+
+
 def ensure_token(path: Path) -> str:
-    """Read the control token, creating it (mode 0600) at first start."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+    """Read the control token, creating it (mode 0600, written whole or not at all) at first start.
+
+    A token file others may read, or one too short to be a secret, is refused: whoever
+    reads it can change stock.
+    """
+    if not path.exists():
+        token = secrets.token_urlsafe(32)
+        partial = path.with_name(path.name + ".new")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(path)
+        return token
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(
+            f"{path} may be read by other users; chmod 600 it (it grants full control)"
+        )
+    token = path.read_text().strip()
+    if len(token) < TOKEN_MIN_LENGTH:
+        raise ConfigError(
+            f"{path} holds no usable token (shorter than {TOKEN_MIN_LENGTH} characters); delete it "
+            "and a new one is made at start"
+        )
     return token
 
 

@@ -446,6 +446,8 @@ class Store:
 
     def sku_add(self, command: control.SkuAdd, actor: str) -> control.SkuReply:
         check_sku_code(command.code)
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in command.name):
+            raise DomainError("invalid", "the name contains a control character", "name")
         if command.reserve < 0:
             raise DomainError("invalid", "reserve cannot be below zero", "reserve")
         if self.db.execute("SELECT 1 FROM skus WHERE code = ?", (command.code,)).fetchone():
@@ -716,7 +718,9 @@ class Store:
         oversold: list[str] = []
         for line in command.lines:
             key = f"order\x1f{shop.id}\x1f{command.order_no}\x1f{line.line_no}"
-            if not self._claim_key(key, (line.sku, line.quantity, line.item_id)):
+            # the status is part of the payload: a warning line sent again as allocated is a
+            # conflict to resolve (orders apply), never a silent replay
+            if not self._claim_key(key, (line.sku, line.quantity, line.item_id, command.status)):
                 replayed += 1
                 continue
             applied += 1

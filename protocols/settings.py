@@ -146,6 +146,16 @@ def validate_shop(shop: ShopSettings) -> ShopSettings:
             raise SettingsError("ftp_url", "must start with sftp://, ftps:// or ftp://")
         if shop.ftp_url.startswith("sftp://") and not shop.known_hosts:
             raise SettingsError("known_hosts", "required for sftp:// (host keys are verified)")
+    for field in ("ftp_url", "api_base_url"):
+        url = getattr(shop, field)
+        if url and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+            userinfo = url.split("://", 1)[-1].split("@", 1)[0]
+            if ":" in userinfo:
+                raise SettingsError(
+                    field,
+                    "has a password in it; secrets live in credential files: name one in "
+                    f"{'ftp_credential' if field == 'ftp_url' else 'api_credential'}",
+                )
     for option in MALL_OPTIONS:
         if getattr(shop, option) and option not in cap.options:
             raise SettingsError(option, f"mall {shop.mall} does not offer this option")

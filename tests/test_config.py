@@ -46,3 +46,25 @@ def test_state_is_created_with_a_private_token(tmp_path: Path) -> None:
     assert stat.S_IMODE(config.token_file.stat().st_mode) == 0o600
     assert prepare_state(config) == token  # kept across starts
     assert len(token) >= 32
+
+
+def test_token_file_others_can_read_or_too_short_is_refused(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[daemon]\nstate_dir = "state"\n'))
+    prepare_state(config)
+    config.token_file.chmod(0o644)
+    with pytest.raises(ConfigError) as caught:
+        prepare_state(config)
+    assert "chmod 600" in str(caught.value)
+    config.token_file.write_text("")
+    config.token_file.chmod(0o600)
+    with pytest.raises(ConfigError) as caught:
+        prepare_state(config)
+    assert "no usable token" in str(caught.value)
+
+
+def test_frame_limit_must_fit_an_upload_chunk(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            write(tmp_path, '[daemon]\nstate_dir = "s"\n[control]\nmax_frame_bytes = 4096\n')
+        )
+    assert "max_frame_bytes" in str(caught.value)

@@ -47,7 +47,9 @@ async def test_silent_client_is_closed_with_4401(tmp_path: Path) -> None:
 
 
 async def test_oversized_frame_is_refused(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, max_frame_bytes=4096))
+    from daemon.config import MIN_FRAME_BYTES
+
+    config = load_config(write_config(tmp_path, max_frame_bytes=MIN_FRAME_BYTES))
     async with running_daemon(config) as address:
         token = config.token_file.read_text().strip()
         async with open_websocket(address[0], address[1], "/", use_ssl=False) as ws:
@@ -55,7 +57,7 @@ async def test_oversized_frame_is_refused(tmp_path: Path) -> None:
             assert isinstance(
                 control.server_decoder.decode(await ws.get_message()), control.Welcome
             )
-            await ws.send_message('{"type":"ping","id":1,"pad":"' + "x" * 10_000 + '"}')
+            await ws.send_message('{"type":"ping","id":1,"pad":"' + "x" * MIN_FRAME_BYTES + '"}')
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
             assert closed.value.reason.code == 1009  # MESSAGE_TOO_BIG

@@ -40,6 +40,8 @@ def shop(**changes: object) -> ShopSettings:
         ({"transport": "ftp", "ftp_url": "sftp://u@h:22/d"}, "known_hosts"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"id": "bad id"}, "id"),
+        ({"transport": "ftp", "ftp_url": "ftps://shop:secret@127.0.0.1/"}, "ftp_url"),
+        ({"api_base_url": "https://user:pass@api.example/"}, "api_base_url"),
     ],
 )
 def test_refusals_name_the_field(changes: dict[str, object], field: str) -> None:
