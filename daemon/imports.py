@@ -201,6 +201,9 @@ def _parse_mall_file(
             yield row
             continue
         assert isinstance(row, StockRow)
+        if problem := tempostar.code_problem(row.sku):
+            yield RowError(line=row.line, code=row.sku[:64], field="code", reason=problem)
+            continue
         variation = msgspec.json.encode(row.variation).decode()
         if start.kind == "catalog":
             if row.sku in seen:

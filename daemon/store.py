@@ -172,6 +172,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN detail TEXT NOT NULL DEFAULT '';
     ALTER TABLE jobs ADD COLUMN download_bytes INTEGER NOT NULL DEFAULT 0
     """,
+    # a mall item (and variation) is one SKU of a shop: orders and imports map through it
+    """
+    DROP INDEX listings_item;
+    CREATE UNIQUE INDEX listings_item ON listings(shop, item_id, variation)
+    """,
 )
 
 
@@ -891,11 +896,27 @@ class Store:
     def listings_import(self, command: control.ListingsImport) -> control.ListingsReply:
         self.shop(command.shop)
         problems = []
+        items: dict[tuple[str, str], str] = {}
         for index, row in enumerate(command.rows, start=1):
+            variation = msgspec.json.encode(row.variation).decode()
             if not self.db.execute("SELECT 1 FROM skus WHERE code = ?", (row.sku,)).fetchone():
                 problems.append(f"row {index} [{row.sku}]: unknown SKU")
             elif not row.item_id:
                 problems.append(f"row {index} [{row.sku}]: empty mall item id")
+            elif (other := items.get((row.item_id, variation))) is not None:
+                problems.append(
+                    f"row {index} [{row.sku}]: item {row.item_id} {variation} is also given to {other}"
+                )
+            else:
+                items[(row.item_id, variation)] = row.sku
+                listed = self.db.execute(
+                    "SELECT sku FROM listings WHERE shop = ? AND item_id = ? AND variation = ? AND sku != ?",
+                    (command.shop, row.item_id, variation, row.sku),
+                ).fetchone()
+                if listed and listed[0] not in {r.sku for r in command.rows}:
+                    problems.append(
+                        f"row {index} [{row.sku}]: item {row.item_id} {variation} is listed as SKU {listed[0]}"
+                    )
         if problems:
             raise DomainError(
                 "invalid",
@@ -903,6 +924,11 @@ class Store:
                 "rows",
                 details=problems[:100],
             )
+        # rows that move an item from one SKU to another: clear the old places first
+        self.db.executemany(
+            "DELETE FROM listings WHERE shop = ? AND item_id = ? AND variation = ? AND sku != ?",
+            [(command.shop, item, variation, sku) for (item, variation), sku in items.items()],
+        )
         self.db.executemany(
             "INSERT INTO listings(shop, sku, item_id, variation, linked) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(shop, sku) DO UPDATE SET item_id = excluded.item_id, "
@@ -1108,6 +1134,27 @@ class Store:
         )
         failed: list[tuple[int, str]] = []
         bad_lines: list[tuple[int]] = []
+        # two lines that reach one SKU (after listing mapping, or a reserve on both the expected
+        # and the actual line) would journal twice what is set once: the later line fails
+        for line, code, first, what in db.execute(
+            "SELECT line, code, first, 'its ' || CASE is_actual WHEN 1 THEN 'actual' ELSE "
+            "'expected' END FROM (SELECT line, code, is_actual, min(line) OVER "
+            "(PARTITION BY code, is_actual) AS first FROM temp.import_rows) WHERE line != first "
+            "UNION ALL SELECT line, code, first, 'its reserve' FROM (SELECT line, code, "
+            "min(line) OVER (PARTITION BY code) AS first FROM temp.import_rows "
+            "WHERE reserve IS NOT NULL) WHERE line != first"
+        ).fetchall():
+            if (line,) not in bad_lines:
+                failed.append(
+                    (
+                        line,
+                        f"line {line} [{code}]: duplicate code: line {first} already updates {what}",
+                    )
+                )
+                bad_lines.append((line,))
+        if bad_lines:
+            db.executemany("DELETE FROM temp.import_rows WHERE line = ?", bad_lines)
+            bad_lines = []
         known = _KnownCodes(db)
         for line, code, is_set, value, current, new in db.execute(
             "SELECT line, code, is_set, value, current, new FROM temp.import_rows "
@@ -1205,6 +1252,18 @@ class Store:
                 check_sku_code(code)
             except DomainError as exc:
                 failed.append((line, f"line {line} [{code[:64]}]: {exc}"))
+        if command.start.shop:
+            for line, code, listed in db.execute(
+                f"SELECT c.line, c.code, l.sku FROM {staged} c JOIN listings l ON l.shop = ? "
+                "AND l.item_id = c.item_id AND l.variation = c.variation WHERE l.sku != c.code",
+                (command.start.shop,),
+            ).fetchall():
+                failed.append(
+                    (
+                        line,
+                        f"line {line} [{code}]: this item is already listed as SKU {listed} in shop {command.start.shop}",
+                    )
+                )
         bad = [(line,) for line, _ in failed]
         db.execute("DROP TABLE IF EXISTS temp.catalog_rows")
         db.execute(f"CREATE TEMP TABLE catalog_rows AS SELECT * FROM {staged}")

@@ -331,7 +331,7 @@ class _StockLines:
                 ):
                     if not any(fields):
                         continue  # an all-empty row, as Excel leaves below the data
-                    problem = _code_problem(code)
+                    problem = code_problem(code)
                     if problem is not None:
                         yield RowError(
                             line=offset + number, code=_shown(code), field=CODE, reason=problem
@@ -405,7 +405,7 @@ class _CatalogLines:
                     yield _short_row(line, fields, self.columns)
                     continue
                 code, name = fields[code_at], fields[name_at]
-                problem = _code_problem(code)
+                problem = code_problem(code)
                 if problem is not None:
                     yield RowError(line=line, code=_shown(code), field=CODE, reason=problem)
                 elif (invisible := _first_invisible(name)) is not None:
@@ -702,7 +702,7 @@ def _parse_quantity(text: str, *, allow_negative: bool) -> int | str:
     return value
 
 
-def _code_problem(code: str) -> str | None:
+def code_problem(code: str) -> str | None:
     """Why ``code`` cannot be a SKU code (SPEC §2), or None when it can."""
     if not code:
         return "empty"

@@ -263,3 +263,44 @@ async def test_download_of_a_job_that_is_not_an_export_is_refused(
         with pytest.raises(RequestFailed) as failed:
             await client.request(control.Download(id=0, job=job.id))
         assert failed.value.error.code == "refused"
+
+
+async def test_two_lines_reaching_one_sku_fail_the_later_one(
+    config: Config, tmp_path: Path
+) -> None:
+    """After listing mapping, or a reserve on both the expected and the actual line, one SKU
+    would be journaled twice for one change: the later line is a duplicate, and the journal
+    still sums to the stock."""
+    async with running_daemon(config), connect(config) as client:
+        await register_catalog(client, tmp_path)
+        both = write(tmp_path, "b.csv", HEADER + "000123,5,2,1,1\r\n000123,7,3,1,2\r\n")
+        job = await import_file(client, both, mode="per-row")
+        assert (job.success, job.failure) == (1, 1)
+        assert job.messages == (
+            "line 3 [000123]: duplicate code: line 2 already updates its reserve",
+        )
+        await client.request(
+            control.ShopsApply(id=0, shops=(control.ShopSettings(id="y1", mall="yahoo"),))
+        )
+        await client.request(
+            control.ListingsImport(
+                id=0, shop="y1", rows=(control.ListingRow(sku="A-1", item_id="I9"),)
+            )
+        )
+        mapped = write(
+            tmp_path, "q.csv", "code,sub-code,quantity,allow-overdraft\r\nI9,,5,0\r\nA-1,,3,0\r\n"
+        )
+        job = await import_file(client, mapped, format="yahoo_quantity", shop="y1")
+        assert (job.success, job.failure) == (1, 1)
+        assert job.messages == (
+            "line 3 [A-1]: duplicate code: line 2 already updates its expected",
+        )
+        assert (await stock(client, "A-1")).expected == 5
+    db = sqlite3.connect(config.database)
+    assert (
+        db.execute(
+            "SELECT s.sku FROM stock s LEFT JOIN (SELECT sku, field, sum(delta) t FROM journal GROUP BY sku, field) j "
+            "ON j.sku = s.sku AND j.field = 'reserve' WHERE s.reserve != coalesce(j.t, 0)"
+        ).fetchall()
+        == []
+    )

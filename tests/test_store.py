@@ -338,3 +338,32 @@ def test_random_operations_match_a_dict_model(
         assert {c: expected_of(store, c) for c in model} == model, result
     assert store.stock_invariant_violations() == []
     store.close()
+
+
+def test_a_mall_item_is_one_sku_of_a_shop(store: Store) -> None:
+    ok(store, control.ShopsApply(id=1, shops=(shop_settings(),)))
+    add(store, "A")
+    add(store, "B")
+    error = one(
+        store,
+        control.ListingsImport(
+            id=1, shop="r1", rows=(control.ListingRow("A", "item"), control.ListingRow("B", "item"))
+        ),
+    )
+    assert isinstance(error, control.Error) and "also given to A" in error.details[0]
+    ok(store, control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("A", "item"),)))
+    error = one(
+        store, control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("B", "item"),))
+    )
+    assert isinstance(error, control.Error) and "listed as SKU A" in error.details[0]
+    # moving the item to B in the same file as A gets another item is fine
+    ok(
+        store,
+        control.ListingsImport(
+            id=1,
+            shop="r1",
+            rows=(control.ListingRow("B", "item"), control.ListingRow("A", "other")),
+        ),
+    )
+    rows = store.db.execute("SELECT sku, item_id FROM listings ORDER BY sku").fetchall()
+    assert rows == [("A", "other"), ("B", "item")]

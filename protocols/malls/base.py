@@ -270,10 +270,18 @@ def header_records(
             yield number, dict(zip(columns, record, strict=False))
 
 
+QUANTITY_LIMIT = 999_999_999
+QUANTITY_DIGITS = len(str(QUANTITY_LIMIT))
+
+
 def int_field(value: str, *, line: int, field: str, code: str = "") -> int | RowError:
     """A whole number as written in a CSV cell (sign allowed); anything else is a RowError."""
     text = value.strip()
     digits = text[1:] if text[:1] in "+-" else text
     if not (digits.isascii() and digits.isdigit()):
         return RowError(line=line, code=code, field=field, reason=f"{value!r} is not an integer")
+    if len(digits.lstrip("0")) > QUANTITY_DIGITS:
+        return RowError(
+            line=line, code=code, field=field, reason=f"{value!r} is outside ±{QUANTITY_LIMIT:,}"
+        )
     return int(text)
