@@ -609,7 +609,19 @@ class Store:
         self._events.append(
             control.StockChanged(stock=self.stock_level(command.parent), reason="set-defined")
         )
+        self._check_sets_against_origin_rule()
         return control.SkuReply(id=command.id, sku=self.sku_detail(command.parent, 20))
+
+    def _check_sets_against_origin_rule(self) -> None:
+        """SPEC §3.1: no set product may be linked to a shop with reflect_to_origin=false."""
+        for shop in self.shops():
+            if not shop.reflect_to_origin and self._has_linked_sets(shop):
+                raise DomainError(
+                    "refused",
+                    f"shop {shop.id} has reflect_to_origin=false: a set product linked to it would "
+                    "make its count drift; unlink the set there, or set reflect_to_origin=true",
+                    "reflect_to_origin",
+                )
 
     def sku_detail(self, code: str, journal_limit: int) -> control.SkuDetail:
         name, _ = self._sku_row(code)
@@ -822,18 +834,21 @@ class Store:
         sql = f"SELECT 1 FROM skus k WHERE k.is_set = 1 AND {self._linked_clause(shop)} LIMIT 1"
         return self.db.execute(sql, {"shop": shop.id}).fetchone() is not None
 
-    def _linked_unregistered(self, shop: ShopSettings) -> tuple[str, ...]:
-        sql = (
-            "SELECT k.code FROM skus k JOIN stock s ON s.sku = k.code WHERE s.registered = 0 "
-            f"AND {self._linked_clause(shop)} ORDER BY k.code LIMIT {GUARD_LIST_MAX}"
+    def _unregistered_sql(self, shop: ShopSettings) -> str:
+        """Linked SKUs that would be pushed as 0: never registered, or sets with such a child."""
+        return (
+            "SELECT k.code FROM skus k LEFT JOIN stock s ON s.sku = k.code WHERE "
+            "(s.registered = 0 OR (k.is_set = 1 AND EXISTS (SELECT 1 FROM set_components c "
+            "JOIN stock cs ON cs.sku = c.child WHERE c.parent = k.code AND cs.registered = 0))) "
+            f"AND {self._linked_clause(shop)}"
         )
+
+    def _linked_unregistered(self, shop: ShopSettings) -> tuple[str, ...]:
+        sql = f"{self._unregistered_sql(shop)} ORDER BY k.code LIMIT {GUARD_LIST_MAX}"
         return tuple(code for (code,) in self.db.execute(sql, {"shop": shop.id}))
 
     def _count_linked_unregistered(self, shop: ShopSettings) -> int:
-        sql = (
-            "SELECT count(*) FROM skus k JOIN stock s ON s.sku = k.code WHERE s.registered = 0 "
-            f"AND {self._linked_clause(shop)}"
-        )
+        sql = f"SELECT count(*) FROM ({self._unregistered_sql(shop)})"
         count: int = self.db.execute(sql, {"shop": shop.id}).fetchone()[0]
         return count
 
@@ -944,6 +959,8 @@ class Store:
                 for r in command.rows
             ],
         )
+        self._check_sets_against_origin_rule()
+        self._events.append(control.ListingsChanged(shop=command.shop, rows=len(command.rows)))
         return control.ListingsReply(id=command.id, imported=len(command.rows))
 
     # --- jobs and status ------------------------------------------------------------------

@@ -443,6 +443,13 @@ class StockImported(Base, frozen=True, tag="stock_imported"):
     journal_to: int
 
 
+class ListingsChanged(Base, frozen=True, tag="listings_changed"):
+    """A shop's listings (mall ids, link flags) changed: what is pushed there may change."""
+
+    shop: str
+    rows: int
+
+
 class JobChanged(Base, frozen=True, tag="job_changed"):
     job: Job
 
@@ -468,7 +475,16 @@ Reply = (
     | ChunkAck
     | DownloadChunk
 )
-Event = StockChanged | StockImported | Oversell | ShopChanged | ActorChanged | JobChanged | Resync
+Event = (
+    StockChanged
+    | StockImported
+    | Oversell
+    | ShopChanged
+    | ListingsChanged
+    | ActorChanged
+    | JobChanged
+    | Resync
+)
 ServerMessage = Welcome | Error | Reply | Event
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -484,7 +500,7 @@ def topic_of(event: Event) -> Topic | None:
             return "jobs"
         case Oversell():
             return "oversell"
-        case ShopChanged():
+        case ShopChanged() | ListingsChanged():
             return "shops"
         case ActorChanged():
             return "actors"

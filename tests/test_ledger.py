@@ -105,3 +105,27 @@ async def test_caller_that_left_does_not_stall_the_ledger(tmp_path: Path) -> Non
         result = await call(send, control.SkuShow(id=2, code="A"), "test")
         assert result.sku.code == "A"
         await send.aclose()
+
+
+async def test_callers_learn_at_once_when_the_ledger_fails(tmp_path: Path) -> None:
+    """A database failure stops the ledger; the callers of that batch are not left waiting."""
+    from daemon.commands import LedgerUnavailable
+
+    database = tmp_path / "z.sqlite3"
+    send, receive = trio.open_memory_channel[LedgerRequest](16)
+    outcome: list[str] = []
+
+    async def caller() -> None:
+        try:
+            await call(send, control.SkuAdd(id=1, code="A"), "test")
+        except LedgerUnavailable:
+            outcome.append("told")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(ledger, database, receive, EventBus(), now)
+            sqlite3.connect(database).execute("DROP TABLE skus")  # the database breaks under it
+            nursery.start_soon(caller)
+    except BaseExceptionGroup as group:
+        assert group.subgroup(sqlite3.DatabaseError) is not None
+    assert outcome == ["told"]

@@ -367,3 +367,27 @@ def test_a_mall_item_is_one_sku_of_a_shop(store: Store) -> None:
     )
     rows = store.db.execute("SELECT sku, item_id FROM listings ORDER BY sku").fetchall()
     assert rows == [("A", "other"), ("B", "item")]
+
+
+def test_sets_may_not_reach_a_shop_that_does_not_reflect_to_origin(store: Store) -> None:
+    ok(store, control.ShopsApply(id=1, shops=(shop_settings(reflect_to_origin=False),)))
+    add(store, "C1", 3)
+    error = one(store, control.SetAdd(id=1, parent="P", children=(control.SetChild("C1", 1),)))
+    assert isinstance(error, control.Error) and error.field == "reflect_to_origin"
+    explicit = shop_settings(reflect_to_origin=False, listing_mode="explicit")
+    ok(store, control.ShopsApply(id=1, shops=(explicit,)))
+    ok(store, control.SetAdd(id=1, parent="P", children=(control.SetChild("C1", 1),)))
+    error = one(
+        store, control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("P", "set-item"),))
+    )
+    assert isinstance(error, control.Error) and error.field == "reflect_to_origin"
+
+
+def test_guard_lists_linked_sets_whose_children_never_had_stock(store: Store) -> None:
+    add(store, "C1")
+    ok(store, control.SetAdd(id=1, parent="P", children=(control.SetChild("C1", 1),)))
+    explicit = shop_settings(listing_mode="explicit")
+    ok(store, control.ShopsApply(id=1, shops=(explicit,)))
+    ok(store, control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("P", "set-item"),)))
+    error = one(store, control.ShopSet(id=1, shop="r1", changes={"reflect": "active"}))
+    assert isinstance(error, control.Error) and error.details == ("P",)

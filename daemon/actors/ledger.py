@@ -46,10 +46,16 @@ async def ledger(
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 commands = [(request.command, request.actor) for request in batch]
-                # not abandoned on cancel: a batch that started always finishes or rolls back
-                results, events = await trio.to_thread.run_sync(
-                    store.apply_batch, commands, limiter=own_thread
-                )
+                try:
+                    # not abandoned on cancel: a batch that started finishes or rolls back
+                    results, events = await trio.to_thread.run_sync(
+                        store.apply_batch, commands, limiter=own_thread
+                    )
+                except BaseException:
+                    # the ledger fails: its callers learn it at once instead of waiting
+                    for request in batch:
+                        request.reply.close()
+                    raise
                 for request, result in zip(batch, results, strict=True):
                     try:
                         request.reply.send_nowait(result)
@@ -57,6 +63,7 @@ async def ledger(
                         log.debug(
                             "caller of %s left before its reply", type(request.command).__name__
                         )
+                    request.reply.close()
                 bus.publish(events)
     finally:
         bus.close()
