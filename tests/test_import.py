@@ -304,3 +304,29 @@ async def test_two_lines_reaching_one_sku_fail_the_later_one(
         ).fetchall()
         == []
     )
+
+
+async def test_an_import_that_fails_while_applying_applies_nothing(
+    config: Config, tmp_path: Path
+) -> None:
+    """One import is one transaction: the database refuses the last row while the set-based
+    apply runs (after earlier rows were written), and nothing of the import remains."""
+    async with running_daemon(config), connect(config) as client:
+        await register_catalog(client, tmp_path)
+        db = sqlite3.connect(config.database)
+        db.execute(
+            "CREATE TRIGGER refuse_b2 BEFORE UPDATE OF expected ON stock WHEN NEW.sku = 'B-2' "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        db.commit()
+        path = write(tmp_path, "s.csv", HEADER + "000123,5,1,,\r\n000456,6,,,\r\nB-2,7,,,\r\n")
+        job = await import_file(client, path)
+        assert job.result == "failed" and "disk says no" in job.messages[0]
+        for code in ("000123", "000456", "B-2"):
+            level = await stock(client, code)
+            assert (level.expected, level.reserve) == (0, 0)
+        assert db.execute("SELECT count(*) FROM journal").fetchone() == (0,)
+        db.execute("DROP TRIGGER refuse_b2")
+        db.commit()
+        job = await import_file(client, path)  # the same file, once the database takes it
+        assert (job.result, job.success) == ("ok", 3)
