@@ -1151,24 +1151,32 @@ class Store:
         )
         failed: list[tuple[int, str]] = []
         bad_lines: list[tuple[int]] = []
-        # two lines that reach one SKU (after listing mapping, or a reserve on both the expected
-        # and the actual line) would journal twice what is set once: the later line fails
-        for line, code, first, what in db.execute(
-            "SELECT line, code, first, 'its ' || CASE is_actual WHEN 1 THEN 'actual' ELSE "
-            "'expected' END FROM (SELECT line, code, is_actual, min(line) OVER "
-            "(PARTITION BY code, is_actual) AS first FROM temp.import_rows) WHERE line != first "
-            "UNION ALL SELECT line, code, first, 'its reserve' FROM (SELECT line, code, "
-            "min(line) OVER (PARTITION BY code) AS first FROM temp.import_rows "
-            "WHERE reserve IS NOT NULL) WHERE line != first"
-        ).fetchall():
-            if (line,) not in bad_lines:
-                failed.append(
-                    (
-                        line,
-                        f"line {line} [{code}]: duplicate code: line {first} already updates {what}",
+        # two lines that reach one SKU would journal twice what is set once: the later line
+        # fails. The parser already refuses a code twice per target, so this can only happen
+        # through listing mapping (--shop), or with a reserve on both lines of a per-row file.
+        checks = []
+        if command.start.shop:
+            checks.append(
+                "SELECT line, code, first, 'its ' || CASE is_actual WHEN 1 THEN 'actual' ELSE "
+                "'expected' END FROM (SELECT line, code, is_actual, min(line) OVER "
+                "(PARTITION BY code, is_actual) AS first FROM temp.import_rows) WHERE line != first"
+            )
+        if command.start.mode == "per-row":
+            checks.append(
+                "SELECT line, code, first, 'its reserve' FROM (SELECT line, code, "
+                "min(line) OVER (PARTITION BY code) AS first FROM temp.import_rows "
+                "WHERE reserve IS NOT NULL) WHERE line != first"
+            )
+        for check in checks:
+            for line, code, first, what in db.execute(check).fetchall():
+                if (line,) not in bad_lines:
+                    failed.append(
+                        (
+                            line,
+                            f"line {line} [{code}]: duplicate code: line {first} already updates {what}",
+                        )
                     )
-                )
-                bad_lines.append((line,))
+                    bad_lines.append((line,))
         if bad_lines:
             db.executemany("DELETE FROM temp.import_rows WHERE line = ?", bad_lines)
             bad_lines = []
