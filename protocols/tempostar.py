@@ -23,8 +23,8 @@ import io
 import re
 import unicodedata
 from collections.abc import Callable, Container, Generator, Iterable, Iterator
-from itertools import islice, repeat
-from typing import Final, Literal, NamedTuple, Protocol, TypeVar, get_args
+from itertools import islice
+from typing import Final, Literal, Protocol, TypeVar, get_args
 
 import msgspec
 
@@ -37,8 +37,6 @@ ExportTarget = Literal["expected", "both"]
 # One SKU as the ledger reads it for a download: (code, expected, reserve, actual or None when
 # the actual count was never set).
 StockRecord = tuple[str, int, int, int | None]
-# A valid stock line as the ledger stages it: ``StockImportRow``'s fields, in its order.
-StockFields = tuple[int, str, int, int | None, UpdateMode, ImportTarget]
 _Row = TypeVar("_Row")
 
 CODE: Final = "商品コード"
@@ -99,29 +97,6 @@ class StockImportRow(msgspec.Struct, frozen=True, gc=False):
     reserve: int | None
     mode: UpdateMode
     target: ImportTarget
-
-
-class StockBlock(NamedTuple):
-    """Consecutive valid lines of a stock file, a column per field (``_StockLines.fast``)."""
-
-    first_line: int
-    codes: list[str]
-    values: list[int]
-    reserves: list[int | None] | None  # None: no line of the block sets the reserve
-    mode: UpdateMode
-    target: ImportTarget
-
-    def rows(self) -> Iterator[StockFields]:
-        count = len(self.codes)
-        return zip(
-            range(self.first_line, self.first_line + count),
-            self.codes,
-            self.values,
-            repeat(None) if self.reserves is None else self.reserves,
-            repeat(self.mode, count),
-            repeat(self.target, count),
-            strict=False,
-        )
 
 
 class CatalogRow(msgspec.Struct, frozen=True, gc=False):
@@ -232,34 +207,13 @@ def read_stock_csv(
     need the ledger (unknown SKU, result below 0) are left to it: see ``apply_row`` and
     ``unknown_sku_error``. Raises ValueError at once for an unknown encoding, target or mode.
     """
-    blocks = read_stock_blocks(lines, target=target, mode=mode, encoding=encoding)
-    return (
-        item if isinstance(item, RowError) else StockImportRow(*item)
-        for block in blocks
-        for item in (block.rows() if isinstance(block, StockBlock) else block)
-    )
-
-
-def read_stock_blocks(
-    lines: Iterable[bytes],
-    *,
-    target: ImportTarget = "expected",
-    mode: ImportMode = "overwrite",
-    encoding: str = "cp932",
-) -> Iterator[list[StockFields | RowError] | StockBlock]:
-    """``read_stock_csv`` a block of lines at a time: the same rows and errors in the same order.
-
-    A block of plain valid lines (the usual file) comes as a ``StockBlock``, checked with a
-    few passes in C over the whole block instead of line by line (``_StockLines.fast``);
-    any other block as a list of its rows (``StockImportRow``'s fields) and errors.
-    """
     codec = stock_codec(encoding)
     _check_choice("target", target, ImportTarget)
     _check_choice("mode", mode, ImportMode)
     required = (
         (CODE, EXPECTED, UPDATE_MODE, UPDATE_TARGET) if mode == "per-row" else (CODE, EXPECTED)
     )
-    return _read_blocks(
+    return _read(
         lines, codec, required, (RESERVE,), lambda columns: _StockLines(columns, target, mode)
     )
 
@@ -299,51 +253,27 @@ def _read(
     optional: tuple[str, ...],
     parser_for: Callable[[dict[str, int]], _LinesParser[_Row]],
 ) -> Iterator[_Row | RowError]:
-    for block in _read_blocks(raw_lines, codec, required, optional, parser_for):
-        assert not isinstance(block, StockBlock)  # only a stock file's parser reads blocks fast
-        yield from block
-
-
-def _read_blocks(
-    raw_lines: Iterable[bytes],
-    codec: str,
-    required: tuple[str, ...],
-    optional: tuple[str, ...],
-    parser_for: Callable[[dict[str, int]], _LinesParser[_Row]],
-) -> Iterator[list[_Row | RowError] | StockBlock]:
     raw = iter(raw_lines)
     columns = _read_header(next(raw, None), codec, required, optional)
     if isinstance(columns, RowError):
-        yield [columns]
+        yield columns
         return
     parse = parser_for(columns)
-    fast: Callable[[list[str], int], StockBlock | None] | None = getattr(parse, "fast", None)
     for lines, errors, first_line in _decoded_blocks(raw, codec, first_line=2):
-        if fast is not None and not errors:
-            rows = fast(lines, first_line)
-            if rows is not None:
-                yield rows
-                continue
-        yield list(_read_block(parse, lines, errors, first_line))
-
-
-def _read_block(
-    parse: _LinesParser[_Row], lines: list[str], errors: dict[int, RowError], first_line: int
-) -> Iterator[_Row | RowError]:
-    # Lines that did not decode split the block into runs that did.
-    start = 0
-    for stop in (*sorted(errors), len(lines)):
-        while start < stop:
-            reader = csv.reader(islice(lines, start, stop), strict=True)
-            done, problem = yield from parse(reader, first_line + start - 1)
-            if problem is None:
-                break
-            yield RowError(line=first_line + start + done, reason=problem)
-            # Every line after the broken one is read again on its own.
-            start += done + 1
-        if stop in errors:
-            yield errors[stop]
-        start = stop + 1
+        # Lines that did not decode split the block into runs that did.
+        start = 0
+        for stop in (*sorted(errors), len(lines)):
+            while start < stop:
+                reader = csv.reader(islice(lines, start, stop), strict=True)
+                done, problem = yield from parse(reader, first_line + start - 1)
+                if problem is None:
+                    break
+                yield RowError(line=first_line + start + done, reason=problem)
+                # Every line after the broken one is read again on its own.
+                start += done + 1
+            if stop in errors:
+                yield errors[stop]
+            start = stop + 1
 
 
 def _csv_problem(reader: _CsvReader, done: int, error: csv.Error) -> str:
@@ -366,67 +296,9 @@ class _StockLines:
         # Per target: a file may set both counts of one SKU, as a "both" download does.
         self.seen: dict[ImportTarget, set[str]] = {"expected": set(), "actual": set()}
 
-    def fast(self, lines: list[str], first_line: int) -> StockBlock | None:
-        """The block as columns when every line is a plain valid row, else None (read it line
-        by line).
-
-        Each test is one pass in C over the whole block, and together they accept exactly the
-        lines the line-by-line reader accepts without a message: no quote, no stray CR or NUL
-        (so that splitting at commas is what the csv module does), the same number of fields
-        on every line, every code passing the hot loop's test, every count valid, no
-        duplicate code.
-        """
-        if max(map(len, lines)) > MAX_LINE_BYTES:
-            return None  # the csv module's field size limit is the reader's to report
-        text = "\n".join(lines).replace("\r\n", "\n")
-        if text.endswith("\r"):
-            text = text[:-1]
-        if '"' in text or "\r" in text or "\x00" in text:
-            return None
-        commas = set(map(str.count, text.split("\n"), repeat(",")))
-        columns = self.columns
-        if len(commas) != 1 or (width := commas.pop() + 1) <= max(columns.values()):
-            return None  # a short or empty line: its message (or skip) comes from the reader
-        fields = text.replace("\n", ",").split(",")
-        codes = fields[columns[CODE] :: width]
-        if not (
-            len(codes) == len(lines)
-            and min(map(len, codes)) > 0
-            and max(map(len, codes)) <= MAX_CODE_LENGTH
-            and "".join(codes).isprintable()
-            # "\n" is never in a printable code, so "E+" is found only inside one code
-            and "E+" not in "\n".join(codes)
-        ):
-            return None
-        mode, target = self.mode, self.target
-        if self.per_row:
-            modes = set(map(MODE_VALUES.get, fields[columns[UPDATE_MODE] :: width]))
-            targets = set(map(TARGET_VALUES.get, fields[columns[UPDATE_TARGET] :: width]))
-            line_mode, line_target = modes.pop(), targets.pop()
-            if modes or targets or line_mode is None or line_target is None:
-                return None
-            mode, target = line_mode, line_target
-        texts = fields[columns[EXPECTED] :: width]
-        values = list(map(_SMALL_COUNTS.get, texts))
-        if None in values and not _parse_counts(values, texts, allow_negative=mode == "add"):
-            return None
-        reserves: list[int | None] | None = None
-        if RESERVE in columns:
-            texts = fields[columns[RESERVE] :: width]
-            if any(texts):
-                reserves = list(map(_SMALL_COUNTS.get, texts))
-                if None in reserves and not _parse_counts(reserves, texts, empty_is_none=True):
-                    return None
-        seen_codes = self.seen[target]
-        unique = set(codes)
-        if len(unique) != len(codes) or not seen_codes.isdisjoint(unique):
-            return None
-        seen_codes |= unique
-        return StockBlock(first_line, codes, values, reserves, mode, target)  # type: ignore[arg-type]
-
     def __call__(
         self, reader: _CsvReader, offset: int
-    ) -> Generator[StockFields | RowError, None, tuple[int, str | None]]:
+    ) -> Generator[StockImportRow | RowError, None, tuple[int, str | None]]:
         # The hot loop of a 1,000,000-line import: locals only, and one cheap test per field
         # that lets the usual value through; the exact checks run only when it fails.
         small_count = _SMALL_COUNTS.get
@@ -502,7 +374,7 @@ class _StockLines:
                     )
                     continue
                 seen_codes.add(code)
-                yield (offset + number, code, value, reserve, row_mode, row_target)
+                yield StockImportRow(offset + number, code, value, reserve, row_mode, row_target)
         except csv.Error as error:
             return done, _csv_problem(reader, done, error)
         return done, None
@@ -804,30 +676,6 @@ def _duplicate_reason(target: ImportTarget | None) -> str:
         return "duplicate code in the file: an earlier line already has it"
     counted = EXPECTED if target == "expected" else "実在庫数"
     return f"duplicate code in the file: an earlier line already updates its {counted}"
-
-
-def _parse_counts(
-    counts: list[int | None],
-    texts: list[str],
-    *,
-    allow_negative: bool = False,
-    empty_is_none: bool = False,
-) -> bool:
-    """Fill in the counts the ``_SMALL_COUNTS`` lookup left None; False when one is invalid.
-
-    With ``empty_is_none`` an empty field stays None (an empty 保留在庫数 leaves the reserve
-    alone), as in ``_StockLines.__call__``.
-    """
-    for index, count in enumerate(counts):
-        if count is None:
-            text = texts[index]
-            if empty_is_none and not text:
-                continue
-            parsed = _parse_quantity(text, allow_negative=allow_negative)
-            if isinstance(parsed, str):
-                return False
-            counts[index] = parsed
-    return True
 
 
 def _parse_quantity(text: str, *, allow_negative: bool) -> int | str:
