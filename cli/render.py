@@ -6,6 +6,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from protocols import control
 from protocols.malls.base import Capability
 from protocols.settings import ShopSettings
@@ -143,8 +145,6 @@ def status(reply: control.StatusReply) -> str:
 
 
 def shop_settings(shop: ShopSettings) -> str:
-    import msgspec
-
     flat = msgspec.to_builtins(shop)
     lines: list[str] = []
     for key, value in flat.items():

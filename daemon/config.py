@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -88,8 +89,6 @@ class ConfigError(ValueError):
 
 def require_loopback(host: str) -> None:
     """The control socket changes stock: it never listens beyond this machine."""
-    import ipaddress
-
     if host == "localhost":
         return
     try:

@@ -255,6 +255,7 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
         self._events: list[control.Event] = []
+        self._touched: dict[str, tuple[str, str]] = {}
         self._fail_interrupted_jobs()
 
     def _fail_interrupted_jobs(self) -> None:
@@ -298,19 +299,19 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             for command, actor in commands:
-                self._events = []
+                self._begin_command()
                 self.db.execute("SAVEPOINT command")
                 try:
                     result = self._dispatch(command, actor)
                 except _Undo as undo:
                     self.db.execute("ROLLBACK TO command")
-                    self._events = []
+                    self._begin_command()
                     try:
                         result = self._finish_job(undo.outcome)
                     except DomainError as exc:
                         results.append(self._refusal(command, exc))
                     else:
-                        events.extend(self._events)
+                        events.extend(self._command_events())
                         results.append(result)
                 except sqlite3.IntegrityError as exc:
                     # a constraint the checks above missed: refuse this command only
@@ -336,7 +337,7 @@ class Store:
                         )
                     )
                 else:
-                    events.extend(self._events)
+                    events.extend(self._command_events())
                     results.append(result)
                 self.db.execute("RELEASE command")
             self.db.execute("COMMIT")
@@ -486,17 +487,29 @@ class Store:
         return before, after
 
     def _stock_event(self, code: str, reason: str, ref: str) -> None:
-        self._events.append(
-            control.StockChanged(stock=self.stock_level(code), reason=reason, ref=ref)
+        """Note a changed SKU; its level (and its sets') is read once, when the command ends."""
+        self._touched[code] = (reason, ref)
+
+    def _begin_command(self) -> None:
+        self._events = []
+        self._touched = {}
+
+    def _command_events(self) -> list[control.Event]:
+        """The command's events: one StockChanged per SKU it touched and per set it moved."""
+        stock: list[control.Event] = []
+        sets: dict[str, str] = {}
+        for code, (reason, ref) in self._touched.items():
+            stock.append(control.StockChanged(stock=self.stock_level(code), reason=reason, ref=ref))
+            for (parent,) in self.db.execute(
+                "SELECT parent FROM set_components WHERE child = ?", (code,)
+            ):
+                sets[parent] = ref
+        stock.extend(
+            control.StockChanged(stock=self.stock_level(parent), reason="set-component", ref=ref)
+            for parent, ref in sets.items()
+            if parent not in self._touched
         )
-        for (parent,) in self.db.execute(
-            "SELECT parent FROM set_components WHERE child = ?", (code,)
-        ).fetchall():
-            self._events.append(
-                control.StockChanged(
-                    stock=self.stock_level(parent), reason="set-component", ref=ref
-                )
-            )
+        return stock + self._events
 
     def _claim_key(self, key: str, payload: object) -> bool:
         """Record an idempotency key; False when it was already applied with this payload."""
@@ -550,10 +563,8 @@ class Store:
                     f"{command.field} would fall to {current + delta}: manual changes never go below zero",
                     "delta",
                 )
+        # setting expected to the value it has still registers the stock (_move marks it)
         self._move(command.code, command.field, delta, "manual", command.key, actor)
-        if command.field == "expected" and delta == 0:
-            # setting the same value still registers the SKU's stock (it was set once)
-            self.db.execute("UPDATE stock SET registered = 1 WHERE sku = ?", (command.code,))
         return control.StockReply(id=command.id, stock=self.stock_level(command.code))
 
     def set_add(self, command: control.SetAdd, actor: str) -> control.SkuReply:

@@ -7,6 +7,7 @@ rules that join several fields. Every message names the field and what is allowe
 from __future__ import annotations
 
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -126,8 +127,6 @@ def validate_shop(shop: ShopSettings) -> ShopSettings:
             " (seed: 在庫分配率に100以外を設定している場合は「注文のあったショップに在庫反映を行う」)",
         )
     try:
-        from zoneinfo import ZoneInfo
-
         ZoneInfo(shop.timezone)
     except Exception as exc:
         raise SettingsError("timezone", f"unknown time zone {shop.timezone!r}") from exc
