@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.commands import OrderLineIn, RecordOrder
-from daemon.store import Store
+from daemon.store import MIGRATIONS, Store
 from protocols import control
 from protocols.settings import ShopSettings
 
@@ -391,3 +392,33 @@ def test_guard_lists_linked_sets_whose_children_never_had_stock(store: Store) ->
     ok(store, control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("P", "set-item"),)))
     error = one(store, control.ShopSet(id=1, shop="r1", changes={"reflect": "active"}))
     assert isinstance(error, control.Error) and error.details == ("P",)
+
+
+def test_journal_of_an_older_database_is_kept_whole_by_the_migration(tmp_path: Path) -> None:
+    """Schema 3 kept time, reason, reference and actor on every journal row; schema 4 keeps
+    them once per command. Every row reads back the same through the ``journal`` view."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:3], start=1):
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version={number}")
+    db.execute("INSERT INTO skus(code, created_at) VALUES ('A', 't0'), ('B', 't0')")
+    db.execute("INSERT INTO stock(sku, expected, actual) VALUES ('A', 3, 0), ('B', 5, 2)")
+    rows = [
+        (1, "t1", "A", "expected", 5, 0, 5, "import", "job:1", "cli"),
+        (2, "t1", "B", "expected", 5, 0, 5, "import", "job:1", "cli"),
+        (3, "t2", "A", "expected", -2, 5, 3, "order", "s1:o1:1", "shop:s1"),
+        (4, "t3", "B", "actual", 2, 0, 2, "manual", "", "user:x"),
+    ]
+    db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.close()
+    store = Store(path, clock)
+    assert store.db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    assert store.db.execute("SELECT * FROM journal ORDER BY id").fetchall() == rows
+    assert store.db.execute("SELECT count(*) FROM journal_contexts").fetchone() == (3,)
+    assert store.stock_invariant_violations() == []
+    assert [j.id for j in store.sku_detail("A", 5).journal] == [3, 1]
+    add(store, "C", 4)
+    assert [j.id for j in store.sku_detail("C", 5).journal] == [5]
