@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal, Protocol
 
 import msgspec
 import trio
@@ -62,38 +63,47 @@ class FinishJob(msgspec.Struct, frozen=True):
     download_bytes: int = 0
 
 
-class StageRows(msgspec.Struct, frozen=True):
-    """Parsed rows of an import, kept in a TEMP table until ``ApplyImport``."""
+class ImportBatch(msgspec.Struct, frozen=True):
+    """Parsed rows of an import, as JSON text that SQLite reads itself (``json_each``).
 
-    job: int
-    kind: control.ImportKind
-    rows: list[tuple[Any, ...]]
+    ``uniform``: a stock batch whose rows all take the import's mode and target, set no
+    reserve and stand on consecutive lines from ``first_line``: ``{code: value, ...}``.
+    Otherwise one array per row: stock ``[line, code, value, reserve, mode, target, item_id,
+    variation]`` (the last two only from mall files), catalog ``[line, code, name, item_id,
+    variation]``.
+    """
+
+    rows: str
+    uniform: bool = False
+    first_line: int = 0
+
+
+class ImportSource(Protocol):
+    """A file being parsed while the ledger applies it: batches in file order, then what the
+    parser refused (read after the last batch)."""
+
+    def __iter__(self) -> Iterator[ImportBatch]: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def messages(self) -> list[tuple[int, str]]: ...
+
+    @property
+    def fatal(self) -> str: ...
 
 
 class ApplyImport(msgspec.Struct, frozen=True):
-    """Apply the rows staged for a job in one transaction, then finish the job."""
+    """Apply a parsed file in one transaction, batch by batch as the parser hands them over,
+    then finish the job."""
 
     job: int
     start: control.ImportStart
-    parse_errors: int
-    messages: tuple[tuple[int, str], ...] = ()
-    fatal: str = ""
+    source: ImportSource
 
 
-class DropStaged(msgspec.Struct, frozen=True):
-    job: int
-
-
-Command = (
-    control.Request
-    | RecordOrder
-    | ListShops
-    | CreateJob
-    | FinishJob
-    | StageRows
-    | ApplyImport
-    | DropStaged
-)
+Command = control.Request | RecordOrder | ListShops | CreateJob | FinishJob | ApplyImport
 Result = control.Reply | control.Error | OrderRecorded | ShopsList | control.Job
 
 

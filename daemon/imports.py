@@ -1,11 +1,11 @@
 """Stock and catalog files on their way in, and stock downloads on their way out.
 
-An upload is parsed while it arrives: chunks go to a parser thread, and each batch of parsed
-rows goes to the ledger, which keeps it in a TEMP table of its own connection (never
-written to the database file). At finish the ledger applies the staged rows in one
-transaction of set-based SQL. Upload, parsing and staging overlap, the ledger serves other
-requests in between, nothing is held whole in memory, and a crash before the final commit
-applies nothing (TEMP tables die with the connection).
+An upload is appended to a spool file in the daemon's state directory as its chunks arrive;
+nothing of it is parsed or held in memory meanwhile, and the ledger is not involved. At
+finish a parser thread reads the spool and hands the ledger one batch of rows at a time,
+which the ledger applies as they come, all inside the import's one transaction: parsing
+(Python) and applying (SQLite, which lets go of the GIL) run on two cores at once. A crash
+before the final commit applies nothing; the spool file is removed at the next start.
 
 Downloads read the stock through a read-only connection (a WAL snapshot), so writing a
 large file never holds up the ledger either.
@@ -13,20 +13,25 @@ large file never holds up the ledger either.
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
-import trio
 
+from daemon.commands import ImportBatch
 from daemon.store import MAX_JOB_MESSAGES
 from protocols import control, tempostar
 from protocols.malls import capabilities, module
 from protocols.malls.base import RowError, StockRow, decoded_lines
 
-STAGE_BATCH = 20_000
+BATCH_ROWS = 20_000
+SPOOL_READ_BYTES = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 class ImportRefused(ValueError):
@@ -56,129 +61,82 @@ def check_import(start: control.ImportStart) -> None:
         raise ImportRefused("shop: a mall product file records that shop's listings: give --shop")
 
 
-class ImportPipeline:
-    """One upload's way from chunks to staged rows.
+class ParsedFile:
+    """A spooled upload, parsed on a thread of its own while the ledger applies it.
 
-    ``feed`` hands chunks to a parser thread (bounded queue: a fast client waits for the
-    parser); the parser sends batches of valid rows back to trio, where ``run`` passes them
-    to the ledger as ``StageRows``. Row errors are counted; the first ``MAX_JOB_MESSAGES``
-    are kept for the job log.
+    The ledger iterates: that starts the parser thread, and however the iteration ends, the
+    parser is stopped, waited for, and the spool file removed; a file nobody iterates leaves
+    no thread behind. A bounded queue lies between the two, so memory stays a few batches.
+    Row errors are counted; the first ``MAX_JOB_MESSAGES`` are kept for the job log.
     """
 
-    def __init__(
-        self,
-        job: int,
-        start: control.ImportStart,
-        started_at: float,
-        parser_threads: trio.CapacityLimiter,
-    ) -> None:
-        self.job = job
+    def __init__(self, spool: Path, start: control.ImportStart) -> None:
+        self.spool = spool
         self.start = start
-        self.started_at = started_at
-        self.parser_threads = parser_threads
-        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self.errors = 0
         self.messages: list[tuple[int, str]] = []
         self.fatal = ""
-        self.staged = 0
-        self.done = trio.Event()
-        self._closed = False
+        self._batches: queue.Queue[ImportBatch | None] = queue.Queue(maxsize=4)
+        self._stopping = threading.Event()
 
-    async def feed(self, chunk: bytes) -> None:
-        await trio.to_thread.run_sync(self.chunks.put, chunk, abandon_on_cancel=True)
-
-    async def close(self) -> None:
-        """No more chunks (at finish, and when the upload is abandoned)."""
-        if not self._closed:
-            self._closed = True
-            await trio.to_thread.run_sync(self.chunks.put, None, abandon_on_cancel=True)
-
-    async def run(
-        self,
-        stage_rows: Callable[[list[tuple[object, ...]]], Awaitable[None]],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        batches_send, batches_receive = trio.open_memory_channel[list[tuple[object, ...]]](2)
+    def __iter__(self) -> Iterator[ImportBatch]:
+        parser = threading.Thread(target=self._produce, name=f"parse {self.spool.name}")
+        parser.start()
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._run_parser, batches_send)
-                task_status.started()
-                async with batches_receive:
-                    async for batch in batches_receive:
-                        if self.fatal:
-                            continue  # keep draining so that the parser can finish
-                        try:
-                            await stage_rows(batch)
-                        except Exception as exc:
-                            self.fatal = f"staging failed: {exc}"
-                            continue
-                        self.staged += len(batch)
+            while (batch := self._batches.get()) is not None:
+                yield batch
         finally:
-            self.done.set()
+            self._stopping.set()
+            # Make room: a parser waiting to put a batch can put it and then sees the flag.
+            # After the flag is set it puts at most one more item, which always fits.
+            while True:
+                try:
+                    self._batches.get_nowait()
+                except queue.Empty:
+                    break
+            parser.join()
+            self.spool.unlink(missing_ok=True)
 
-    async def _run_parser(self, batches: trio.MemorySendChannel[list[tuple[object, ...]]]) -> None:
-        async with batches:
-            await trio.to_thread.run_sync(
-                self._parse,
-                trio.lowlevel.current_trio_token(),
-                batches,
-                limiter=self.parser_threads,
-            )
-
-    def _parse(
-        self,
-        token: trio.lowlevel.TrioToken,
-        batches: trio.MemorySendChannel[list[tuple[object, ...]]],
-    ) -> None:
-        ended = False
-
-        def chunks() -> Iterator[bytes]:
-            nonlocal ended
-            yield from iter(self.chunks.get, None)
-            ended = True
-
+    def _produce(self) -> None:
         try:
-            for batch in _batches(_parse(tempostar.split_lines(chunks()), self.start)):
-                good: list[tuple[object, ...]] = []
-                for row in batch:
-                    if isinstance(row, RowError):
-                        self.errors += 1
-                        if len(self.messages) < MAX_JOB_MESSAGES:
-                            self.messages.append((row.line, row.message()))
-                    else:
-                        good.append(row)
-                if good:
-                    trio.from_thread.run(batches.send, good, trio_token=token)
+            with self.spool.open("rb") as file:
+                chunks = iter(lambda: file.read(SPOOL_READ_BYTES), b"")
+                for batch in _batches(_parse(tempostar.split_lines(chunks), self.start), self):
+                    if self._stopping.is_set():
+                        return
+                    self._batches.put(batch)
         except tempostar.LineTooLong as exc:
             self.fatal = str(exc)
-        except (trio.BrokenResourceError, trio.RunFinishedError, trio.Cancelled):
-            # the daemon is stopping: the job shows "interrupted" after the restart
-            self.fatal = "interrupted: the daemon stopped while the file was read"
+        except Exception as exc:
+            log.exception("parsing the upload %s failed", self.spool)
+            self.fatal = f"reading the file failed: {exc}"
         finally:
-            if not ended:
-                # parsing stopped early: read and drop the rest so that a waiting feeder goes on
-                for _ in iter(self.chunks.get, None):
-                    pass
+            if not self._stopping.is_set():
+                self._batches.put(None)
+
+    def note(self, error: RowError) -> None:
+        self.errors += 1
+        if len(self.messages) < MAX_JOB_MESSAGES:
+            self.messages.append((error.line, error.message()))
 
 
-def clear_partial_downloads(downloads: Path) -> None:
-    """At start: downloads of jobs that never finished are of no use any more."""
-    for leftover in downloads.glob("*.part"):
+def clear_leftovers(downloads: Path, uploads: Path) -> None:
+    """At start: files of jobs that never finished (a crash, a kill) are of no use any more."""
+    for leftover in [*downloads.glob("*.part"), *uploads.glob("*.upload")]:
         leftover.unlink()
 
 
-StagedRow = tuple[object, ...]
+# A stock row (a StockImportRow, or its fields plus item_id and variation from a mall file)
+# or a catalog row: ImportBatch says which fields in which order.
+ParsedRow = tempostar.StockImportRow | tuple[object, ...]
 
 
-def _parse(lines: Iterable[bytes], start: control.ImportStart) -> Iterator[StagedRow | RowError]:
+def _parse(lines: Iterable[bytes], start: control.ImportStart) -> Iterator[ParsedRow | RowError]:
     if start.format == "tempostar":
         if start.kind == "stock":
-            for row in tempostar.read_stock_csv(
+            yield from tempostar.read_stock_csv(
                 lines, target=start.target, mode=start.mode, encoding=start.encoding
-            ):
-                # (line, code, value, reserve, mode, target): the staged columns, in C
-                yield row if isinstance(row, RowError) else msgspec.structs.astuple(row)
+            )
         else:
             for item in tempostar.read_catalog_csv(lines, encoding=start.encoding):
                 yield (
@@ -192,7 +150,7 @@ def _parse(lines: Iterable[bytes], start: control.ImportStart) -> Iterator[Stage
 
 def _parse_mall_file(
     raw_lines: Iterable[bytes], start: control.ImportStart
-) -> Iterator[StagedRow | RowError]:
+) -> Iterator[ParsedRow | RowError]:
     mall = module(mall_formats()[start.format])
     lines = decoded_lines(raw_lines, start.encoding)
     seen: dict[str, int] = {}
@@ -244,15 +202,36 @@ def _parse_mall_file(
         )
 
 
-def _batches(rows: Iterable[StagedRow | RowError]) -> Iterator[list[StagedRow | RowError]]:
-    batch: list[StagedRow | RowError] = []
+def _batches(rows: Iterable[ParsedRow | RowError], parsed: ParsedFile) -> Iterator[ImportBatch]:
+    start = parsed.start
+    may_be_uniform = (
+        start.kind == "stock" and start.format == "tempostar" and start.mode != "per-row"
+    )
+    batch: list[ParsedRow] = []
     for row in rows:
+        if isinstance(row, RowError):
+            parsed.note(row)
+            continue
         batch.append(row)
-        if len(batch) >= STAGE_BATCH:
-            yield batch
+        if len(batch) >= BATCH_ROWS:
+            yield _batch(batch, may_be_uniform)
             batch = []
     if batch:
-        yield batch
+        yield _batch(batch, may_be_uniform)
+
+
+_json = msgspec.json.Encoder()
+
+
+def _batch(rows: list[ParsedRow], may_be_uniform: bool) -> ImportBatch:
+    if may_be_uniform:
+        stock_rows: list[tempostar.StockImportRow] = rows  # type: ignore[assignment]
+        first, last = stock_rows[0].line, stock_rows[-1].line
+        if last - first == len(rows) - 1 and all(row.reserve is None for row in stock_rows):
+            # the common file: {code: value}, which SQLite reads without re-parsing each row
+            values = {row.code: row.value for row in stock_rows}
+            return ImportBatch(rows=_json.encode(values).decode(), uniform=True, first_line=first)
+    return ImportBatch(rows=_json.encode(rows).decode())
 
 
 def write_download(database: Path, path: Path, target: control.ExportTarget, encoding: str) -> int:

@@ -16,7 +16,7 @@ from daemon.clock import utc_now
 from daemon.commands import LedgerRequest
 from daemon.config import Config, prepare_state
 from daemon.events import EventBus
-from daemon.imports import clear_partial_downloads
+from daemon.imports import clear_leftovers
 from daemon.notify import sd_notify
 from daemon.shop_actors import actors_for as default_actors_for
 from protocols.settings import ShopSettings
@@ -75,9 +75,14 @@ async def _serve(
     task_status: trio.TaskStatus[tuple[str, int]],
 ) -> None:
     ledger_send, ledger_receive = trio.open_memory_channel[LedgerRequest](LEDGER_QUEUE)
-    workspace = Workspace(database=config.database, downloads=config.state_dir / "downloads")
+    workspace = Workspace(
+        database=config.database,
+        downloads=config.state_dir / "downloads",
+        uploads=config.state_dir / "uploads",
+    )
     workspace.downloads.mkdir(exist_ok=True, mode=0o700)
-    clear_partial_downloads(workspace.downloads)
+    workspace.uploads.mkdir(exist_ok=True, mode=0o700)
+    clear_leftovers(workspace.downloads, workspace.uploads)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as core:
             await core.start(ledger, config.database, ledger_receive, bus, now)

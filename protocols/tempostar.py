@@ -85,10 +85,11 @@ _UNCLOSED_QUOTE: Final = (
 _INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
-class StockImportRow(msgspec.Struct, frozen=True, gc=False):
+class StockImportRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One valid line of a stock file: set (overwrite) or move (add) one count of one SKU.
 
     ``reserve`` is the absolute 保留在庫数 to set, or None when the line leaves it alone.
+    Encoded as an array, in field order.
     """
 
     line: int

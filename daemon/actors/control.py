@@ -12,6 +12,7 @@ import hmac
 import logging
 import sqlite3
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 import trio
@@ -21,21 +22,19 @@ from daemon.actors.supervisor import StatusBoard
 from daemon.commands import (
     ApplyImport,
     CreateJob,
-    DropStaged,
     FinishJob,
     LedgerRequest,
     LedgerUnavailable,
-    StageRows,
     call,
 )
 from daemon.events import EventBus
-from daemon.imports import ImportPipeline, ImportRefused, check_import, write_download
+from daemon.imports import ImportRefused, ParsedFile, check_import, write_download
 from protocols import control, tempostar
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
-MAX_OPEN_UPLOADS = 4  # each open upload holds a parser thread
+MAX_OPEN_UPLOADS = 4  # each open upload holds a file open
 CLOSE_BAD_VERSION = 4400
 OUTGOING_BUFFER = 64
 
@@ -57,13 +56,26 @@ class Workspace(msgspec.Struct, frozen=True):
 
     database: Path
     downloads: Path
+    uploads: Path
 
 
 class Upload:
-    """An import whose file is still arriving on this connection."""
+    """An import whose file is still arriving on this connection, appended to its spool file."""
 
-    def __init__(self, pipeline: ImportPipeline) -> None:
-        self.pipeline = pipeline
+    def __init__(
+        self,
+        job: int,
+        start: control.ImportStart,
+        spool: Path,
+        file: BinaryIO,
+        slot: object,
+    ) -> None:
+        self.job = job
+        self.start = start
+        self.spool = spool
+        self.file = file
+        self.slot = slot
+        self.started_at = trio.current_time()
         self.next_seq = 0
         self.received = 0
 
@@ -219,40 +231,30 @@ class Jobs:
         except ImportRefused as exc:
             field = str(exc).partition(": ")[0]
             return control.Error(id=start.id, code="invalid", message=str(exc), field=field)
-        if self.upload_slots.available_tokens == 0:
+        slot = object()
+        try:
+            self.upload_slots.acquire_on_behalf_of_nowait(slot)
+        except trio.WouldBlock:
             return control.Error(
                 id=start.id,
                 code="unavailable",
                 message=f"{MAX_OPEN_UPLOADS} imports are already being uploaded; try again when one finished",
             )
-        kind = "import" if start.kind == "stock" else "sku-import"
-        detail = " ".join(
-            part
-            for part in (
-                start.format,
-                start.encoding,
-                start.target if start.kind == "stock" else "",
-                start.mode if start.kind == "stock" else "",
-                "dry-run" if start.dry_run else "",
-                "all-or-nothing" if start.all_or_nothing else "",
-                start.file_name,
+        try:
+            job = await call(
+                self.ledger,
+                CreateJob(kind=kind_of(start), shop=start.shop, detail=detail_of(start)),
+                actor,
             )
-            if part
-        )
-        job = await call(self.ledger, CreateJob(kind=kind, shop=start.shop, detail=detail), actor)
-        if isinstance(job, control.Error):
-            return msgspec.structs.replace(job, id=start.id)
-        pipeline = ImportPipeline(job.id, start, trio.current_time(), self.upload_slots)
-
-        async def stage_rows(rows: list[tuple[object, ...]]) -> None:
-            result = await call(
-                self.ledger, StageRows(job=job.id, kind=start.kind, rows=rows), actor
-            )
-            if isinstance(result, control.Error):
-                raise RuntimeError(result.message)
-
-        await self.background.start(pipeline.run, stage_rows)
-        self.uploads[job.id] = Upload(pipeline)
+            if isinstance(job, control.Error):
+                self.upload_slots.release_on_behalf_of(slot)
+                return msgspec.structs.replace(job, id=start.id)
+            spool = self.workspace.uploads / f"job-{job.id}.upload"
+            file = await trio.to_thread.run_sync(spool.open, "wb")
+        except BaseException:
+            self.upload_slots.release_on_behalf_of(slot)
+            raise
+        self.uploads[job.id] = Upload(job.id, start, spool, file, slot)
         return control.JobReply(id=start.id, job=job)
 
     async def receive_chunk(self, chunk: control.UploadChunk) -> control.ServerMessage:
@@ -272,7 +274,7 @@ class Jobs:
                 field="seq",
             )
         if chunk.seq == upload.next_seq:
-            await upload.pipeline.feed(chunk.data)
+            await trio.to_thread.run_sync(upload.file.write, chunk.data)
             upload.next_seq += 1
             upload.received += len(chunk.data)
         # an earlier seq is a re-sent chunk: acknowledged again, not appended again
@@ -291,38 +293,28 @@ class Jobs:
                 message=f"no open upload for job {finish.job} on this connection",
                 field="job",
             )
-        pipeline = upload.pipeline
-        uploaded_at = trio.current_time()
-        await pipeline.close()
-        await pipeline.done.wait()
-        staged_at = trio.current_time()
         try:
+            await trio.to_thread.run_sync(upload.file.close)
+        finally:
+            self.upload_slots.release_on_behalf_of(upload.slot)
+        uploaded_at = trio.current_time()
+        # the ledger parses the spool file while it applies it, and removes it
+        source = ParsedFile(upload.spool, upload.start)
+        result = await call(
+            self.ledger, ApplyImport(job=upload.job, start=upload.start, source=source), actor
+        )
+        if isinstance(result, control.Error):
             result = await call(
                 self.ledger,
-                ApplyImport(
-                    job=pipeline.job,
-                    start=pipeline.start,
-                    parse_errors=pipeline.errors,
-                    messages=tuple(pipeline.messages),
-                    fatal=pipeline.fatal,
-                ),
+                FinishJob(job=upload.job, result="failed", messages=(result.message,)),
                 actor,
             )
-            if isinstance(result, control.Error):
-                result = await call(
-                    self.ledger,
-                    FinishJob(job=pipeline.job, result="failed", messages=(result.message,)),
-                    actor,
-                )
-        finally:
-            await call(self.ledger, DropStaged(job=pipeline.job), actor)
         log.info(
-            "import job %d: %d bytes uploaded in %.2fs, parsed and staged %.2fs later, applied in %.2fs",
-            pipeline.job,
+            "import job %d: %d bytes uploaded in %.2fs, then parsed and applied in %.2fs",
+            upload.job,
             upload.received,
-            uploaded_at - pipeline.started_at,
-            staged_at - uploaded_at,
-            trio.current_time() - staged_at,
+            uploaded_at - upload.started_at,
+            trio.current_time() - uploaded_at,
         )
         if isinstance(result, control.Error):
             return msgspec.structs.replace(result, id=finish.id)
@@ -330,14 +322,16 @@ class Jobs:
 
     async def abandon_uploads(self, actor: str) -> None:
         for upload in self.uploads.values():
-            await upload.pipeline.close()
             try:
-                await upload.pipeline.done.wait()
-                await call(self.ledger, DropStaged(job=upload.pipeline.job), actor)
+                await trio.to_thread.run_sync(upload.file.close)
+                await trio.Path(upload.spool).unlink(missing_ok=True)
+            finally:
+                self.upload_slots.release_on_behalf_of(upload.slot)
+            try:
                 await call(
                     self.ledger,
                     FinishJob(
-                        job=upload.pipeline.job,
+                        job=upload.job,
                         result="failed",
                         messages=(
                             "upload abandoned: the connection closed before the file was"
@@ -546,3 +540,24 @@ async def _forward_events(
             pass
         finally:
             bus.unsubscribe(subscription)
+
+
+def kind_of(start: control.ImportStart) -> str:
+    return "import" if start.kind == "stock" else "sku-import"
+
+
+def detail_of(start: control.ImportStart) -> str:
+    """The job log's one-line description of an import's options."""
+    return " ".join(
+        part
+        for part in (
+            start.format,
+            start.encoding,
+            start.target if start.kind == "stock" else "",
+            start.mode if start.kind == "stock" else "",
+            "dry-run" if start.dry_run else "",
+            "all-or-nothing" if start.all_or_nothing else "",
+            start.file_name,
+        )
+        if part
+    )
