@@ -70,9 +70,12 @@ class ParsedFile:
     Row errors are counted; the first ``MAX_JOB_MESSAGES`` are kept for the job log.
     """
 
-    def __init__(self, spool: Path, start: control.ImportStart) -> None:
+    def __init__(
+        self, spool: Path, start: control.ImportStart, batch_rows: int = BATCH_ROWS
+    ) -> None:
         self.spool = spool
         self.start = start
+        self.batch_rows = batch_rows
         self.errors = 0
         self.messages: list[tuple[int, str]] = []
         self.fatal = ""
@@ -213,7 +216,7 @@ def _batches(rows: Iterable[ParsedRow | RowError], parsed: ParsedFile) -> Iterat
             parsed.note(row)
             continue
         batch.append(row)
-        if len(batch) >= BATCH_ROWS:
+        if len(batch) >= parsed.batch_rows:
             yield _batch(batch, may_be_uniform)
             batch = []
     if batch:

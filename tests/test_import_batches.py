@@ -1,0 +1,176 @@
+"""A file applied batch by batch inside one transaction, on a real SQLite file.
+
+The daemon's batches hold 20,000 rows, so its tests see one batch per file; here the same
+code (``ParsedFile`` feeding ``Store.apply_import``) runs with batches of three rows, so
+that what crosses a batch boundary is tested: line numbers, duplicates, dry-run notes, the
+journal chain, and an import refused or failing after some batches were written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+
+import pytest
+
+from daemon.commands import ApplyImport, CreateJob
+from daemon.imports import ParsedFile
+from daemon.store import Store
+from protocols import control
+
+HEADER = "商品コード,想定在庫数,保留在庫数,更新モード,更新対象\r\n"
+_ticks = itertools.count()
+
+
+def clock() -> str:
+    return f"2026-11-26T01:00:{next(_ticks) % 60:02d}.000+00:00"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "z.sqlite3", clock)
+    for code in ("S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7"):
+        (result,), _ = store.apply_batch([(control.SkuAdd(id=0, code=code), "test")])
+        assert not isinstance(result, control.Error), result
+    return store
+
+
+def apply(store: Store, tmp_path: Path, text: str, **options: object) -> control.Job:
+    result = apply_or_refuse(store, tmp_path, text, **options)
+    assert isinstance(result, control.Job), result
+    return result
+
+
+def apply_or_refuse(
+    store: Store, tmp_path: Path, text: str, **options: object
+) -> control.Job | control.Error:
+    (job,), _ = store.apply_batch([(CreateJob(kind="import"), "test")])
+    assert isinstance(job, control.Job)
+    spool = tmp_path / f"job-{job.id}.upload"
+    spool.write_bytes(text.encode("cp932"))
+    start = control.ImportStart(id=0, file_name="f.csv", **options)  # type: ignore[arg-type]
+    source = ParsedFile(spool, start, batch_rows=3)
+    (result,), _ = store.apply_batch([(ApplyImport(job=job.id, start=start, source=source), "cli")])
+    assert not spool.exists()
+    assert isinstance(result, control.Job | control.Error)
+    return result
+
+
+def levels(store: Store, field: str = "expected") -> list[int]:
+    return [getattr(store.stock_level(f"S{n}"), field) for n in range(8)]
+
+
+def test_uniform_batches_keep_line_numbers_values_and_the_journal_chain(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = "".join(f"S{n},{n + 10},,,\r\n" for n in range(8))
+    # line 5 is bad: the batch around it is not uniform, the ones after it are again
+    text = HEADER + rows.replace("S3,13", "S3,x").replace("S6,16", "NOPE,16")
+    job = apply(store, tmp_path, text)
+    assert (job.result, job.count, job.success, job.failure) == ("ok", 8, 6, 2)
+    assert job.messages == (
+        "line 5 [S3] 想定在庫数: not an integer: 'x'",
+        "line 8 [NOPE] 商品コード: unknown SKU",
+    )
+    assert levels(store) == [10, 11, 12, 0, 14, 15, 0, 17]
+    job = apply(store, tmp_path, HEADER + rows, mode="add")
+    assert job.success == 8
+    assert levels(store) == [20, 22, 24, 13, 28, 30, 16, 34]
+    (order,), _ = store.apply_batch(
+        [(control.StockAdd(id=0, code="S1", field="expected", delta=-2), "user:x")]
+    )
+    assert not isinstance(order, control.Error)
+    history = store.sku_detail("S1", 10).journal
+    assert [(j.reason, j.before, j.after) for j in history] == [
+        ("manual", 22, 20),
+        ("import", 11, 22),
+        ("import", 0, 11),
+    ]
+    assert [j.id for j in store.sku_detail("S1", 2).journal] == [j.id for j in history[:2]]
+    assert store.stock_invariant_violations() == []
+
+
+def test_an_unchanged_value_still_registers_the_stock(store: Store, tmp_path: Path) -> None:
+    assert not store.stock_level("S0").registered
+    job = apply(store, tmp_path, HEADER + "S0,0,,,\r\nS1,4,,,\r\n")
+    assert job.success == 2
+    assert store.stock_level("S0").registered and store.stock_level("S1").registered
+    assert [j.after for j in store.sku_detail("S0", 5).journal] == []
+
+
+def test_per_row_counts_of_one_sku_in_one_batch_chain_in_order(
+    store: Store, tmp_path: Path
+) -> None:
+    text = (
+        HEADER
+        + "S0,5,2,1,1\r\n"  # 2: expected 5, reserve 2
+        + "S0,3,,1,2\r\n"  # 3: actual 3, same batch
+        + "S1,1,,2,1\r\n"  # 4
+        + "S0,4,7,2,2\r\n"  # 5: actual again: duplicate in the file (parser)
+        + "S1,2,1,1,2\r\n"  # 6
+        + "S1,9,4,1,1\r\n"  # 7: S1 expected again: duplicate; its reserve too
+    )
+    job = apply(store, tmp_path, text, mode="per-row")
+    assert (job.success, job.failure) == (4, 2)
+    assert [m.split(":")[0] for m in job.messages] == [
+        "line 5 [S0] 商品コード",
+        "line 7 [S1] 商品コード",
+    ]
+    s0, s1 = store.stock_level("S0"), store.stock_level("S1")
+    assert (s0.expected, s0.actual, s0.reserve) == (5, 3, 2)
+    assert (s1.expected, s1.actual, s1.reserve) == (1, 2, 1)
+    assert store.stock_invariant_violations() == []
+
+
+def test_a_reserve_set_twice_across_batches_fails_the_later_line(
+    store: Store, tmp_path: Path
+) -> None:
+    text = HEADER + "S0,5,2,1,1\r\nS1,1,,1,1\r\nS2,1,,1,1\r\nS0,3,4,1,2\r\n"
+    job = apply(store, tmp_path, text, mode="per-row")
+    assert job.messages == ("line 5 [S0]: duplicate code: line 2 already updates its reserve",)
+    assert (store.stock_level("S0").reserve, store.stock_level("S0").actual) == (2, 0)
+    assert store.stock_invariant_violations() == []
+
+
+def test_dry_run_notes_follow_the_file_across_batches(store: Store, tmp_path: Path) -> None:
+    text = HEADER + "".join(f"S{n},{n + 1},,,\r\n" for n in range(7)).replace("S4,5", "S4,y")
+    job = apply(store, tmp_path, text, dry_run=True)
+    assert (job.result, job.success, job.failure) == ("ok", 6, 1)
+    assert job.messages[1:] == tuple(
+        f"line {n + 2} [S{n}] expected 0 → {n + 1}" for n in range(7) if n != 4
+    )
+    assert levels(store) == [0] * 8
+    assert store.db.execute("SELECT count(*) FROM journal").fetchone() == (0,)
+
+
+def test_refused_after_batches_were_written_leaves_nothing(store: Store, tmp_path: Path) -> None:
+    text = HEADER + "".join(f"S{n},{n + 1},,,\r\n" for n in range(7)) + "NOPE,1,,,\r\n"
+    job = apply(store, tmp_path, text, all_or_nothing=True)
+    assert (job.result, job.success, job.failure) == ("failed", 0, 1)
+    assert levels(store) == [0] * 8
+    assert store.db.execute("SELECT count(*) FROM journal").fetchone() == (0,)
+
+
+def test_a_file_that_breaks_off_applies_nothing(store: Store, tmp_path: Path) -> None:
+    text = HEADER + "".join(f"S{n},{n + 1},,,\r\n" for n in range(7)) + "S7," + "9" * 140_000
+    job = apply(store, tmp_path, text)
+    assert job.result == "failed" and "longer than" in job.messages[0]
+    assert levels(store) == [0] * 8
+
+
+def test_a_database_failure_mid_file_stops_the_parser_and_applies_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    """The apply stops at batch 2 of many while the parser waits on the full queue: the
+    parser thread ends, the spool is removed, nothing is applied."""
+    store.db.execute(
+        "CREATE TRIGGER refuse_s4 BEFORE UPDATE OF expected ON stock WHEN NEW.sku = 'S4' "
+        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+    rows = "".join(f"S{n},{n + 1},,,\r\n" for n in range(8))
+    threads = threading.active_count()
+    refused = apply_or_refuse(store, tmp_path, HEADER + rows + rows.replace("S", "T") * 50)
+    assert isinstance(refused, control.Error) and "disk says no" in refused.message
+    assert threading.active_count() == threads
+    assert levels(store) == [0] * 8
