@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -75,14 +75,18 @@ class ControlClient:
         """Send a request (its ``id`` is filled in) and return its reply; errors raise."""
         message = msgspec.structs.replace(message, id=self.next_id())
         await self.send(message)
+        return await self.reply_to({message.id})
+
+    async def reply_to(self, ids: Container[int]) -> Any:
+        """The next reply to one of the requests ``ids`` already sent; errors raise."""
         while True:
             reply = await self.receive()
             match reply:
-                case control.Error(id=rid) if rid in (message.id, None):
+                case control.Error(id=rid) if rid is None or rid in ids:
                     raise RequestFailed(reply)
                 case _ if isinstance(reply, control.Event):
                     self.events.append(reply)  # every event is kept for next_event()
-                case _ if getattr(reply, "id", None) == message.id:
+                case _ if getattr(reply, "id", None) in ids:
                     return reply
 
 

@@ -150,6 +150,9 @@ async def cmd_jobs_show(client: ControlClient, args: argparse.Namespace) -> Any:
     return await client.request(control.JobShow(id=0, job=args.job))
 
 
+UPLOAD_WINDOW = 4
+
+
 async def upload(client: ControlClient, path: Path, start: control.ImportStart) -> control.Job:
     """Stream a file to the daemon in chunks (never whole in memory), then apply it."""
     try:
@@ -161,11 +164,18 @@ async def upload(client: ControlClient, path: Path, start: control.ImportStart) 
     async with handle:
         started = await client.request(start)
         job = started.job.id
+        # a few chunks in flight, so that the upload does not wait a round trip per chunk
+        in_flight: dict[int, int] = {}
         seq = 0
         while chunk := await handle.read(control.UPLOAD_CHUNK_BYTES):
-            await client.request(control.UploadChunk(id=0, job=job, seq=seq, data=chunk))
+            message = control.UploadChunk(id=client.next_id(), job=job, seq=seq, data=chunk)
+            await client.send(message)
+            in_flight[message.id] = len(chunk)
             seq += 1
-            progress.advance(len(chunk))
+            while len(in_flight) >= UPLOAD_WINDOW:
+                progress.advance(in_flight.pop((await client.reply_to(in_flight)).id))
+        while in_flight:
+            progress.advance(in_flight.pop((await client.reply_to(in_flight)).id))
     progress.done("applying…")
     finished: control.JobReply = await client.request(control.ImportFinish(id=0, job=job))
     progress.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -24,6 +25,7 @@ from protocols.settings import ShopSettings
 log = logging.getLogger("zaiko")
 
 LEDGER_QUEUE = 1024
+SWITCH_INTERVAL_S = 0.0005
 
 
 def zaiko_version() -> str:
@@ -41,6 +43,10 @@ async def run_daemon(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until SIGTERM/SIGINT or cancellation, then drain the ledger and return."""
+    # An import's parser thread holds the GIL while the ledger thread waits for it after
+    # each SQLite statement; at the default 5 ms hand-off that wait was a fifth of a
+    # 1,000,000-row import (bench/import.py: 2.26 s → 1.83 s for parse and apply).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     token = prepare_state(config)
     bus = EventBus()
     board = StatusBoard(bus, now)
