@@ -1,9 +1,10 @@
 """Import a 1,000,000-row cp932 TEMPOSTAR stock file through the running daemon.
 
 Starts the real daemon, registers the SKUs, then times ``zaiko import`` (the real CLI:
-upload in chunks over the websocket, parse, stage, one-transaction apply) against a raw
-baseline measured in the same run: csv parse of the same file + one ``executemany`` upsert
-of the same rows into a stock table with the same pragmas. Prints rows/s, the ratio, and
+upload in chunks over the websocket to a spool file, then parse and apply batch by batch in
+one transaction) against a raw baseline measured in the same run: csv parse of the same
+file + one ``executemany`` upsert of the same rows into a stock table with the same
+pragmas. Prints rows/s, the ratio, and
 the peak RSS of the daemon and of the client. Targets: ratio ≤ 2.0, peak RSS ≤ 300 MB.
 
     python bench/import.py [--rows 1000000] [--runs 3]
