@@ -17,7 +17,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -71,11 +71,16 @@ class ParsedFile:
     """
 
     def __init__(
-        self, spool: Path, start: control.ImportStart, batch_rows: int = BATCH_ROWS
+        self,
+        spool: Path,
+        start: control.ImportStart,
+        batch_rows: int = BATCH_ROWS,
+        applied: Callable[[int], None] = lambda rows: None,
     ) -> None:
         self.spool = spool
         self.start = start
         self.batch_rows = batch_rows
+        self.applied = applied
         self.errors = 0
         self.messages: list[tuple[int, str]] = []
         self.fatal = ""
@@ -86,8 +91,12 @@ class ParsedFile:
         parser = threading.Thread(target=self._produce, name=f"parse {self.spool.name}")
         parser.start()
         try:
+            rows = 0
             while (batch := self._batches.get()) is not None:
                 yield batch
+                # asked for the next batch: this one is applied (not yet committed)
+                rows += batch.rows_in
+                self.applied(rows)
         finally:
             self._stopping.set()
             # Make room: a parser waiting to put a batch can put it and then sees the flag.
@@ -233,8 +242,13 @@ def _batch(rows: list[ParsedRow], may_be_uniform: bool) -> ImportBatch:
         if last - first == len(rows) - 1 and all(row.reserve is None for row in stock_rows):
             # the common file: {code: value}, which SQLite reads without re-parsing each row
             values = {row.code: row.value for row in stock_rows}
-            return ImportBatch(rows=_json.encode(values).decode(), uniform=True, first_line=first)
-    return ImportBatch(rows=_json.encode(rows).decode())
+            return ImportBatch(
+                rows=_json.encode(values).decode(),
+                rows_in=len(rows),
+                uniform=True,
+                first_line=first,
+            )
+    return ImportBatch(rows=_json.encode(rows).decode(), rows_in=len(rows))
 
 
 def write_download(database: Path, path: Path, target: control.ExportTarget, encoding: str) -> int:

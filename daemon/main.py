@@ -107,7 +107,7 @@ async def _serve(
                     workspace,
                 )
                 config.address_file.write_text(f"{address[0]}:{address[1]}\n")
-                await sd_notify("READY=1")
+                await sd_notify("READY=1\nSTATUS=ready")
                 log.info("zaiko %s listening on %s:%d", info.version, *address)
                 task_status.started(address)
                 async for signum in signals:

@@ -6,7 +6,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -45,28 +45,36 @@ class DaemonProcess:
         self.config_path = config_path
         self.config = load_config(config_path)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.notify: socket.socket | None = None
         self.log = config_path.parent / "daemon.log"
 
     def start(self) -> None:
         notify_path = self.config_path.parent / "notify.sock"
         notify_path.unlink(missing_ok=True)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-            notify.bind(str(notify_path))
-            notify.settimeout(30)
-            env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "cli", "--config", str(self.config_path), "daemon"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            # readiness is the daemon's own READY=1, the event systemd waits for
-            while True:
-                message = notify.recv(4096).decode()
-                if "READY=1" in message:
-                    break
+        if self.notify is not None:
+            self.notify.close()
+        # kept open while the daemon runs, as systemd does: it also says STATUS= lines
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify_path))
+        self.notify.settimeout(30)
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "--config", str(self.config_path), "daemon"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        # readiness is the daemon's own READY=1, the event systemd waits for
+        self.wait_for_notify(lambda message: "READY=1" in message)
+
+    def wait_for_notify(self, wanted: Callable[[str], bool]) -> str:
+        """The next notify message ``wanted`` accepts (blocks; 30 s at most per message)."""
+        assert self.notify is not None
+        while not wanted(message := self.notify.recv(4096).decode()):
+            pass
+        return message
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -103,6 +111,8 @@ def daemon_process(config_path: Path) -> Iterator[DaemonProcess]:
         if daemon.proc and daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait()
+        if daemon.notify is not None:
+            daemon.notify.close()
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ from daemon.commands import (
 )
 from daemon.events import EventBus
 from daemon.imports import ImportRefused, ParsedFile, check_import, write_download
+from daemon.notify import sd_status
 from protocols import control, tempostar
 
 log = logging.getLogger(__name__)
@@ -299,10 +300,19 @@ class Jobs:
             self.upload_slots.release_on_behalf_of(upload.slot)
         uploaded_at = trio.current_time()
         # the ledger parses the spool file while it applies it, and removes it
-        source = ParsedFile(upload.spool, upload.start)
-        result = await call(
-            self.ledger, ApplyImport(job=upload.job, start=upload.start, source=source), actor
+        source = ParsedFile(
+            upload.spool,
+            upload.start,
+            applied=lambda rows: sd_status(
+                f"import job {upload.job}: {rows:,} rows applied, not yet committed"
+            ),
         )
+        try:
+            result = await call(
+                self.ledger, ApplyImport(job=upload.job, start=upload.start, source=source), actor
+            )
+        finally:
+            sd_status("ready")
         if isinstance(result, control.Error):
             result = await call(
                 self.ledger,
