@@ -216,8 +216,12 @@ def _parse_mall_file(
 
 def _batches(rows: Iterable[ParsedRow | RowError], parsed: ParsedFile) -> Iterator[ImportBatch]:
     start = parsed.start
+    # with --shop, lines are checked for reaching one SKU twice, which needs each row's line
     may_be_uniform = (
-        start.kind == "stock" and start.format == "tempostar" and start.mode != "per-row"
+        start.kind == "stock"
+        and start.format == "tempostar"
+        and start.mode != "per-row"
+        and not start.shop
     )
     batch: list[ParsedRow] = []
     for row in rows:

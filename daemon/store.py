@@ -635,10 +635,14 @@ class Store:
             if existing[0]:
                 raise DomainError("conflict", f"{command.parent} is already a set", "parent")
             level = self.stock_level(command.parent)
-            if level.registered or level.expected or level.actual or level.reserve:
+            (history,) = self.db.execute(
+                "SELECT journal_head IS NOT NULL FROM stock WHERE sku = ?", (command.parent,)
+            ).fetchone() or (False,)
+            # its stock row goes, and with it the head of its journal chain
+            if level.registered or level.expected or level.actual or level.reserve or history:
                 raise DomainError(
                     "refused",
-                    f"{command.parent} has stock of its own; a set parent has none",
+                    f"{command.parent} has stock of its own or a stock journal; a set parent has none",
                     "parent",
                 )
         for child in command.children:
@@ -1080,6 +1084,8 @@ class Store:
         )
 
     def _create_job(self, command: CreateJob) -> control.Job:
+        if command.shop:
+            self.shop(command.shop)  # an unknown shop is refused before any upload
         cursor = self.db.execute(
             "INSERT INTO jobs(kind, shop, state, started_at, detail) VALUES (?, ?, 'running', ?, ?)",
             (command.kind, command.shop, self.now(), command.detail),

@@ -330,3 +330,28 @@ async def test_an_import_that_fails_while_applying_applies_nothing(
         db.commit()
         job = await import_file(client, path)  # the same file, once the database takes it
         assert (job.result, job.success) == ("ok", 3)
+
+
+async def test_an_upload_the_daemon_cannot_store_fails_its_job(
+    config: Config, tmp_path: Path
+) -> None:
+    """The spool cannot be written (here its folder is gone, as with a full disk): a one-line
+    error, the job fails, the upload slot is free again, and the next import works."""
+    async with running_daemon(config), connect(config) as client:
+        await register_catalog(client, tmp_path)
+        uploads = config.state_dir / "uploads"
+        uploads.rmdir()
+        uploads.write_text("not a folder")
+        path = write(tmp_path, "s.csv", HEADER + "000123,5,,,\r\n")
+        for _ in range(5):  # more than the 4 upload slots
+            with pytest.raises(RequestFailed, match="cannot store the upload"):
+                await import_file(client, path)
+        jobs = (await client.request(control.JobsList(id=0))).jobs
+        assert {job.result for job in jobs if job.kind == "import"} == {"failed"}
+        uploads.unlink()
+        uploads.mkdir()
+        job = await import_file(client, path)
+        assert (job.result, job.success) == ("ok", 1)
+        with pytest.raises(RequestFailed, match="unknown shop"):
+            await import_file(client, path, shop="nosuch")
+        assert list(uploads.iterdir()) == []

@@ -174,3 +174,34 @@ def test_a_database_failure_mid_file_stops_the_parser_and_applies_nothing(
     assert isinstance(refused, control.Error) and "disk says no" in refused.message
     assert threading.active_count() == threads
     assert levels(store) == [0] * 8
+
+
+def test_a_tempostar_file_with_a_shop_imports(store: Store, tmp_path: Path) -> None:
+    """--shop on a tempostar file: rows keep their line numbers for the duplicate check."""
+    (shops,), _ = store.apply_batch(
+        [(control.ShopsApply(id=0, shops=(control.ShopSettings(id="r1", mall="rakuten"),)), "t")]
+    )
+    assert not isinstance(shops, control.Error), shops
+    job = apply(store, tmp_path, HEADER + "S0,5,,,\r\nS1,6,,,\r\nS2,7,,,\r\nS3,8,,,\r\n", shop="r1")
+    assert (job.result, job.success, job.failure) == ("ok", 4, 0)
+    assert levels(store)[:4] == [5, 6, 7, 8]
+    assert store.stock_invariant_violations() == []
+
+
+def test_an_import_for_an_unknown_shop_is_refused_before_the_upload(store: Store) -> None:
+    (refused,), _ = store.apply_batch([(CreateJob(kind="import", shop="nosuch"), "test")])
+    assert isinstance(refused, control.Error) and refused.code == "not_found"
+
+
+def test_a_sku_with_a_stock_journal_does_not_become_a_set(store: Store) -> None:
+    """Its stock row, the head of its journal chain, would go: ``sku show`` would lose it."""
+    for delta in (1, -1):
+        (moved,), _ = store.apply_batch(
+            [(control.StockAdd(id=0, code="S0", field="actual", delta=delta), "t")]
+        )
+        assert not isinstance(moved, control.Error), moved
+    (refused,), _ = store.apply_batch(
+        [(control.SetAdd(id=0, parent="S0", children=(control.SetChild(code="S1", qty=1),)), "t")]
+    )
+    assert isinstance(refused, control.Error) and "stock journal" in refused.message
+    assert len(store.sku_detail("S0", 5).journal) == 2

@@ -8,6 +8,7 @@ forwarder of ledger events. Frames above the size limit are refused by the webso
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import sqlite3
@@ -215,7 +216,7 @@ class Jobs:
                 case control.ImportStart():
                     return await self.start_import(request, actor)
                 case control.UploadChunk():
-                    return await self.receive_chunk(request)
+                    return await self.receive_chunk(request, actor)
                 case control.ImportFinish():
                     return await self.finish_import(request, actor)
                 case control.ExportStart():
@@ -251,14 +252,37 @@ class Jobs:
                 self.upload_slots.release_on_behalf_of(slot)
                 return msgspec.structs.replace(job, id=start.id)
             spool = self.workspace.uploads / f"job-{job.id}.upload"
-            file = await trio.to_thread.run_sync(spool.open, "wb")
+            try:
+                file = await trio.to_thread.run_sync(spool.open, "wb")
+            except OSError as exc:
+                self.upload_slots.release_on_behalf_of(slot)
+                return await self._refuse_upload(start.id, job.id, spool, exc, actor)
         except BaseException:
             self.upload_slots.release_on_behalf_of(slot)
             raise
         self.uploads[job.id] = Upload(job.id, start, spool, file, slot)
         return control.JobReply(id=start.id, job=job)
 
-    async def receive_chunk(self, chunk: control.UploadChunk) -> control.ServerMessage:
+    async def _refuse_upload(
+        self, request_id: int, job: int, spool: Path, exc: OSError, actor: str
+    ) -> control.ServerMessage:
+        """The spool file cannot be written (disk full, say): the job fails, nothing applied."""
+        message = f"the daemon cannot store the upload: {exc.strerror or exc}; nothing was applied"
+        log.error("import job %d: %s", job, message)
+        with contextlib.suppress(OSError):
+            await trio.Path(spool).unlink(missing_ok=True)
+        await call(self.ledger, FinishJob(job=job, result="failed", messages=(message,)), actor)
+        return control.Error(id=request_id, code="unavailable", message=message, field="job")
+
+    async def _drop_upload(self, upload: Upload) -> None:
+        """Close and remove an upload's spool file and free its slot, whatever fails."""
+        try:
+            with contextlib.suppress(OSError):
+                await trio.to_thread.run_sync(upload.file.close)
+        finally:
+            self.upload_slots.release_on_behalf_of(upload.slot)
+
+    async def receive_chunk(self, chunk: control.UploadChunk, actor: str) -> control.ServerMessage:
         upload = self.uploads.get(chunk.job)
         if upload is None:
             return control.Error(
@@ -275,7 +299,12 @@ class Jobs:
                 field="seq",
             )
         if chunk.seq == upload.next_seq:
-            await trio.to_thread.run_sync(upload.file.write, chunk.data)
+            try:
+                await trio.to_thread.run_sync(upload.file.write, chunk.data)
+            except OSError as exc:
+                del self.uploads[chunk.job]
+                await self._drop_upload(upload)
+                return await self._refuse_upload(chunk.id, upload.job, upload.spool, exc, actor)
             upload.next_seq += 1
             upload.received += len(chunk.data)
         # an earlier seq is a re-sent chunk: acknowledged again, not appended again
@@ -296,6 +325,8 @@ class Jobs:
             )
         try:
             await trio.to_thread.run_sync(upload.file.close)
+        except OSError as exc:
+            return await self._refuse_upload(finish.id, upload.job, upload.spool, exc, actor)
         finally:
             self.upload_slots.release_on_behalf_of(upload.slot)
         uploaded_at = trio.current_time()
@@ -311,8 +342,13 @@ class Jobs:
             result = await call(
                 self.ledger, ApplyImport(job=upload.job, start=upload.start, source=source), actor
             )
+        except LedgerUnavailable:
+            await trio.Path(upload.spool).unlink(missing_ok=True)
+            raise
         finally:
             sd_status("ready")
+        # the ledger removes the spool once it read it; it may have refused it unread
+        await trio.Path(upload.spool).unlink(missing_ok=True)
         if isinstance(result, control.Error):
             result = await call(
                 self.ledger,
@@ -332,11 +368,9 @@ class Jobs:
 
     async def abandon_uploads(self, actor: str) -> None:
         for upload in self.uploads.values():
-            try:
-                await trio.to_thread.run_sync(upload.file.close)
+            await self._drop_upload(upload)
+            with contextlib.suppress(OSError):
                 await trio.Path(upload.spool).unlink(missing_ok=True)
-            finally:
-                self.upload_slots.release_on_behalf_of(upload.slot)
             try:
                 await call(
                     self.ledger,
