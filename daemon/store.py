@@ -44,6 +44,7 @@ SKU_MAX = 64
 GUARD_LIST_MAX = 20
 MAX_JOB_MESSAGES = 10_000
 MAX_DRY_RUN_ROWS = 100_000
+MIN_SQLITE = (3, 38)
 INTERRUPTED = "interrupted: the daemon stopped before this job finished; nothing of it was applied"
 
 MIGRATIONS: tuple[str, ...] = (
@@ -266,6 +267,12 @@ class Store:
     """One sqlite3 connection and the operations on it. Not thread-safe: one caller at a time."""
 
     def __init__(self, path: Path, now: Callable[[], str]) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            # imports read their batches with json_each and ->> (SQLite 3.38)
+            raise RuntimeError(
+                f"SQLite {sqlite3.sqlite_version} is too old: zaiko needs "
+                f"{'.'.join(map(str, MIN_SQLITE))} or newer"
+            )
         self.path = path
         self.now = now
         # check_same_thread=False: trio's worker threads differ between batches, but the
