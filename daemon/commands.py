@@ -74,7 +74,7 @@ class ImportBatch(msgspec.Struct, frozen=True):
     """
 
     rows: str
-    rows_in: int
+    row_count: int
     uniform: bool = False
     first_line: int = 0
 

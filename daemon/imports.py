@@ -95,7 +95,7 @@ class ParsedFile:
             while (batch := self._batches.get()) is not None:
                 yield batch
                 # asked for the next batch: this one is applied (not yet committed)
-                rows += batch.rows_in
+                rows += batch.row_count
                 self.applied(rows)
         finally:
             self._stopping.set()
@@ -248,11 +248,11 @@ def _batch(rows: list[ParsedRow], may_be_uniform: bool) -> ImportBatch:
             values = {row.code: row.value for row in stock_rows}
             return ImportBatch(
                 rows=_json.encode(values).decode(),
-                rows_in=len(rows),
+                row_count=len(rows),
                 uniform=True,
                 first_line=first,
             )
-    return ImportBatch(rows=_json.encode(rows).decode(), rows_in=len(rows))
+    return ImportBatch(rows=_json.encode(rows).decode(), row_count=len(rows))
 
 
 def write_download(database: Path, path: Path, target: control.ExportTarget, encoding: str) -> int:

@@ -1134,8 +1134,6 @@ class Store:
         """Apply a stock or catalog file in one transaction, batch by batch as it is parsed;
         either all valid rows or, when refused, none."""
         start = command.start
-        if start.shop:
-            self.shop(start.shop)
         if start.kind == "stock":
             success, failed, notes = self._apply_stock(command, actor)
         else:
@@ -1275,10 +1273,10 @@ class Store:
                     bad.add(pos)
             unregistered: list[tuple[str]] = []
             for pos, line, code, value, current, new in db.execute(
-                "SELECT pos, line, code, value, current, new FROM temp.import_batch "
-                "WHERE current IS NULL OR new < 0 OR new > ? "
+                "SELECT pos, coalesce(line, ? + pos), code, value, current, new "
+                "FROM temp.import_batch WHERE current IS NULL OR new < 0 OR new > ? "
                 "OR (registered = 0 AND is_actual = 0 AND new = current) ORDER BY pos",
-                (tempostar.MAX_QUANTITY,),
+                (first, tempostar.MAX_QUANTITY),
             ).fetchall():
                 if pos in bad:
                     continue
@@ -1286,7 +1284,6 @@ class Store:
                     # valid but unchanged, so not journaled: its stock still becomes registered
                     unregistered.append((code,))
                     continue
-                line = first + pos if line is None else line
                 if current is None:
                     is_set = db.execute(
                         "SELECT is_set FROM skus WHERE code = ?", (code,)
@@ -1313,7 +1310,7 @@ class Store:
                 db.executemany(
                     "DELETE FROM temp.import_batch WHERE pos = ?", [(pos,) for pos in bad]
                 )
-            if command.start.dry_run:
+            if start.dry_run:
                 if len(notes) < MAX_DRY_RUN_ROWS:
                     notes.extend(self._dry_run_notes(first, MAX_DRY_RUN_ROWS - len(notes)))
             elif batch.uniform:
@@ -1323,7 +1320,7 @@ class Store:
                 self._write_import_batch(context)
             success += staged - len(bad)
             db.execute("DELETE FROM temp.import_batch")
-        if success > MAX_DRY_RUN_ROWS and command.start.dry_run:
+        if success > MAX_DRY_RUN_ROWS and start.dry_run:
             notes.append(f"… and {success - MAX_DRY_RUN_ROWS} more rows")
         (journal_to,) = db.execute("SELECT coalesce(max(id), 0) FROM journal_entries").fetchone()
         if journal_to >= journal_from:
@@ -1341,15 +1338,13 @@ class Store:
 
     def _dry_run_notes(self, first: int, limit: int) -> list[str]:
         notes = []
-        for pos, line, code, is_actual, current, new, current_reserve, reserve in self.db.execute(
-            "SELECT pos, line, code, is_actual, current, new, current_reserve, reserve "
-            "FROM temp.import_batch ORDER BY pos LIMIT ?",
-            (limit,),
+        for line, code, is_actual, current, new, current_reserve, reserve in self.db.execute(
+            "SELECT coalesce(line, ? + pos), code, is_actual, current, new, current_reserve, "
+            "reserve FROM temp.import_batch ORDER BY pos LIMIT ?",
+            (first, limit),
         ):
             field = "actual" if is_actual else "expected"
-            change = (
-                f"line {first + pos if line is None else line} [{code}] {field} {current} → {new}"
-            )
+            change = f"line {line} [{code}] {field} {current} → {new}"
             if reserve is not None and reserve != current_reserve:
                 change += f", reserve {current_reserve} → {reserve}"
             notes.append(change)

@@ -187,6 +187,7 @@ async def test_resent_chunk_is_not_appended_and_abandoned_upload_fails(
                         job = (await client.request(control.JobShow(id=0, job=abandoned))).job
             assert job.result == "failed" and "abandoned" in job.messages[0]
             assert (await stock(client, "000123")).expected == 4
+            assert list((config.state_dir / "uploads").iterdir()) == []  # spool removed
 
 
 async def test_export_then_reimport_changes_nothing(config: Config, tmp_path: Path) -> None:

@@ -279,6 +279,8 @@ class Jobs:
         try:
             with contextlib.suppress(OSError):
                 await trio.to_thread.run_sync(upload.file.close)
+            with contextlib.suppress(OSError):
+                await trio.Path(upload.spool).unlink(missing_ok=True)
         finally:
             self.upload_slots.release_on_behalf_of(upload.slot)
 
@@ -369,8 +371,6 @@ class Jobs:
     async def abandon_uploads(self, actor: str) -> None:
         for upload in self.uploads.values():
             await self._drop_upload(upload)
-            with contextlib.suppress(OSError):
-                await trio.Path(upload.spool).unlink(missing_ok=True)
             try:
                 await call(
                     self.ledger,
