@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.actors.ledger import ledger
 from daemon.clock import utc_now
-from daemon.commands import LedgerRequest, OrderLineIn, RecordOrder, call
+from daemon.commands import LedgerRequest, OrderLineIn, RecordOrder, submit
 from daemon.events import EventBus
 from protocols import control
 from protocols.settings import ShopSettings
@@ -41,10 +41,10 @@ async def through_ledger(database: Path, lines: int, producers: int, per_order: 
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger, database, receive, bus, utc_now)
         shop = msgspec.convert({"id": "bench", "mall": "rakuten"}, ShopSettings)
-        await call(send, control.ShopsApply(id=1, shops=(shop,)), "bench")
+        await submit(send, control.ShopsApply(id=1, shops=(shop,)), "bench")
         for n in range(SKUS):
-            await call(send, control.SkuAdd(id=1, code=f"{n:06d}"), "bench")
-            await call(
+            await submit(send, control.SkuAdd(id=1, code=f"{n:06d}"), "bench")
+            await submit(
                 send,
                 control.StockSet(id=1, code=f"{n:06d}", field="expected", value=10**9),
                 "bench",
@@ -70,7 +70,7 @@ async def through_ledger(database: Path, lines: int, producers: int, per_order: 
                             for line in range(1, per_order + 1)
                         ),
                     )
-                    result = await call(sender, command, "shop:bench")
+                    result = await submit(sender, command, "shop:bench")
                     assert not isinstance(result, control.Error), result
 
         async with trio.open_nursery() as load:

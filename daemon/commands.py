@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import msgspec
 import trio
 
 from protocols import control
 from protocols.settings import ShopSettings
-
-OrderStatus = Literal["allocated", "warning", "pending"]
 
 
 class OrderLineIn(msgspec.Struct, frozen=True):
@@ -27,7 +25,7 @@ class RecordOrder(msgspec.Struct, frozen=True):
     shop: str
     order_no: str
     ordered_at: str
-    status: OrderStatus
+    status: control.OrderStatus
     lines: tuple[OrderLineIn, ...]
 
 
@@ -120,8 +118,13 @@ class LedgerUnavailable(Exception):
     """The ledger is gone (shutting down or failed)."""
 
 
-async def call(ledger: trio.MemorySendChannel[LedgerRequest], command: Command, actor: str) -> Any:
-    """Send one command to the ledger and wait for its result."""
+ResultT = TypeVar("ResultT")
+
+
+async def submit(
+    ledger: trio.MemorySendChannel[LedgerRequest], command: Command, actor: str
+) -> Result:
+    """Send one command to the ledger and wait for its result, whatever it is."""
     reply_send, reply_receive = trio.open_memory_channel[Result](1)
     try:
         await ledger.send(LedgerRequest(command, actor, reply_send))
@@ -131,3 +134,21 @@ async def call(ledger: trio.MemorySendChannel[LedgerRequest], command: Command, 
         return await reply_receive.receive()
     except trio.EndOfChannel as exc:
         raise LedgerUnavailable("the ledger stopped before answering") from exc
+
+
+async def call(
+    ledger: trio.MemorySendChannel[LedgerRequest],
+    command: Command,
+    actor: str,
+    expect: type[ResultT],
+) -> ResultT | control.Error:
+    """Send one command and wait for its result: the ``expect`` type, or the refusal
+    (``control.Error``, an internal error included) for the caller to handle where it
+    receives it. The ledger being gone raises LedgerUnavailable."""
+    result = await submit(ledger, command, actor)
+    if isinstance(result, (expect, control.Error)):
+        return result
+    raise TypeError(
+        f"the ledger answered {type(result).__name__} to {type(command).__name__}, "
+        f"not {expect.__name__}"
+    )

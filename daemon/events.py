@@ -1,8 +1,9 @@
-"""Fan-out of committed changes to subscribers, never blocking on a slow one."""
+"""Fan-out of committed changes to subscribers, never blocking on a slow one, and the board
+of what each shop's actors are doing, whose changes go out the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -68,3 +69,27 @@ class EventBus:
         for send in self._subscribers:
             send.close()
         self._subscribers.clear()
+
+
+class StatusBoard:
+    """What each shop's actors are doing, for ``zaiko status``; changes go out as events."""
+
+    def __init__(self, bus: EventBus, now: Callable[[], str]) -> None:
+        self._bus = bus
+        self._now = now
+        self._actors: dict[str, dict[str, control.ActorStatus]] = {}
+
+    def update(
+        self, shop: str, name: str, state: control.ActorState, *, error: str = "", restarts: int = 0
+    ) -> None:
+        status = control.ActorStatus(
+            name=name, state=state, restarts=restarts, last_error=error, since=self._now()
+        )
+        self._actors.setdefault(shop, {})[name] = status
+        self._bus.publish([control.ActorChanged(shop=shop, actor=status)])
+
+    def actors(self, shop: str) -> tuple[control.ActorStatus, ...]:
+        return tuple(self._actors.get(shop, {}).values())
+
+    def forget(self, shop: str) -> None:
+        self._actors.pop(shop, None)

@@ -5,22 +5,21 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import trio
 
-from daemon.actors.control import ControlSettings, ServerInfo, Workspace, control_server
+from daemon.actors.control import ControlSettings, ServerInfo, control_server
 from daemon.actors.ledger import ledger
-from daemon.actors.supervisor import ActorSpec, Backoff, StatusBoard, supervise_shops
-from daemon.clock import utc_now
+from daemon.actors.supervisor import ActorsFor, Backoff, supervise_shops
+from daemon.clock import WallClock, stamps, utc_wall_clock
 from daemon.commands import LedgerRequest
 from daemon.config import Config, prepare_state
-from daemon.events import EventBus
-from daemon.imports import clear_leftovers
+from daemon.events import EventBus, StatusBoard
 from daemon.notify import sd_notify
 from daemon.shop_actors import actors_for as default_actors_for
-from protocols.settings import ShopSettings
+from daemon.stockfiles import clear_leftovers
+from daemon.wiring import ShopWiring, StatePaths
 
 log = logging.getLogger("zaiko")
 
@@ -35,11 +34,22 @@ def zaiko_version() -> str:
         return "0+unknown"
 
 
+def state_paths(config: Config) -> StatePaths:
+    return StatePaths(
+        state_dir=config.state_dir,
+        database=config.database,
+        downloads=config.state_dir / "downloads",
+        uploads=config.state_dir / "uploads",
+        maildir_root=config.maildir_root,
+        credentials_dir=config.credentials_dir,
+    )
+
+
 async def run_daemon(
     config: Config,
     *,
-    now: Callable[[], str] = utc_now,
-    actors_for: Callable[[ShopSettings], Sequence[ActorSpec]] = default_actors_for,
+    wall_clock: WallClock = utc_wall_clock,
+    actors_for: ActorsFor = default_actors_for,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until SIGTERM/SIGINT or cancellation, then drain the ledger and return."""
@@ -48,6 +58,23 @@ async def run_daemon(
     # 1,000,000-row import (bench/import.py: 2.26 s → 1.83 s for parse and apply).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     token = prepare_state(config)
+    paths = state_paths(config)
+    try:
+        await _serve(config, token, paths, wall_clock, actors_for, task_status)
+    finally:
+        config.address_file.unlink(missing_ok=True)
+    log.info("stopped; database closed")
+
+
+async def _serve(
+    config: Config,
+    token: str,
+    paths: StatePaths,
+    wall_clock: WallClock,
+    actors_for: ActorsFor,
+    task_status: trio.TaskStatus[tuple[str, int]],
+) -> None:
+    now = stamps(wall_clock)
     bus = EventBus()
     board = StatusBoard(bus, now)
     host, port = config.listen
@@ -57,45 +84,25 @@ async def run_daemon(
         max_frame_bytes=config.control.max_frame_bytes,
         hello_timeout_s=config.control.hello_timeout_s,
     )
-    info = ServerInfo(version=zaiko_version(), started_at=now())
+    info = ServerInfo(version=zaiko_version(), started_at=now(), database=str(paths.database))
     backoff = Backoff(config.supervisor.backoff_initial_s, config.supervisor.backoff_max_s)
-    try:
-        await _serve(
-            config, token, bus, board, settings, info, backoff, now, actors_for, task_status
-        )
-    finally:
-        config.address_file.unlink(missing_ok=True)
-    log.info("stopped; database closed")
-
-
-async def _serve(
-    config: Config,
-    token: str,
-    bus: EventBus,
-    board: StatusBoard,
-    settings: ControlSettings,
-    info: ServerInfo,
-    backoff: Backoff,
-    now: Callable[[], str],
-    actors_for: Callable[[ShopSettings], Sequence[ActorSpec]],
-    task_status: trio.TaskStatus[tuple[str, int]],
-) -> None:
     ledger_send, ledger_receive = trio.open_memory_channel[LedgerRequest](LEDGER_QUEUE)
-    workspace = Workspace(
-        database=config.database,
-        downloads=config.state_dir / "downloads",
-        uploads=config.state_dir / "uploads",
-    )
-    workspace.downloads.mkdir(exist_ok=True, mode=0o700)
-    workspace.uploads.mkdir(exist_ok=True, mode=0o700)
-    clear_leftovers(workspace.downloads, workspace.uploads)
+    paths.downloads.mkdir(exist_ok=True, mode=0o700)
+    paths.uploads.mkdir(exist_ok=True, mode=0o700)
+    clear_leftovers(paths.downloads, paths.uploads)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as core:
-            await core.start(ledger, config.database, ledger_receive, bus, now)
+            await core.start(ledger, paths.database, ledger_receive, bus, now)
             async with ledger_send, trio.open_nursery() as services:
-                await services.start(
-                    supervise_shops, ledger_send.clone(), bus, actors_for, board, backoff
+                wiring = ShopWiring(
+                    ledger=ledger_send.clone(),
+                    bus=bus,
+                    board=board,
+                    clock=trio.current_time,
+                    wall_clock=wall_clock,
+                    paths=paths,
                 )
+                await services.start(supervise_shops, wiring, actors_for, backoff)
                 address = await services.start(
                     control_server,
                     settings,
@@ -104,7 +111,7 @@ async def _serve(
                     bus,
                     board,
                     info,
-                    workspace,
+                    paths,
                 )
                 config.address_file.write_text(f"{address[0]}:{address[1]}\n")
                 await sd_notify("READY=1\nSTATUS=ready")

@@ -7,7 +7,7 @@ defaults so that older clients keep working.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -34,6 +34,11 @@ ImportKind = Literal["stock", "catalog"]
 ImportTarget = Literal["expected", "actual"]
 ImportMode = Literal["overwrite", "add", "per-row"]
 ExportTarget = Literal["expected", "both"]
+# An order line's state in the ledger (SPEC §2): ``allocated`` moved stock; ``warning`` was
+# taken while intake was 連動停止 (listed, stock not moved); ``pending`` is an Amazon pending
+# or Qoo10 unpaid order the shop allocates; ``unmatched`` maps to no SKU yet. (What a mall
+# says of its own order is ``protocols.malls.base.MallOrderState``.)
+OrderStatus = Literal["allocated", "warning", "pending", "cancelled", "unmatched"]
 UPLOAD_CHUNK_BYTES = 256 * 1024
 
 
@@ -107,9 +112,12 @@ class SkuSummary(msgspec.Struct, frozen=True):
     is_set: bool
 
 
+ActorState = Literal["starting", "running", "restarting", "stopped"]
+
+
 class ActorStatus(msgspec.Struct, frozen=True):
     name: str
-    state: Literal["starting", "running", "restarting", "stopped"]
+    state: ActorState
     restarts: int = 0
     last_error: str = ""
     since: str = ""
@@ -316,6 +324,12 @@ Request = (
     | Download
 )
 ClientMessage = Hello | Request
+# Requests a control session answers itself, never the ledger: a subscription, and the
+# transfers (an upload's chunks, a download's) that belong to the connection that opened them.
+TransferRequest = ImportStart | UploadChunk | ImportFinish | ExportStart | Download
+SessionRequest = Subscribe | TransferRequest
+TRANSFER_REQUESTS: tuple[type[Base], ...] = get_args(TransferRequest)
+SESSION_REQUESTS: tuple[type[Base], ...] = get_args(SessionRequest)
 
 
 # --- server → client ----------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import unicodedata
 from collections.abc import Callable, Container, Generator, Iterable, Iterator
 from itertools import islice
@@ -29,6 +28,13 @@ from typing import Final, Literal, Protocol, TypeVar, get_args
 import msgspec
 
 from protocols.malls.base import CP932_ALIASES, CP932_LAX_CHARACTERS, RowError, decode_strict
+from protocols.sku import (
+    INVISIBLE_CATEGORIES,
+    MAX_CODE_LENGTH,
+    MAX_QUANTITY,
+    code_problem,
+    name_problem,
+)
 
 ImportTarget = Literal["expected", "actual"]
 UpdateMode = Literal["overwrite", "add"]
@@ -48,9 +54,6 @@ NAME: Final = "商品名"
 STOCK_HEADER: Final = (CODE, EXPECTED, RESERVE, UPDATE_MODE, UPDATE_TARGET)
 CATALOG_HEADER: Final = (CODE, NAME)
 
-MAX_CODE_LENGTH: Final = 64
-# Nine digits: far above any real stock, and a sum of two stays well inside SQLite's int64.
-MAX_QUANTITY: Final = 999_999_999
 _QUANTITY_DIGITS: Final = len(str(MAX_QUANTITY))
 # The text of every usual count, so that the hot loop turns it into an int with one dict
 # lookup instead of a check and a conversion (measured: the largest per-field cost).
@@ -78,11 +81,9 @@ _TARGET_CODES: Final[dict[ImportTarget, str]] = {"expected": "1", "actual": "2"}
 
 _BOM: Final = b"\xef\xbb\xbf"
 _BLOCK_LINES: Final = 2048
-_EXPONENT_FORM: Final = re.compile(r"[0-9](?:\.[0-9]+)?E\+[0-9]+")
 _UNCLOSED_QUOTE: Final = (
     "a quoted field is not closed on this line (line breaks inside fields are not supported)"
 )
-_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class StockImportRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -328,7 +329,10 @@ class _StockLines:
                         yield _short_row(offset + number, fields, columns)
                     continue
                 if not (
-                    0 < len(code) <= MAX_CODE_LENGTH and code.isprintable() and "E+" not in code
+                    0 < len(code) <= MAX_CODE_LENGTH
+                    and code.isprintable()
+                    and "E+" not in code
+                    and code[0] != " " != code[-1]
                 ):
                     if not any(fields):
                         continue  # an all-empty row, as Excel leaves below the data
@@ -409,7 +413,7 @@ class _CatalogLines:
                 problem = code_problem(code)
                 if problem is not None:
                     yield RowError(line=line, code=_shown(code), field=CODE, reason=problem)
-                elif (invisible := _first_invisible(name)) is not None:
+                elif (invisible := name_problem(name)) is not None:
                     yield RowError(line=line, code=code, field=NAME, reason=invisible)
                 elif code in self.seen:
                     yield RowError(line=line, code=code, field=CODE, reason=_duplicate_reason(None))
@@ -703,32 +707,11 @@ def _parse_quantity(text: str, *, allow_negative: bool) -> int | str:
     return value
 
 
-def code_problem(code: str) -> str | None:
-    """Why ``code`` cannot be a SKU code (SPEC §2), or None when it can."""
-    if not code:
-        return "empty"
-    if len(code) > MAX_CODE_LENGTH:
-        return f"longer than {MAX_CODE_LENGTH} characters ({len(code)})"
-    invisible = _first_invisible(code)
-    if invisible is not None:
-        return invisible
-    if _EXPONENT_FORM.fullmatch(code):
-        return "looks like Excel turned the code into exponent form"
-    return None
-
-
-def _first_invisible(text: str) -> str | None:
-    for char in text:
-        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
-            return f"contains the control character U+{ord(char):04X}"
-    return None
-
-
 def _shown(text: str, limit: int = MAX_CODE_LENGTH) -> str:
     """``text`` fit for a one-line message: invisible characters spelled out, long text cut."""
     if not text.isprintable():
         text = "".join(
-            f"<U+{ord(char):04X}>" if unicodedata.category(char) in _INVISIBLE_CATEGORIES else char
+            f"<U+{ord(char):04X}>" if unicodedata.category(char) in INVISIBLE_CATEGORIES else char
             for char in text
         )
     return text if len(text) <= limit else text[:limit] + "…"

@@ -17,7 +17,7 @@ import trio
 
 from daemon.commands import LedgerRequest
 from daemon.events import EventBus
-from daemon.store import Store
+from daemon.ledger.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def ledger(
 ) -> None:
     # a limiter of its own: however many threads others hold, the ledger always gets one
     own_thread = trio.CapacityLimiter(1)
-    store = await trio.to_thread.run_sync(Store, database, now, limiter=own_thread)
+    engine = await trio.to_thread.run_sync(Engine, database, now, limiter=own_thread)
     try:
         task_status.started()
         async with requests:
@@ -49,7 +49,7 @@ async def ledger(
                 try:
                     # not abandoned on cancel: a batch that started finishes or rolls back
                     results, events = await trio.to_thread.run_sync(
-                        store.apply_batch, commands, limiter=own_thread
+                        engine.apply_batch, commands, limiter=own_thread
                     )
                 except BaseException:
                     # the ledger fails: its callers learn it at once instead of waiting
@@ -68,4 +68,4 @@ async def ledger(
     finally:
         bus.close()
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(store.close, limiter=own_thread)
+            await trio.to_thread.run_sync(engine.close, limiter=own_thread)

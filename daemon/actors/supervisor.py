@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import trio
 
-from daemon.commands import LedgerRequest, ListShops, ShopsList, call
-from daemon.events import EventBus
+from daemon.commands import LedgerRequest, LedgerUnavailable, ListShops, ShopsList, call
+from daemon.wiring import ShopWiring
 from protocols import control
 from protocols.settings import ShopSettings
 
@@ -20,11 +20,16 @@ log = logging.getLogger(__name__)
 
 
 class ActorSpec(NamedTuple):
-    """An actor of a shop: ``run(shop, task_status=...)`` calls ``task_status.started()``
-    once ready and runs until cancelled; raising means it failed and will be restarted."""
+    """An actor of a shop: ``run(ledger, task_status=...)`` gets a ledger send end of its
+    own for this attempt, calls ``task_status.started()`` once ready and runs until
+    cancelled; raising means it failed and will be restarted. Everything else it needs (the
+    shop's settings, clocks, paths) is bound by ``actors_for``."""
 
     name: str
     run: Callable[..., Awaitable[None]]
+
+
+ActorsFor = Callable[[ShopSettings, ShopWiring], Sequence[ActorSpec]]
 
 
 class Backoff(NamedTuple):
@@ -33,30 +38,6 @@ class Backoff(NamedTuple):
 
     def delay(self, attempt: int) -> float:
         return float(min(self.max_s, self.initial_s * 2 ** min(attempt, 32)))
-
-
-class StatusBoard:
-    """What each shop's actors are doing, for ``zaiko status``; changes go out as events."""
-
-    def __init__(self, bus: EventBus, now: Callable[[], str]) -> None:
-        self._bus = bus
-        self._now = now
-        self._actors: dict[str, dict[str, control.ActorStatus]] = {}
-
-    def update(
-        self, shop: str, name: str, state: Any, *, error: str = "", restarts: int = 0
-    ) -> None:
-        status = control.ActorStatus(
-            name=name, state=state, restarts=restarts, last_error=error, since=self._now()
-        )
-        self._actors.setdefault(shop, {})[name] = status
-        self._bus.publish([control.ActorChanged(shop=shop, actor=status)])
-
-    def actors(self, shop: str) -> tuple[control.ActorStatus, ...]:
-        return tuple(self._actors.get(shop, {}).values())
-
-    def forget(self, shop: str) -> None:
-        self._actors.pop(shop, None)
 
 
 def describe(exc: BaseException) -> str:
@@ -68,28 +49,30 @@ def describe(exc: BaseException) -> str:
 
 
 async def keep_running(
-    shop: ShopSettings,
+    shop_id: str,
     spec: ActorSpec,
-    board: StatusBoard,
+    wiring: ShopWiring,
     backoff: Backoff,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one actor, restarting it after failures; ready once its first start settled."""
+    board = wiring.board
     restarts = 0
     attempt = 0
     ready_told = False
     last_error = ""
     while True:
-        board.update(shop.id, spec.name, "starting", restarts=restarts, error=last_error)
+        board.update(shop_id, spec.name, "starting", restarts=restarts, error=last_error)
         started_at = trio.current_time()
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(spec.run, shop)
-                board.update(shop.id, spec.name, "running", restarts=restarts, error=last_error)
-                if not ready_told:
-                    ready_told = True
-                    task_status.started()
+            with wiring.ledger.clone() as ledger:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(spec.run, ledger)
+                    board.update(shop_id, spec.name, "running", restarts=restarts, error=last_error)
+                    if not ready_told:
+                        ready_told = True
+                        task_status.started()
         except Exception as exc:
             last_error = describe(exc)
             restarts += 1
@@ -100,19 +83,19 @@ async def keep_running(
             attempt += 1
             log.warning(
                 "shop %s actor %s failed (%s); restart %d in %.1fs",
-                shop.id,
+                shop_id,
                 spec.name,
                 last_error,
                 restarts,
                 delay,
             )
-            board.update(shop.id, spec.name, "restarting", restarts=restarts, error=last_error)
+            board.update(shop_id, spec.name, "restarting", restarts=restarts, error=last_error)
             if not ready_told:
                 ready_told = True
                 task_status.started()
             await trio.sleep(delay)
         else:
-            board.update(shop.id, spec.name, "stopped", restarts=restarts, error=last_error)
+            board.update(shop_id, spec.name, "stopped", restarts=restarts, error=last_error)
             if not ready_told:
                 task_status.started()
             return
@@ -121,8 +104,8 @@ async def keep_running(
 async def run_shop(
     shop: ShopSettings,
     updates: trio.MemoryReceiveChannel[ShopSettings],
-    actors_for: Callable[[ShopSettings], Sequence[ActorSpec]],
-    board: StatusBoard,
+    actors_for: ActorsFor,
+    wiring: ShopWiring,
     backoff: Backoff,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -131,8 +114,8 @@ async def run_shop(
     async with updates:
         while True:
             async with trio.open_nursery() as nursery:
-                for spec in actors_for(shop):
-                    await nursery.start(keep_running, shop, spec, board, backoff)
+                for spec in actors_for(shop, wiring):
+                    await nursery.start(keep_running, shop.id, spec, wiring, backoff)
                 task_status.started()
                 task_status = trio.TASK_STATUS_IGNORED
                 try:
@@ -145,15 +128,17 @@ async def run_shop(
 
 
 async def supervise_shops(
-    ledger: trio.MemorySendChannel[LedgerRequest],
-    bus: EventBus,
-    actors_for: Callable[[ShopSettings], Sequence[ActorSpec]],
-    board: StatusBoard,
+    wiring: ShopWiring,
+    actors_for: ActorsFor,
     backoff: Backoff,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Start every shop's actors, then follow shop changes published by the ledger."""
+    """Start every shop's actors, then follow shop changes published by the ledger.
+
+    ``wiring.ledger`` is this task's own send end, closed when it returns. A shop listing the
+    ledger refuses (an internal error) is retried with backoff; it never stops the daemon.
+    """
     channels: dict[str, trio.MemorySendChannel[ShopSettings]] = {}
     current: dict[str, ShopSettings] = {}
 
@@ -163,16 +148,30 @@ async def supervise_shops(
                 send, receive = trio.open_memory_channel[ShopSettings](4)
                 channels[shop.id] = send
                 current[shop.id] = shop
-                await nursery.start(run_shop, shop, receive, actors_for, board, backoff)
+                await nursery.start(run_shop, shop, receive, actors_for, wiring, backoff)
             elif current[shop.id] != shop:
                 current[shop.id] = shop
                 await channels[shop.id].send(shop)
 
-    async with ledger, trio.open_nursery() as nursery:
+    async with wiring.ledger, trio.open_nursery() as nursery:
         try:
+            failures = 0
             while True:
-                subscription = bus.subscribe(frozenset({"shops"}))
-                listed: ShopsList = await call(ledger, ListShops(), "supervisor")
+                subscription = wiring.bus.subscribe(frozenset({"shops"}))
+                listed = await _list_shops(wiring.ledger)
+                if isinstance(listed, control.Error):
+                    wiring.bus.unsubscribe(subscription)
+                    delay = backoff.delay(failures)
+                    failures += 1
+                    log.error(
+                        "cannot list the shops (%s); retrying in %.1fs", listed.message, delay
+                    )
+                    # the daemon starts without shop actors rather than not at all
+                    task_status.started()
+                    task_status = trio.TASK_STATUS_IGNORED
+                    await trio.sleep(delay)
+                    continue
+                failures = 0
                 await reconcile(nursery, listed.shops)
                 task_status.started()
                 task_status = trio.TASK_STATUS_IGNORED
@@ -182,6 +181,14 @@ async def supervise_shops(
                 if not subscription.dropped:
                     return  # the ledger closed the bus: shutting down
                 log.warning("supervisor fell behind on shop events; re-reading shops")
+        except LedgerUnavailable:
+            return  # the ledger stopped: the daemon is shutting down
         finally:
             for send in channels.values():
                 send.close()
+
+
+async def _list_shops(
+    ledger: trio.MemorySendChannel[LedgerRequest],
+) -> ShopsList | control.Error:
+    return await call(ledger, ListShops(), "supervisor", ShopsList)

@@ -21,8 +21,8 @@ from protocols.malls.base import (
     Capability,
     HttpRequest,
     MallOrder,
+    MallOrderState,
     OrderLine,
-    OrderStatus,
     StockUpdate,
 )
 
@@ -47,7 +47,7 @@ _ACCESS_TOKEN = "x-amz-access-token"
 _AVAILABILITY = "/attributes/fulfillment_availability"
 # SP-API OrderStatus → zaiko. Shipped/PartiallyShipped orders were Unshipped first; they are
 # listed so that an order first seen after shipping is still taken.
-_STATUSES: dict[str, OrderStatus] = {
+_STATUSES: dict[str, MallOrderState] = {
     "Pending": "pending",
     "PendingAvailability": "pending",
     "Unshipped": "new",
@@ -56,7 +56,7 @@ _STATUSES: dict[str, OrderStatus] = {
     "InvoiceUnconfirmed": "new",
     "Canceled": "cancelled",
 }
-_RENDERED_STATUS: dict[OrderStatus, str] = {
+_RENDERED_STATUS: dict[MallOrderState, str] = {
     "pending": "Pending",
     "new": "Unshipped",
     "cancelled": "Canceled",

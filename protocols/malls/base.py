@@ -50,7 +50,7 @@ MallOption = Literal[
     "take_unpaid",
     "take_cancellations",
 ]
-OrderStatus = Literal["new", "pending", "unpaid", "cancelled", "partially_cancelled"]
+MallOrderState = Literal["new", "pending", "unpaid", "cancelled", "partially_cancelled"]
 
 
 class Capability(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,7 +121,7 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
 class MallOrder(msgspec.Struct, frozen=True, kw_only=True):
     order_no: str
     ordered_at: str  # ISO 8601 with offset
-    status: OrderStatus = "new"
+    status: MallOrderState = "new"
     lines: tuple[OrderLine, ...]
     cancelled_lines: tuple[int, ...] = ()
 

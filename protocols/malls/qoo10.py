@@ -23,8 +23,8 @@ from protocols.malls.base import (
     Capability,
     HttpRequest,
     MallOrder,
+    MallOrderState,
     OrderLine,
-    OrderStatus,
     StockUpdate,
 )
 
@@ -55,7 +55,7 @@ _OPTION_FIELDS = 5
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Row states of the shipping-info answer (Japan time). Every row of a cart shares the payment
 # state; cancellation is per row (one Qoo10 orderNo per item).
-_ROW_STATES: dict[str, OrderStatus] = {
+_ROW_STATES: dict[str, MallOrderState] = {
     "入金待ち": "unpaid",
     "配送要請": "new",
     "配送準備中": "new",
@@ -261,7 +261,7 @@ def parse_orders_response(body: bytes) -> list[MallOrder]:
         rows.sort(key=_row_order)
         states = [_ROW_STATES[row.shippingStatus] for row in rows]
         cancelled = tuple(n for n, state in enumerate(states, start=1) if state == "cancelled")
-        status: OrderStatus
+        status: MallOrderState
         if len(cancelled) == len(rows):
             status, cancelled = "cancelled", ()
         elif cancelled:

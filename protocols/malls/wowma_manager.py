@@ -17,8 +17,8 @@ from protocols.malls.base import (
     Capability,
     HttpRequest,
     MallOrder,
+    MallOrderState,
     OrderLine,
-    OrderStatus,
 )
 
 ORDERS_PATH = "/wmshopapi/searchTradeInfoListProc"
@@ -146,7 +146,7 @@ def _mall_order(info: ET.Element) -> MallOrder:
     )
 
 
-def _status(order_status: str, cancelled: list[int], line_count: int) -> OrderStatus:
+def _status(order_status: str, cancelled: list[int], line_count: int) -> MallOrderState:
     if order_status == _STATUS_CANCELLED or len(cancelled) == line_count:
         return "cancelled"
     if cancelled:
@@ -158,7 +158,7 @@ def _status(order_status: str, cancelled: list[int], line_count: int) -> OrderSt
     return "new"
 
 
-_ORDER_STATUS_LABELS: dict[OrderStatus, str] = {
+_ORDER_STATUS_LABELS: dict[MallOrderState, str] = {
     "new": _STATUS_NEW,
     "pending": _STATUS_PENDING,
     "unpaid": _STATUS_UNPAID,

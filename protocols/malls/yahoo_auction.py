@@ -20,8 +20,8 @@ from protocols.malls.base import (
     Capability,
     HttpRequest,
     MallOrder,
+    MallOrderState,
     OrderLine,
-    OrderStatus,
 )
 
 CAPABILITY = Capability(
@@ -35,8 +35,8 @@ CAPABILITY = Capability(
 CLOSED_LIST_PATH = "/AuctionWebService/V2/myCloseList"
 # Sold: the auction ended with a winner. Cancelled: the seller removed the winner (落札者削除)
 # or the deal was called off, so the unit comes back.
-_STATES: dict[str, OrderStatus] = {"sold": "new", "cancelled": "cancelled"}
-_RENDERED_STATES: dict[OrderStatus, str] = {status: state for state, status in _STATES.items()}
+_STATES: dict[str, MallOrderState] = {"sold": "new", "cancelled": "cancelled"}
+_RENDERED_STATES: dict[MallOrderState, str] = {status: state for state, status in _STATES.items()}
 
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:

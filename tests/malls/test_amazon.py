@@ -11,8 +11,8 @@ from protocols.malls.base import (
     ApiAccount,
     HttpRequest,
     MallOrder,
+    MallOrderState,
     OrderLine,
-    OrderStatus,
     StockUpdate,
 )
 
@@ -83,7 +83,7 @@ def test_orders_request() -> None:
         amazon.build_orders_request(ACCOUNT, datetime(2024, 1, 2))
 
 
-def _order(number: str, status: OrderStatus) -> MallOrder:
+def _order(number: str, status: MallOrderState) -> MallOrder:
     return MallOrder(
         order_no=number,
         ordered_at="2024-01-02T01:02:03+00:00",

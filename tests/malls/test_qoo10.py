@@ -11,8 +11,8 @@ from protocols.malls.base import (
     ApiAccount,
     HttpRequest,
     MallOrder,
+    MallOrderState,
     OrderLine,
-    OrderStatus,
     StockUpdate,
 )
 
@@ -94,7 +94,7 @@ LINES = (
     ],
 )
 def test_orders_round_trip_with_each_status(
-    status: OrderStatus, cancelled_lines: tuple[int, ...], row_states: list[str]
+    status: MallOrderState, cancelled_lines: tuple[int, ...], row_states: list[str]
 ) -> None:
     order = MallOrder(
         order_no="900001",

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from protocols.malls import yahoo_auction
-from protocols.malls.base import ApiAccount, MallOrder, OrderLine, OrderStatus
+from protocols.malls.base import ApiAccount, MallOrder, MallOrderState, OrderLine
 
 ACCOUNT = ApiAccount(base_url="https://auctions.yahooapis.jp", secret="yj-token")
 
@@ -25,7 +25,7 @@ def test_orders_request_round_trip() -> None:
 
 
 @pytest.mark.parametrize("status", ["new", "cancelled"])
-def test_orders_round_trip(status: OrderStatus) -> None:
+def test_orders_round_trip(status: MallOrderState) -> None:
     order = MallOrder(
         order_no="x1234567890",
         ordered_at="2024-01-02T21:00:00+09:00",

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 
 from daemon.actors.ledger import ledger
-from daemon.commands import LedgerRequest, Result, call
+from daemon.commands import LedgerRequest, Result, submit
 from daemon.events import EventBus
 from protocols import control
 
@@ -24,13 +24,13 @@ async def test_concurrent_requests_are_group_committed(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger, database, receive, bus, now)
         async with send:
-            await call(send, control.SkuAdd(id=1, code="A"), "test")
+            await submit(send, control.SkuAdd(id=1, code="A"), "test")
             replies: list[control.StockReply] = []
 
             async def one_change(sender: trio.MemorySendChannel[LedgerRequest], n: int) -> None:
                 async with sender:
                     replies.append(
-                        await call(
+                        await submit(
                             sender,
                             control.StockAdd(id=n, code="A", field="expected", delta=1),
                             "test",
@@ -58,7 +58,7 @@ async def test_batches_share_one_transaction(tmp_path: Path) -> None:
     replies = []
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger, tmp_path / "z.sqlite3", receive, bus, now)
-        await call(send, control.SkuAdd(id=1, code="A"), "test")
+        await submit(send, control.SkuAdd(id=1, code="A"), "test")
         reply_channels = []
         for n in range(100):
             reply_send, reply_receive = trio.open_memory_channel[Result](1)
@@ -86,9 +86,9 @@ async def test_slow_subscriber_is_dropped_not_waited_for(tmp_path: Path) -> None
     send, receive = trio.open_memory_channel[LedgerRequest](16)
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger, tmp_path / "z.sqlite3", receive, bus, now)
-        await call(send, control.SkuAdd(id=1, code="A"), "test")
+        await submit(send, control.SkuAdd(id=1, code="A"), "test")
         for n in range(5):
-            await call(send, control.StockAdd(id=n, code="A", field="expected", delta=1), "test")
+            await submit(send, control.StockAdd(id=n, code="A", field="expected", delta=1), "test")
         await send.aclose()
     received = [batch async for batch in slow.receive]
     assert slow.dropped
@@ -102,7 +102,7 @@ async def test_caller_that_left_does_not_stall_the_ledger(tmp_path: Path) -> Non
         reply_send, reply_receive = trio.open_memory_channel[Result](1)
         reply_receive.close()  # the caller went away
         await send.send(LedgerRequest(control.SkuAdd(id=1, code="A"), "t", reply_send))
-        result = await call(send, control.SkuShow(id=2, code="A"), "test")
+        result = await submit(send, control.SkuShow(id=2, code="A"), "test")
         assert result.sku.code == "A"
         await send.aclose()
 
@@ -117,7 +117,7 @@ async def test_callers_learn_at_once_when_the_ledger_fails(tmp_path: Path) -> No
 
     async def caller() -> None:
         try:
-            await call(send, control.SkuAdd(id=1, code="A"), "test")
+            await submit(send, control.SkuAdd(id=1, code="A"), "test")
         except LedgerUnavailable:
             outcome.append("told")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -23,8 +22,9 @@ from pathlib import Path
 import msgspec
 
 from daemon.commands import ImportBatch
-from daemon.store import MAX_JOB_MESSAGES
-from protocols import control, tempostar
+from daemon.ledger.jobs import MAX_JOB_MESSAGES
+from daemon.ledger.snapshots import snapshot, stock_records
+from protocols import control, sku, tempostar
 from protocols.malls import capabilities, module
 from protocols.malls.base import RowError, StockRow, decoded_lines
 
@@ -171,7 +171,7 @@ def _parse_mall_file(
             yield row
             continue
         assert isinstance(row, StockRow)
-        if problem := tempostar.code_problem(row.sku):
+        if problem := sku.code_problem(row.sku):
             yield RowError(line=row.line, code=row.sku[:64], field="code", reason=problem)
             continue
         variation = msgspec.json.encode(row.variation).decode()
@@ -257,18 +257,12 @@ def _batch(rows: list[ParsedRow], may_be_uniform: bool) -> ImportBatch:
 
 def write_download(database: Path, path: Path, target: control.ExportTarget, encoding: str) -> int:
     """Write the stock download from a read-only snapshot; returns the number of SKUs."""
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     count = 0
-    try:
-        db.execute("BEGIN")  # one snapshot for the whole file
-        records = db.execute(
-            "SELECT s.sku, s.expected, s.reserve, CASE WHEN s.actual != 0 THEN s.actual END "
-            "FROM stock s ORDER BY s.sku"
-        )
+    with snapshot(database) as db:
 
         def counted() -> Iterator[tempostar.StockRecord]:
             nonlocal count
-            for record in records:
+            for record in stock_records(db):
                 count += 1
                 yield record
 
@@ -277,6 +271,4 @@ def write_download(database: Path, path: Path, target: control.ExportTarget, enc
             for chunk in tempostar.write_stock_csv(counted(), target=target, encoding=encoding):
                 out.write(chunk)
         partial.replace(path)
-    finally:
-        db.close()
     return count

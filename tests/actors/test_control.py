@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -12,7 +13,7 @@ from trio_websocket import ConnectionClosed, open_websocket
 from cli.client import RequestFailed, connect
 from daemon.config import Config, load_config
 from protocols import control
-from tests.conftest import running_daemon, write_config
+from tests.conftest import ROOT, running_daemon, write_config
 
 
 @pytest.mark.parametrize(
@@ -106,9 +107,7 @@ async def test_bad_frame_after_hello_gets_an_error_and_the_session_goes_on(confi
 async def test_shops_apply_show_set_and_status(config: Config) -> None:
     from protocols.settings import decode_shops_toml
 
-    shops = decode_shops_toml(
-        (Path(__file__).parent.parent / "conf" / "shops.example.toml").read_bytes()
-    )
+    shops = decode_shops_toml((ROOT / "conf" / "shops.example.toml").read_bytes())
     async with running_daemon(config), connect(config) as client:
         applied = await client.request(control.ShopsApply(id=0, shops=shops))
         assert len(applied.shops) == 13
@@ -140,7 +139,9 @@ async def test_status_shows_a_failing_actors_restarts(config: Config) -> None:
     failed_twice = trio.Event()
     attempts = 0
 
-    async def broken_intake(shop: ShopSettings, *, task_status: trio.TaskStatus[None]) -> None:
+    async def broken_intake(
+        shop: ShopSettings, ledger: object, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         nonlocal attempts
         attempts += 1
         if attempts == 3:
@@ -151,7 +152,10 @@ async def test_status_shows_a_failing_actors_restarts(config: Config) -> None:
         config, supervisor=msgspec.structs.replace(config.supervisor, backoff_initial_s=0.01)
     )
     async with (
-        running_daemon(fast, actors_for=lambda shop: [ActorSpec("intake", broken_intake)]),
+        running_daemon(
+            fast,
+            actors_for=lambda shop, wiring: [ActorSpec("intake", partial(broken_intake, shop))],
+        ),
         connect(fast) as client,
     ):
         await client.request(

@@ -1,0 +1,115 @@
+"""The job log (スケジュール一覧): every import, download, bulk sync and intake batch is a job
+with its counts and per-row messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from daemon.commands import CreateJob, FinishJob
+from daemon.ledger import shops
+from daemon.ledger.tx import DomainError, Tx
+from protocols import control
+
+MAX_JOB_MESSAGES = 10_000
+JOBS_LIST_MAX = 1000
+INTERRUPTED = "interrupted: the daemon stopped before this job finished; nothing of it was applied"
+
+
+def jobs_list(tx: Tx, command: control.JobsList) -> control.JobsReply:
+    rows = tx.db.execute(
+        "SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (max(1, min(command.limit, JOBS_LIST_MAX)),)
+    ).fetchall()
+    return control.JobsReply(
+        id=command.id, jobs=tuple(get(tx, job_id, with_messages=False) for (job_id,) in rows)
+    )
+
+
+def get(tx: Tx, job_id: int, *, with_messages: bool = True) -> control.Job:
+    found = tx.db.execute(
+        "SELECT id, kind, shop, state, started_at, ended_at, result, count, success, failure, "
+        "detail, download_bytes FROM jobs WHERE id = ?",
+        (job_id,),
+    ).fetchone()
+    if found is None:
+        raise DomainError("not_found", f"unknown job {job_id}", "job")
+    messages: Iterable[tuple[str]] = (
+        tx.db.execute("SELECT message FROM job_messages WHERE job = ? ORDER BY seq", (job_id,))
+        if with_messages
+        else ()
+    )
+    (
+        job_id,
+        kind,
+        shop,
+        state,
+        started_at,
+        ended_at,
+        result,
+        count,
+        success,
+        failure,
+        detail,
+        download_bytes,
+    ) = found
+    return control.Job(
+        id=job_id,
+        kind=kind,
+        shop=shop,
+        state=state,
+        started_at=started_at,
+        ended_at=ended_at,
+        result=result,
+        count=count,
+        success=success,
+        failure=failure,
+        messages=tuple(m for (m,) in messages),
+        detail=detail,
+        download_bytes=download_bytes,
+    )
+
+
+def create(tx: Tx, command: CreateJob) -> control.Job:
+    if command.shop:
+        shops.get(tx, command.shop)  # an unknown shop is refused before any upload
+    cursor = tx.db.execute(
+        "INSERT INTO jobs(kind, shop, state, started_at, detail) VALUES (?, ?, 'running', ?, ?)",
+        (command.kind, command.shop, tx.now(), command.detail),
+    )
+    job = get(tx, cursor.lastrowid or 0)
+    tx.publish(control.JobChanged(job=job))
+    return job
+
+
+def finish(tx: Tx, command: FinishJob) -> control.Job:
+    updated = tx.db.execute(
+        "UPDATE jobs SET state = 'done', ended_at = ?, result = ?, count = ?, success = ?, "
+        "failure = ?, download_bytes = ? WHERE id = ? AND state = 'running'",
+        (
+            tx.now(),
+            command.result,
+            command.count,
+            command.success,
+            command.failure,
+            command.download_bytes,
+            command.job,
+        ),
+    )
+    if updated.rowcount != 1:
+        raise DomainError("conflict", f"job {command.job} is not running", "job")
+    messages = list(command.messages[:MAX_JOB_MESSAGES])
+    if len(command.messages) > MAX_JOB_MESSAGES:
+        messages.append(f"… and {len(command.messages) - MAX_JOB_MESSAGES} more messages")
+    tx.db.executemany(
+        "INSERT INTO job_messages(job, seq, message) VALUES (?, ?, ?)",
+        [(command.job, seq, message) for seq, message in enumerate(messages)],
+    )
+    tx.publish(control.JobChanged(job=get(tx, command.job, with_messages=False)))
+    return get(tx, command.job)
+
+
+def fail_interrupted(tx: Tx) -> None:
+    """At start: a job still running was cut off by a crash or a kill; nothing of it was
+    applied (an import is one transaction)."""
+    running = [job for (job,) in tx.db.execute("SELECT id FROM jobs WHERE state = 'running'")]
+    for job in running:
+        finish(tx, FinishJob(job=job, result="failed", messages=(INTERRUPTED,)))

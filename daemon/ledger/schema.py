@@ -1,0 +1,300 @@
+"""The database's schema: versioned migrations from an empty file to the current version.
+
+``PRAGMA user_version`` is the number of migrations applied. A migration is SQL (statements
+separated by ``;``) or a function of the connection, for changes SQL cannot say, such as
+rewriting the stored shop settings when a setting is renamed or removed. Each migration runs
+in its own transaction, so a crash leaves the file at the last complete version.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+# imports read their batches with json_each and ->> (SQLite 3.38)
+MIN_SQLITE = (3, 38)
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+
+class SchemaError(Exception):
+    """The database cannot be used by this zaiko; the message says why and what to do."""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE skus (
+        code TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        is_set INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE stock (
+        sku TEXT PRIMARY KEY REFERENCES skus(code),
+        expected INTEGER NOT NULL DEFAULT 0,
+        actual INTEGER NOT NULL DEFAULT 0,
+        reserve INTEGER NOT NULL DEFAULT 0,
+        registered INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE set_components (
+        parent TEXT NOT NULL REFERENCES skus(code),
+        child TEXT NOT NULL REFERENCES skus(code),
+        qty INTEGER NOT NULL CHECK (qty >= 1),
+        PRIMARY KEY (parent, child)
+    ) WITHOUT ROWID;
+    CREATE INDEX set_components_child ON set_components(child);
+    CREATE TABLE shops (
+        id TEXT PRIMARY KEY,
+        mall TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE shop_journal (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        shop TEXT NOT NULL,
+        setting TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        actor TEXT NOT NULL
+    );
+    CREATE TABLE listings (
+        shop TEXT NOT NULL REFERENCES shops(id),
+        sku TEXT NOT NULL REFERENCES skus(code),
+        item_id TEXT NOT NULL,
+        variation TEXT NOT NULL DEFAULT '[]',
+        linked INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (shop, sku)
+    ) WITHOUT ROWID;
+    CREATE INDEX listings_item ON listings(shop, item_id, variation);
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        field TEXT NOT NULL CHECK (field IN ('expected', 'actual', 'reserve')),
+        delta INTEGER NOT NULL,
+        before INTEGER NOT NULL,
+        after INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        ref TEXT NOT NULL DEFAULT '',
+        actor TEXT NOT NULL
+    );
+    CREATE INDEX journal_sku ON journal(sku, id);
+    CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        payload_hash TEXT NOT NULL,
+        at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE orders (
+        shop TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ordered_at TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (shop, order_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE order_lines (
+        shop TEXT NOT NULL,
+        order_no TEXT NOT NULL,
+        line_no INTEGER NOT NULL,
+        sku TEXT NOT NULL,
+        item_id TEXT NOT NULL DEFAULT '',
+        quantity INTEGER NOT NULL,
+        cancelled INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (shop, order_no, line_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE oversells (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        expected INTEGER NOT NULL,
+        shop TEXT NOT NULL,
+        ref TEXT NOT NULL
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        shop TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL DEFAULT '',
+        result TEXT NOT NULL DEFAULT '',
+        count INTEGER NOT NULL DEFAULT 0,
+        success INTEGER NOT NULL DEFAULT 0,
+        failure INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE job_messages (
+        job INTEGER NOT NULL REFERENCES jobs(id),
+        seq INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (job, seq)
+    ) WITHOUT ROWID;
+    """,
+    """
+    ALTER TABLE jobs ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN download_bytes INTEGER NOT NULL DEFAULT 0
+    """,
+    # a mall item (and variation) is one SKU of a shop: orders and imports map through it
+    """
+    DROP INDEX listings_item;
+    CREATE UNIQUE INDEX listings_item ON listings(shop, item_id, variation)
+    """,
+    # What a change shares with the others of its command (time, reason, reference, actor) is
+    # kept once per command, not on every journal row, and a SKU's entries are chained
+    # (``prev``, newest in ``stock.journal_head``) instead of indexed by SKU: an import of
+    # 1,000,000 rows then appends 1,000,000 short entries and touches no index (an index on
+    # (sku, id) gets an insert in every one of its pages: measured 2.5x the append, growing
+    # with the journal). The view ``journal`` shows every row whole, as before.
+    """
+    CREATE TABLE journal_contexts (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ref TEXT NOT NULL DEFAULT '',
+        actor TEXT NOT NULL
+    );
+    CREATE TABLE journal_entries (
+        id INTEGER PRIMARY KEY,
+        context INTEGER NOT NULL,
+        sku TEXT NOT NULL,
+        field TEXT NOT NULL,
+        delta INTEGER NOT NULL,
+        before INTEGER NOT NULL,
+        after INTEGER NOT NULL,
+        prev INTEGER
+    );
+    INSERT INTO journal_contexts(at, reason, ref, actor)
+        SELECT at, reason, ref, actor FROM journal GROUP BY at, reason, ref, actor ORDER BY min(id);
+    CREATE INDEX journal_contexts_once ON journal_contexts(at, reason, ref, actor);
+    INSERT INTO journal_entries(id, context, sku, field, delta, before, after, prev)
+        SELECT j.id, c.id, j.sku, j.field, j.delta, j.before, j.after,
+        lag(j.id) OVER (PARTITION BY j.sku ORDER BY j.id) FROM journal j
+        JOIN journal_contexts c ON c.at = j.at AND c.reason = j.reason AND c.ref = j.ref
+        AND c.actor = j.actor ORDER BY j.id;
+    DROP INDEX journal_contexts_once;
+    ALTER TABLE stock ADD COLUMN journal_head INTEGER;
+    UPDATE stock SET journal_head = (SELECT max(id) FROM journal WHERE journal.sku = stock.sku);
+    DROP TABLE journal;
+    CREATE VIEW journal AS
+        SELECT e.id, c.at, e.sku, e.field, e.delta, e.before, e.after, c.reason, c.ref, c.actor
+        FROM journal_entries e JOIN journal_contexts c ON c.id = e.context
+    """,
+)
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """The ledger's one connection: WAL, ``synchronous=FULL``, foreign keys, migrated."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise SchemaError(
+            f"SQLite {sqlite3.sqlite_version} is too old: zaiko needs "
+            f"{'.'.join(map(str, MIN_SQLITE))} or newer"
+        )
+    # check_same_thread=False: trio's worker threads differ between batches, but the ledger
+    # never runs two batches at once.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        # WAL with synchronous=FULL: every commit is fsynced before it is acknowledged, so an
+        # acknowledged change survives power loss, not only a process crash; group commit
+        # pays that fsync once per batch instead of once per change.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrate(db, path)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def migrate(
+    db: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS
+) -> None:
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(migrations):
+        raise SchemaError(
+            f"database {path} has schema version {version}, newer than this zaiko "
+            f"({len(migrations)}); upgrade zaiko"
+        )
+    for number, migration in enumerate(migrations[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if isinstance(migration, str):
+                for statement in migration.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            else:
+                migration(db)
+            db.execute(f"PRAGMA user_version={number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        log.info("database migrated to schema version %d", number)
+
+
+def rewrite_shop_settings(
+    renamed: Mapping[str, str] = {}, removed: Sequence[str] = ()
+) -> Callable[[sqlite3.Connection], None]:
+    """A migration for a release that renames or removes shop settings: every stored shop's
+    settings are rewritten, so that they decode under the new names (stored settings are read
+    as strictly as a shops file). Keys are dotted paths (``trickle.quantity``); a renamed
+    setting keeps its value, a removed one is dropped, and each change is written to
+    ``shop_journal`` (actor ``migration``) like any other settings change."""
+
+    def run(db: sqlite3.Connection) -> None:
+        now = db.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ')").fetchone()[0]
+        for shop, raw in db.execute("SELECT id, settings FROM shops").fetchall():
+            settings = msgspec.json.decode(raw)
+            changes: list[tuple[str, str | None, str | None]] = []
+            for old, new in renamed.items():
+                if _has(settings, old):
+                    value = _pop(settings, old)
+                    _put(settings, new, value)
+                    encoded = msgspec.json.encode(value).decode()
+                    changes += [(old, encoded, None), (new, None, encoded)]
+            for name in removed:
+                if _has(settings, name):
+                    changes.append((name, msgspec.json.encode(_pop(settings, name)).decode(), None))
+            if changes:
+                db.execute(
+                    "UPDATE shops SET settings = ? WHERE id = ?",
+                    (msgspec.json.encode(settings).decode(), shop),
+                )
+                db.executemany(
+                    "INSERT INTO shop_journal(at, shop, setting, before, after, actor) "
+                    "VALUES (?, ?, ?, ?, ?, 'migration')",
+                    [(now, shop, key, before, after) for key, before, after in changes],
+                )
+
+    return run
+
+
+def _has(settings: dict[str, object], dotted: str) -> bool:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        nested = settings.get(part)
+        if not isinstance(nested, dict):
+            return False
+        settings = nested
+    return last in settings
+
+
+def _pop(settings: dict[str, object], dotted: str) -> object:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        settings = settings[part]  # type: ignore[assignment]
+    return settings.pop(last)
+
+
+def _put(settings: dict[str, object], dotted: str, value: object) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        settings = settings.setdefault(part, {})  # type: ignore[assignment]
+    settings[last] = value

@@ -1,0 +1,35 @@
+"""Read-only snapshots for big reads (a stock download now; a bulk sync's full push later).
+
+Each runs on a connection of its own, opened read-only on a worker thread, inside one read
+transaction: a WAL snapshot of the moment it began, so writing a large file never holds up
+the ledger, and the ledger's commits meanwhile do not tear what is read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from protocols.tempostar import StockRecord
+
+
+@contextmanager
+def snapshot(database: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection inside one read transaction, closed at exit."""
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        db.execute("BEGIN")
+        yield db
+    finally:
+        db.close()
+
+
+def stock_records(db: sqlite3.Connection) -> Iterator[StockRecord]:
+    """Every SKU with stock of its own, by code: (code, expected, reserve, actual or None
+    when the actual count was never set) — what the TEMPOSTAR download writes."""
+    yield from db.execute(
+        "SELECT s.sku, s.expected, s.reserve, CASE WHEN s.actual != 0 THEN s.actual END "
+        "FROM stock s ORDER BY s.sku"
+    )

@@ -1,0 +1,57 @@
+"""What one command carries through the domain functions: the connection, the time, who asks,
+and what the command did so far (events, touched SKUs, journal contexts).
+
+A ``Tx`` lives for one command inside a batch's transaction; the engine makes a fresh one
+for every command (and for the outcome an ``Undo`` records), so nothing of one command's
+state can leak into the next.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from daemon.commands import FinishJob
+from protocols import control
+
+
+class DomainError(Exception):
+    """A command refused for a reason the caller can act on; nothing of it is applied."""
+
+    def __init__(
+        self,
+        code: control.ErrorCode,
+        message: str,
+        field: str = "",
+        details: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code: control.ErrorCode = code
+        self.field = field
+        self.details = tuple(details)
+
+
+class Undo(Exception):
+    """Roll a command back but still record an outcome (dry runs, refused all-or-nothing)."""
+
+    def __init__(self, outcome: FinishJob) -> None:
+        super().__init__("undo")
+        self.outcome = outcome
+
+
+class Tx:
+    """One command's view of the open transaction. Not thread-safe: the ledger's thread only."""
+
+    def __init__(self, db: sqlite3.Connection, now: Callable[[], str], actor: str) -> None:
+        self.db = db
+        self.now = now
+        self.actor = actor
+        # events to publish after COMMIT, besides the stock events of ``touched``
+        self.events: list[control.Event] = []
+        # SKU → (reason, ref) of its last change; levels are read once, when the command ends
+        self.touched: dict[str, tuple[str, str]] = {}
+        # (reason, ref, actor) → journal_contexts.id, one context per command and cause
+        self.contexts: dict[tuple[str, str, str], int] = {}
+
+    def publish(self, event: control.Event) -> None:
+        self.events.append(event)

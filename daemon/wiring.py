@@ -1,0 +1,45 @@
+"""What a shop's actors are given: everything they reach the rest of the daemon through,
+passed in (no globals), so that a test can hand an actor a virtual clock and a ledger of
+its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from daemon.clock import WallClock
+from daemon.commands import LedgerRequest
+from daemon.events import EventBus, StatusBoard
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The daemon's folders (SPEC §5)."""
+
+    state_dir: Path
+    database: Path
+    downloads: Path
+    uploads: Path
+    maildir_root: Path
+    credentials_dir: Path
+
+
+@dataclass(frozen=True)
+class ShopWiring:
+    """A shop's connections to the daemon.
+
+    ``ledger`` is the supervisor's send end: each actor attempt gets a ``.clone()`` of its
+    own, closed when that attempt ends. ``clock`` is trio's (``trio.current_time``: a
+    MockClock under test), for deadlines and ``sleep_until``; ``wall_clock`` gives the date
+    and hour (bulk sync hours in the shop's time zone, journal times).
+    """
+
+    ledger: trio.MemorySendChannel[LedgerRequest]
+    bus: EventBus
+    board: StatusBoard
+    clock: Callable[[], float]
+    wall_clock: WallClock
+    paths: StatePaths

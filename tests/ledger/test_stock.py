@@ -1,0 +1,93 @@
+"""Stock counts, the journal and idempotency keys, on a real SQLite file."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daemon.commands import OrderLineIn, RecordOrder
+from protocols import control
+from tests.ledger.harness import LedgerHarness, shop_settings
+
+
+def test_code_kept_exactly_and_journal_sums(ledger: LedgerHarness) -> None:
+    ledger.add("000123")
+    ledger.ok(control.StockSet(id=1, code="000123", field="expected", value=5))
+    ledger.ok(control.StockAdd(id=2, code="000123", field="expected", delta=-2))
+    detail = ledger.detail("000123", 20)
+    assert detail.code == "000123"
+    assert detail.stock.expected == 3
+    assert [(j.delta, j.before, j.after) for j in detail.journal] == [(-2, 5, 3), (5, 0, 5)]
+    reopened = ledger.reopen()
+    assert reopened.expected("000123") == 3
+    assert reopened.violations() == []
+    reopened.close()
+
+
+def test_manual_changes_never_go_below_zero(ledger: LedgerHarness) -> None:
+    ledger.add("A", 2)
+    error = ledger.one(control.StockAdd(id=1, code="A", field="expected", delta=-3))
+    assert isinstance(error, control.Error) and error.code == "refused" and error.field == "delta"
+    error = ledger.one(control.StockSet(id=1, code="A", field="actual", value=-1))
+    assert isinstance(error, control.Error) and error.code == "refused"
+    assert ledger.expected("A") == 2
+
+
+def test_idempotency_keys(ledger: LedgerHarness) -> None:
+    ledger.add("A", 0)
+    first = ledger.ok(control.StockAdd(id=1, code="A", field="expected", delta=5, key="k1"))
+    again = ledger.ok(control.StockAdd(id=2, code="A", field="expected", delta=5, key="k1"))
+    assert isinstance(first, control.StockReply) and not first.replayed
+    assert isinstance(again, control.StockReply) and again.replayed
+    assert ledger.expected("A") == 5
+    error = ledger.one(control.StockAdd(id=3, code="A", field="expected", delta=6, key="k1"))
+    assert isinstance(error, control.Error) and error.code == "conflict"
+    assert ledger.expected("A") == 5
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "add", "order"]),
+        st.sampled_from(["A", "B"]),
+        st.integers(-30, 30),
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+@given(operations)
+def test_random_operations_match_a_dict_model(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, str, int]]
+) -> None:
+    ledger = LedgerHarness(tmp_path_factory.mktemp("prop") / "z.sqlite3")
+    ledger.ok(control.ShopsApply(id=1, shops=(shop_settings(),)))
+    model = {"A": 0, "B": 0}
+    for code in model:
+        ledger.add(code)
+    for number, (kind, code, amount) in enumerate(ops):
+        if kind == "set":
+            result = ledger.one(control.StockSet(id=1, code=code, field="expected", value=amount))
+            if amount >= 0:
+                model[code] = amount
+        elif kind == "add":
+            result = ledger.one(control.StockAdd(id=1, code=code, field="expected", delta=amount))
+            if model[code] + amount >= 0 or amount >= 0:
+                model[code] += amount
+        elif amount > 0:
+            result = ledger.one(
+                RecordOrder(
+                    shop="r1",
+                    order_no=f"o{number}",
+                    ordered_at="x",
+                    status="allocated",
+                    lines=(OrderLineIn(1, code, amount),),
+                ),
+            )
+            model[code] -= amount
+        assert {c: ledger.expected(c) for c in model} == model, result
+    assert ledger.violations() == []
+    ledger.close()
