@@ -89,6 +89,15 @@ def test_sets_shops_and_errors_through_the_cli(
     zaiko("listings", "import", str(listings), "--shop", "yahoo-main")
     shops = json.loads(zaiko("sku", "show", "NEW-1", "--json").stdout)["sku"]["shops"]
     assert {q["shop"]: q["linked"] for q in shops}["yahoo-main"] is False
+    # one range everywhere: what an import refuses, stock set/add refuse in one line
+    for args in (
+        ("stock", "set", "SOCK-R", "--expected", "99999999999999999999"),
+        ("stock", "set", "SOCK-R", "--reserve", str(2**63 - 1)),
+        ("stock", "add", "SOCK-R", "--expected", "1000000000"),
+    ):
+        refused = zaiko(*args, check=False)
+        assert refused.returncode == 1 and "999,999,999" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "internal" not in refused.stderr
     jobs = zaiko("jobs", "list")
     assert "no jobs yet" in jobs.stdout
     malls = zaiko("malls", "--json")

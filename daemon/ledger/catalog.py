@@ -44,8 +44,7 @@ def sku_add(tx: Tx, command: control.SkuAdd) -> control.SkuReply:
     check_code(command.code)
     if (problem := name_problem(command.name)) is not None:
         raise DomainError("invalid", f"the name {problem}", "name")
-    if command.reserve < 0:
-        raise DomainError("invalid", "reserve cannot be below zero", "reserve")
+    stock.check_count("reserve", command.reserve, "reserve")
     if exists(tx.db, command.code):
         raise DomainError("conflict", f"SKU {command.code!r} already exists", "code")
     tx.db.execute(

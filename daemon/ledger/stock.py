@@ -18,7 +18,7 @@ import msgspec
 from daemon.ledger import catalog
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
-from protocols.sku import quantity_problem
+from protocols.sku import MAX_QUANTITY, quantity_problem
 
 JOURNAL_LIMIT_MAX = 1000
 
@@ -145,8 +145,16 @@ def stock_change(tx: Tx, command: control.StockSet | control.StockAdd) -> contro
             f"{command.code} is a set product: it has no stock of its own; change its children",
             "code",
         )
-    if isinstance(command, control.StockSet) and command.value < 0:
-        raise DomainError("refused", f"{command.field} cannot be set below zero", "value")
+    if isinstance(command, control.StockSet):
+        if command.value < 0:
+            raise DomainError("refused", f"{command.field} cannot be set below zero", "value")
+        check_count(command.field, command.value, "value")
+    elif abs(command.delta) > MAX_QUANTITY:
+        raise DomainError(
+            "invalid",
+            f"{command.field}: a change of {command.delta} is beyond ±{MAX_QUANTITY:,}",
+            "delta",
+        )
     if command.key:
         payload = (
             type(command).__name__,
@@ -165,6 +173,12 @@ def stock_change(tx: Tx, command: control.StockSet | control.StockAdd) -> contro
             raise DomainError(
                 "refused",
                 f"{command.field} would fall to {current + delta}: manual changes never go below zero",
+                "delta",
+            )
+        if current + delta > MAX_QUANTITY and delta > 0:
+            raise DomainError(
+                "refused",
+                f"{command.field} would rise to {current + delta}, above {MAX_QUANTITY:,}",
                 "delta",
             )
     # setting expected to the value it has still registers the stock (move marks it)

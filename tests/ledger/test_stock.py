@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from daemon.commands import OrderLineIn, RecordOrder
 from protocols import control
+from protocols.sku import MAX_QUANTITY
 from tests.ledger.harness import LedgerHarness, shop_settings
 
 
@@ -91,3 +92,25 @@ def test_random_operations_match_a_dict_model(
         assert {c: ledger.expected(c) for c in model} == model, result
     assert ledger.violations() == []
     ledger.close()
+
+
+def test_counts_have_the_range_imports_have(ledger: LedgerHarness) -> None:
+    """``stock set/add`` take what an import takes: 0 … 999,999,999, never an overflow."""
+    ledger.add("A", 0)
+    for value in (MAX_QUANTITY + 1, 2**63 - 1, 99999999999999999999):
+        for field in ("expected", "actual", "reserve"):
+            error = ledger.one(control.StockSet(id=1, code="A", field=field, value=value))
+            assert isinstance(error, control.Error) and error.code == "invalid", error
+            assert "999,999,999" in error.message and error.field == "value"
+        error = ledger.one(control.StockAdd(id=1, code="A", field="expected", delta=value))
+        assert isinstance(error, control.Error) and "999,999,999" in error.message
+        error = ledger.one(control.StockAdd(id=1, code="A", field="expected", delta=-value))
+        assert isinstance(error, control.Error) and "999,999,999" in error.message
+    ledger.ok(control.StockSet(id=1, code="A", field="expected", value=MAX_QUANTITY))
+    error = ledger.one(control.StockAdd(id=1, code="A", field="expected", delta=1))
+    assert isinstance(error, control.Error) and error.code == "refused"
+    assert "above 999,999,999" in error.message
+    error = ledger.one(control.SkuAdd(id=1, code="B", reserve=MAX_QUANTITY + 1))
+    assert isinstance(error, control.Error) and error.field == "reserve"
+    assert ledger.expected("A") == MAX_QUANTITY
+    assert ledger.violations() == []
