@@ -213,7 +213,9 @@ class Progress:
 def job_outcome(job: control.Job) -> control.JobReply:
     """The job is the document; a job that did not apply everything fails the command."""
     if job.result == "failed" or job.failure:
-        summary = f"job {job.id}: {job.result}, {job.count} rows, {job.success} applied, {job.failure} failed"
+        done = "would be applied" if job.dry_run else "applied"
+        run = " (dry run)" if job.dry_run else ""
+        summary = f"job {job.id}{run}: {job.result}, {job.count} rows, {job.success} {done}, {job.failure} failed"
         first = f": {job.messages[0]}" if job.messages else ""
         raise JobFailed(control.JobReply(id=0, job=job), summary + first)
     return control.JobReply(id=0, job=job)

@@ -196,7 +196,7 @@ def for_reply(reply: Any) -> str:
             text = job_rows([job])
             if job.detail:
                 text += f"  {job.detail}\n"
-            if "dry-run" in job.detail:
-                text += "  dry run: nothing was applied\n"
+            if job.dry_run:
+                text += "  dry run: nothing was changed; the counts say what the import would do\n"
             return text + "".join(f"  {m}\n" for m in job.messages)
     return f"{reply}\n"

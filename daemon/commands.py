@@ -9,6 +9,7 @@ import msgspec
 import trio
 
 from protocols import control
+from protocols.malls.base import RowError
 from protocols.settings import ShopSettings
 
 
@@ -49,15 +50,19 @@ class CreateJob(msgspec.Struct, frozen=True):
     kind: str
     shop: str = ""
     detail: str = ""
+    dry_run: bool = False
 
 
 class FinishJob(msgspec.Struct, frozen=True):
+    """A job's end. ``messages`` are its log lines in order: a row error keeps its fields
+    (line, code, field, reason) beside its text."""
+
     job: int
     result: Literal["ok", "failed"]
     count: int = 0
     success: int = 0
     failure: int = 0
-    messages: tuple[str, ...] = ()
+    messages: tuple[str | RowError, ...] = ()
     download_bytes: int = 0
 
 
@@ -87,7 +92,7 @@ class ImportSource(Protocol):
     def errors(self) -> int: ...
 
     @property
-    def messages(self) -> list[tuple[int, str]]: ...
+    def row_errors(self) -> list[RowError]: ...
 
     @property
     def fatal(self) -> str: ...

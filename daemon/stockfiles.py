@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 
 from daemon.commands import ImportBatch
-from daemon.ledger.jobs import MAX_JOB_MESSAGES
+from daemon.ledger.jobs import MAX_ROW_ERRORS
 from daemon.ledger.snapshots import snapshot, stock_records
 from protocols import control, sku, tempostar
 from protocols.malls import capabilities, module
@@ -67,7 +67,7 @@ class ParsedFile:
     The ledger iterates: that starts the parser thread, and however the iteration ends, the
     parser is stopped, waited for, and the spool file removed; a file nobody iterates leaves
     no thread behind. A bounded queue lies between the two, so memory stays a few batches.
-    Row errors are counted; the first ``MAX_JOB_MESSAGES`` are kept for the job log.
+    Row errors are counted; the first ``MAX_ROW_ERRORS`` are kept for the job log.
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class ParsedFile:
         self.batch_rows = batch_rows
         self.applied = applied
         self.errors = 0
-        self.messages: list[tuple[int, str]] = []
+        self.row_errors: list[RowError] = []
         self.fatal = ""
         self._batches: queue.Queue[ImportBatch | None] = queue.Queue(maxsize=4)
         self._stopping = threading.Event()
@@ -128,8 +128,8 @@ class ParsedFile:
 
     def note(self, error: RowError) -> None:
         self.errors += 1
-        if len(self.messages) < MAX_JOB_MESSAGES:
-            self.messages.append((error.line, error.message()))
+        if len(self.row_errors) < MAX_ROW_ERRORS:
+            self.row_errors.append(error)
 
 
 def clear_leftovers(downloads: Path, uploads: Path) -> None:

@@ -108,7 +108,12 @@ class Transfers:
         try:
             job = await call(
                 self.ledger,
-                CreateJob(kind=kind_of(start), shop=start.shop, detail=detail_of(start)),
+                CreateJob(
+                    kind=kind_of(start),
+                    shop=start.shop,
+                    detail=detail_of(start),
+                    dry_run=start.dry_run,
+                ),
                 actor,
                 control.Job,
             )

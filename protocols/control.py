@@ -11,6 +11,7 @@ from typing import Annotated, Literal, get_args
 
 import msgspec
 
+from protocols.malls.base import RowError
 from protocols.settings import ShopSettings
 
 PROTOCOL_VERSION = 1
@@ -133,7 +134,8 @@ class ShopStatus(msgspec.Struct, frozen=True):
 
 
 class Job(msgspec.Struct, frozen=True):
-    """A logged job (スケジュール一覧). Fully applied when result is ok and count == success."""
+    """A logged job (スケジュール一覧). Fully applied when result is ok and count == success;
+    a dry run applied nothing, and its counts say what the real run would do."""
 
     id: int
     kind: str
@@ -148,6 +150,9 @@ class Job(msgspec.Struct, frozen=True):
     messages: tuple[str, ...] = ()
     detail: str = ""
     download_bytes: int = 0
+    # the row errors among ``messages``, as fields, in the same order
+    errors: tuple[RowError, ...] = ()
+    dry_run: bool = False
 
 
 # --- client → server ----------------------------------------------------------------------

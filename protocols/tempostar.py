@@ -27,7 +27,14 @@ from typing import Final, Literal, Protocol, TypeVar, get_args
 
 import msgspec
 
-from protocols.malls.base import CP932_ALIASES, CP932_LAX_CHARACTERS, RowError, decode_strict
+from protocols.malls.base import (
+    CP932_ALIASES,
+    CP932_LAX_CHARACTERS,
+    RowError,
+    decode_strict,
+    misread_header_hint,
+    undecodable_hint,
+)
 from protocols.sku import (
     INVISIBLE_CATEGORIES,
     MAX_CODE_LENGTH,
@@ -587,7 +594,8 @@ def _read_header(
             return RowError(
                 line=1,
                 field=column,
-                reason=f"column missing from the header (found {_shown(','.join(names))})",
+                reason=f"column missing from the header (found {_shown(','.join(names))})"
+                + misread_header_hint(names, required),
             )
     return columns
 
@@ -648,7 +656,8 @@ def _decode_lines(
 def _undecodable(line: int, raw: bytes, error: UnicodeDecodeError, codec: str) -> RowError:
     return RowError(
         line=line,
-        reason=f"byte 0x{raw[error.start]:02X} at column {error.start + 1} is not valid {codec}",
+        reason=f"byte 0x{raw[error.start]:02X} at column {error.start + 1} is not valid {codec}"
+        + undecodable_hint(raw, codec),
     )
 
 

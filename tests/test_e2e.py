@@ -257,3 +257,31 @@ def test_sigterm_during_an_upload_exits_0_and_the_job_shows_interrupted(
     assert "abandoned" in shown["messages"][0] or "interrupted" in shown["messages"][0]
     stock = json.loads(daemon_process.cli("sku", "show", "000123", "--json").stdout)["sku"]["stock"]
     assert stock["expected"] == 0
+
+
+def test_import_dry_run_and_encodings_through_the_cli(
+    daemon_process: DaemonProcess, tmp_path: Path
+) -> None:
+    zaiko = daemon_process.cli
+    zaiko("sku", "add", "000123")
+    all_bad = tmp_path / "bad.csv"
+    all_bad.write_bytes("商品コード,想定在庫数\r\nNOPE,1\r\n".encode("cp932"))
+    dry = zaiko("import", str(all_bad), "--dry-run", check=False)
+    real = zaiko("import", str(all_bad), check=False)
+    assert dry.returncode == real.returncode == 1
+    assert "(dry run): failed, 1 rows, 0 would be applied, 1 failed" in dry.stderr
+    assert "applied" not in dry.stdout and "nothing was changed" in dry.stdout
+    dry_job = json.loads(zaiko("import", str(all_bad), "--dry-run", "--json", check=False).stdout)
+    assert dry_job["job"]["dry_run"] is True and dry_job["job"]["result"] == "failed"
+    assert dry_job["job"]["errors"] == [
+        {"line": 2, "reason": "unknown SKU", "code": "NOPE", "field": "商品コード"}
+    ]
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_bytes("商品コード,想定在庫数\r\n000123,4\r\n".encode())
+    refused = zaiko("import", str(utf8), check=False)
+    assert refused.returncode == 1 and "--encoding utf-8" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    zaiko("import", str(utf8), "--encoding", "utf-8")
+    assert (
+        json.loads(zaiko("sku", "show", "000123", "--json").stdout)["sku"]["stock"]["expected"] == 4
+    )

@@ -12,6 +12,7 @@ from cli.client import ControlClient, RequestFailed, connect
 from cli.main import upload
 from daemon.config import Config
 from protocols import control
+from protocols.malls.base import RowError
 from tests.conftest import running_daemon
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -356,3 +357,65 @@ async def test_an_upload_the_daemon_cannot_store_fails_its_job(
         with pytest.raises(RequestFailed, match="unknown shop"):
             await import_file(client, path, shop="nosuch")
         assert list(uploads.iterdir()) == []
+
+
+async def test_a_dry_run_reports_what_the_real_run_would(config: Config, tmp_path: Path) -> None:
+    """Same counts and the same result, ``failed`` when every row fails; marked as a dry run."""
+    async with running_daemon(config), connect(config) as client:
+        await register_catalog(client, tmp_path)
+        for text in (
+            HEADER + "NOPE,1,,,\r\nALSO-NOPE,2,,,\r\n",  # every row fails
+            HEADER + "000123,5,,,\r\nNOPE,1,,,\r\n",  # some fail
+            HEADER + "000123,5,,,\r\n",  # none fails
+        ):
+            path = write(tmp_path, "s.csv", text)
+            dry = await import_file(client, path, dry_run=True)
+            real = await import_file(client, path)
+            assert dry.dry_run and not real.dry_run
+            assert (dry.result, dry.count, dry.success, dry.failure) == (
+                real.result,
+                real.count,
+                real.success,
+                real.failure,
+            )
+            assert dry.errors == real.errors
+            await import_file(client, write(tmp_path, "z.csv", HEADER + "000123,0,,,\r\n"))
+
+
+async def test_row_errors_are_fields_in_the_job_and_the_rest_is_counted(
+    config: Config, tmp_path: Path
+) -> None:
+    """The job keeps the first 10,000 row errors, each with its line, code, field and reason,
+    and says how many more there were."""
+    async with running_daemon(config), connect(config) as client:
+        await register_catalog(client, tmp_path)
+        bad_lines = "".join(f"NO-{n},1,,,\r\n" for n in range(10_004))
+        # parser errors (not an integer) and ledger errors (unknown SKU) mixed
+        path = write(tmp_path, "s.csv", HEADER + "000123,x,,,\r\n" + bad_lines + "A-1,3,,,\r\n")
+        job = await import_file(client, path)
+        assert (job.result, job.count, job.success, job.failure) == ("ok", 10_006, 1, 10_005)
+        shown = (await client.request(control.JobShow(id=0, job=job.id))).job
+        assert len(shown.errors) == 10_000
+        assert shown.errors[0] == RowError(
+            line=2, code="000123", field="想定在庫数", reason="not an integer: 'x'"
+        )
+        assert shown.errors[1] == RowError(
+            line=3, code="NO-0", field="商品コード", reason="unknown SKU"
+        )
+        assert shown.messages[:2] == tuple(error.message() for error in shown.errors[:2])
+        assert shown.messages[-1] == "… and 5 more failed rows"
+
+
+@pytest.mark.parametrize(
+    ("written", "told", "hint"),
+    [("utf-8", "cp932", "--encoding utf-8"), ("cp932", "utf-8", "--encoding cp932")],
+)
+async def test_a_file_in_the_other_encoding_says_which_to_use(
+    config: Config, tmp_path: Path, written: str, told: str, hint: str
+) -> None:
+    async with running_daemon(config), connect(config) as client:
+        await register_catalog(client, tmp_path)
+        path = write(tmp_path, "s.csv", HEADER + "000123,5,,,\r\n", written)
+        job = await import_file(client, path, encoding=told)
+        assert job.result == "failed"
+        assert job.messages[0].startswith("line 1") and hint in job.messages[0]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.malls.base import RowError
+from protocols.malls.base import RowError, misread_header_hint, undecodable_hint
 from protocols.sku import code_problem
 from protocols.tempostar import (
     MAX_LINE_BYTES,
@@ -555,3 +555,16 @@ def test_catalog_needs_both_columns() -> None:
     (error,) = read_catalog_csv([b"\x8f\xa4\x95\x69\x83\x52\x81\x5b\x83\x68\r\n"])
     assert isinstance(error, RowError)
     assert error.message() == "line 1 商品名: column missing from the header (found 商品コード)"
+
+
+def test_a_header_in_the_other_encoding_names_the_encoding_to_use() -> None:
+    """UTF-8 read as cp932 may decode into other characters instead of failing (在庫数 does):
+    the header then lacks its columns, and says the file is UTF-8."""
+    misread = "在庫数".encode().decode("cp932")
+    assert misread != "在庫数"
+    assert "--encoding utf-8" in misread_header_hint([misread], ["在庫数"])
+    assert misread_header_hint(["在庫"], ["在庫数"]) == ""
+    assert misread_header_hint(["code"], ["quantity"]) == ""
+    assert "--encoding cp932" in undecodable_hint("在庫".encode("cp932"), "utf-8")
+    assert "--encoding utf-8" in undecodable_hint("商品コード".encode(), "cp932")
+    assert undecodable_hint(b"\xff\xfe", "cp932") == ""

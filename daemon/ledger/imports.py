@@ -15,16 +15,32 @@ from typing import Literal
 
 from daemon.commands import ApplyImport, FinishJob
 from daemon.ledger import catalog, jobs, stock
+from daemon.ledger.jobs import MAX_ROW_ERRORS
 from daemon.ledger.tx import DomainError, Tx, Undo
 from protocols import control, tempostar
+from protocols.malls.base import RowError
 from protocols.sku import MAX_QUANTITY
 
 MAX_DRY_RUN_ROWS = 100_000
 
 
+class RowFailures:
+    """The rows the ledger refuses: all counted, the first ``MAX_ROW_ERRORS`` kept."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.kept: list[RowError] = []
+
+    def add(self, error: RowError) -> None:
+        self.count += 1
+        if len(self.kept) < MAX_ROW_ERRORS:
+            self.kept.append(error)
+
+
 def apply_import(tx: Tx, command: ApplyImport) -> control.Job:
     """Apply a stock or catalog file in one transaction, batch by batch as it is parsed;
-    either all valid rows or, when refused, none."""
+    either all valid rows or, when refused or a dry run, none. A dry run's job says what the
+    real run would: the same counts and the same result."""
     start = command.start
     if start.kind == "stock":
         success, failed, notes = _apply_stock(tx, command)
@@ -33,40 +49,37 @@ def apply_import(tx: Tx, command: ApplyImport) -> control.Job:
     source = command.source
     if source.fatal:
         raise Undo(FinishJob(job=command.job, result="failed", failure=1, messages=(source.fatal,)))
-    messages = [*source.messages, *failed]
-    failure = source.errors + len(failed)
+    failure = source.errors + failed.count
+    row_errors = sorted([*source.row_errors, *failed.kept], key=lambda error: error.line)
+    row_messages: list[str | RowError] = list(row_errors[:MAX_ROW_ERRORS])
+    if failure > len(row_messages):
+        row_messages.append(f"… and {failure - len(row_messages):,} more failed rows")
     refused = start.all_or_nothing and failure > 0
-    if refused or start.dry_run:
-        # undo this command only: the job row below is written after the rollback
-        raise Undo(
-            FinishJob(
-                job=command.job,
-                result="failed" if refused else "ok",
-                count=success + failure,
-                success=0 if refused else success,
-                failure=failure,
-                messages=tuple(
-                    [f"all-or-nothing: {failure} row(s) failed; nothing was applied"] * refused
-                    + [m for _, m in sorted(messages)]
-                    + (notes if start.dry_run and not refused else [])
-                ),
-            )
-        )
-    result: Literal["ok", "failed"] = "failed" if success == 0 and failure > 0 else "ok"
-    return jobs.finish(
-        tx,
-        FinishJob(
-            job=command.job,
-            result=result,
-            count=success + failure,
-            success=success,
-            failure=failure,
-            messages=tuple(m for _, m in sorted(messages)),
-        ),
+    result: Literal["ok", "failed"] = (
+        "failed" if refused or (success == 0 and failure > 0) else "ok"
     )
+    messages: list[str | RowError] = []
+    if refused:
+        nothing = "nothing would be applied" if start.dry_run else "nothing was applied"
+        messages.append(f"all-or-nothing: {failure} row(s) failed; {nothing}")
+    messages += row_messages
+    if start.dry_run and not refused:
+        messages += notes
+    outcome = FinishJob(
+        job=command.job,
+        result=result,
+        count=success + failure,
+        success=0 if refused else success,
+        failure=failure,
+        messages=tuple(messages),
+    )
+    if refused or start.dry_run:
+        # undo this command only: the job row is written after the rollback
+        raise Undo(outcome)
+    return jobs.finish(tx, outcome)
 
 
-def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, str]], list[str]]:
+def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[str]]:
     db = tx.db
     start = command.start
     # ``line`` is NULL in a uniform batch: its lines follow from ``pos``
@@ -99,7 +112,7 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, str
     flags = {"is_add": start.mode == "add", "is_actual": start.target == "actual"}
     known = catalog.KnownCodes(db)
     success = 0
-    failed: list[tuple[int, str]] = []
+    failed = RowFailures()
     notes: list[str] = []
     for batch in command.source:
         if batch.uniform:
@@ -150,10 +163,11 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, str
                 if pos in bad:
                     continue
                 updates = ("its expected", "its actual", "its reserve")[what]
-                failed.append(
-                    (
-                        line,
-                        f"line {line} [{code}]: duplicate code: line {seen} already updates {updates}",
+                failed.add(
+                    RowError(
+                        line=line,
+                        code=code,
+                        reason=f"duplicate code: line {seen} already updates {updates}",
                     )
                 )
                 bad.add(pos)
@@ -172,21 +186,23 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, str
                 continue
             if current is None:
                 is_set = db.execute("SELECT is_set FROM skus WHERE code = ?", (code,)).fetchone()
-                failed.append(
-                    (
-                        line,
-                        tempostar.unknown_sku_error(line, code, known).message()
-                        if is_set is None
-                        else f"line {line} [{code}]: a set product has no stock of its own; import its children",
+                failed.add(
+                    tempostar.unknown_sku_error(line, code, known)
+                    if is_set is None
+                    else RowError(
+                        line=line,
+                        code=code,
+                        reason="a set product has no stock of its own; import its children",
                     )
                 )
             else:
                 sign = "-" if value < 0 else "+"
                 limit = "below 0" if new < 0 else f"above {MAX_QUANTITY}"
-                failed.append(
-                    (
-                        line,
-                        f"line {line} [{code}]: result {limit}: {current} {sign} {abs(value)} = {new}",
+                failed.add(
+                    RowError(
+                        line=line,
+                        code=code,
+                        reason=f"result {limit}: {current} {sign} {abs(value)} = {new}",
                     )
                 )
             bad.add(pos)
@@ -304,7 +320,7 @@ def _write_import_batch(tx: Tx, context: int) -> None:
     )
 
 
-def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, str]], list[str]]:
+def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[str]]:
     db = tx.db
     start = command.start
     db.execute("DROP TABLE IF EXISTS temp.catalog_batch")
@@ -321,7 +337,7 @@ def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, s
     )
     now = tx.now()
     success = new_skus = 0
-    failed: list[tuple[int, str]] = []
+    failed = RowFailures()
     for batch in command.source:
         db.execute(
             "INSERT INTO temp.catalog_batch SELECT value->>0, value->>1, value->>2, "
@@ -333,7 +349,7 @@ def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, s
             try:
                 catalog.check_code(code)
             except DomainError as exc:
-                failed.append((line, f"line {line} [{code[:64]}]: {exc}"))
+                failed.add(RowError(line=line, code=code[:64], reason=str(exc)))
                 bad.append((line,))
         if start.shop:
             for line, code, listed in db.execute(
@@ -342,10 +358,11 @@ def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, list[tuple[int, s
                 "WHERE l.sku != c.code",
                 (start.shop,),
             ).fetchall():
-                failed.append(
-                    (
-                        line,
-                        f"line {line} [{code}]: this item is already listed as SKU {listed} in shop {start.shop}",
+                failed.add(
+                    RowError(
+                        line=line,
+                        code=code,
+                        reason=f"this item is already listed as SKU {listed} in shop {start.shop}",
                     )
                 )
                 bad.append((line,))

@@ -3,14 +3,16 @@ with its counts and per-row messages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from daemon.commands import CreateJob, FinishJob
 from daemon.ledger import shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
+from protocols.malls.base import RowError
 
-MAX_JOB_MESSAGES = 10_000
+# row errors a job keeps with their fields (the rest are counted), and all the lines it keeps
+# (row errors and a dry run's before → after lines)
+MAX_ROW_ERRORS = 10_000
+MAX_JOB_MESSAGES = 120_000
 JOBS_LIST_MAX = 1000
 INTERRUPTED = "interrupted: the daemon stopped before this job finished; nothing of it was applied"
 
@@ -27,16 +29,22 @@ def jobs_list(tx: Tx, command: control.JobsList) -> control.JobsReply:
 def get(tx: Tx, job_id: int, *, with_messages: bool = True) -> control.Job:
     found = tx.db.execute(
         "SELECT id, kind, shop, state, started_at, ended_at, result, count, success, failure, "
-        "detail, download_bytes FROM jobs WHERE id = ?",
+        "detail, download_bytes, dry_run FROM jobs WHERE id = ?",
         (job_id,),
     ).fetchone()
     if found is None:
         raise DomainError("not_found", f"unknown job {job_id}", "job")
-    messages: Iterable[tuple[str]] = (
-        tx.db.execute("SELECT message FROM job_messages WHERE job = ? ORDER BY seq", (job_id,))
-        if with_messages
-        else ()
-    )
+    messages: list[str] = []
+    errors: list[RowError] = []
+    if with_messages:
+        for message, line, code, field, reason in tx.db.execute(
+            "SELECT message, line, code, field, reason FROM job_messages WHERE job = ? "
+            "ORDER BY seq",
+            (job_id,),
+        ):
+            messages.append(message)
+            if line is not None:
+                errors.append(RowError(line=line, code=code, field=field, reason=reason))
     (
         job_id,
         kind,
@@ -50,6 +58,7 @@ def get(tx: Tx, job_id: int, *, with_messages: bool = True) -> control.Job:
         failure,
         detail,
         download_bytes,
+        dry_run,
     ) = found
     return control.Job(
         id=job_id,
@@ -62,9 +71,11 @@ def get(tx: Tx, job_id: int, *, with_messages: bool = True) -> control.Job:
         count=count,
         success=success,
         failure=failure,
-        messages=tuple(m for (m,) in messages),
+        messages=tuple(messages),
         detail=detail,
         download_bytes=download_bytes,
+        errors=tuple(errors),
+        dry_run=bool(dry_run),
     )
 
 
@@ -72,8 +83,9 @@ def create(tx: Tx, command: CreateJob) -> control.Job:
     if command.shop:
         shops.get(tx, command.shop)  # an unknown shop is refused before any upload
     cursor = tx.db.execute(
-        "INSERT INTO jobs(kind, shop, state, started_at, detail) VALUES (?, ?, 'running', ?, ?)",
-        (command.kind, command.shop, tx.now(), command.detail),
+        "INSERT INTO jobs(kind, shop, state, started_at, detail, dry_run) "
+        "VALUES (?, ?, 'running', ?, ?, ?)",
+        (command.kind, command.shop, tx.now(), command.detail, command.dry_run),
     )
     job = get(tx, cursor.lastrowid or 0)
     tx.publish(control.JobChanged(job=job))
@@ -100,8 +112,22 @@ def finish(tx: Tx, command: FinishJob) -> control.Job:
     if len(command.messages) > MAX_JOB_MESSAGES:
         messages.append(f"… and {len(command.messages) - MAX_JOB_MESSAGES} more messages")
     tx.db.executemany(
-        "INSERT INTO job_messages(job, seq, message) VALUES (?, ?, ?)",
-        [(command.job, seq, message) for seq, message in enumerate(messages)],
+        "INSERT INTO job_messages(job, seq, message, line, code, field, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (command.job, seq, message, None, None, None, None)
+            if isinstance(message, str)
+            else (
+                command.job,
+                seq,
+                message.message(),
+                message.line,
+                message.code,
+                message.field,
+                message.reason,
+            )
+            for seq, message in enumerate(messages)
+        ],
     )
     tx.publish(control.JobChanged(job=get(tx, command.job, with_messages=False)))
     return get(tx, command.job)

@@ -186,6 +186,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         SELECT e.id, c.at, e.sku, e.field, e.delta, e.before, e.after, c.reason, c.ref, c.actor
         FROM journal_entries e JOIN journal_contexts c ON c.id = e.context
     """,
+    # a row error keeps its fields beside its text (the JSON job carries them); a dry run is
+    # marked as one, not only in the job's detail text
+    """
+    ALTER TABLE job_messages ADD COLUMN line INTEGER;
+    ALTER TABLE job_messages ADD COLUMN code TEXT;
+    ALTER TABLE job_messages ADD COLUMN field TEXT;
+    ALTER TABLE job_messages ADD COLUMN reason TEXT;
+    ALTER TABLE jobs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 

@@ -177,6 +177,38 @@ def decode_strict(raw: bytes, codec: str) -> str:
     return text
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def undecodable_hint(raw: bytes, codec: str) -> str:
+    """For bytes that do not decode as ``codec``: advice naming the other encoding zaiko
+    reads, when they decode as that (a UTF-8 file imported as cp932, or the reverse); else
+    the empty string."""
+    if raw.isascii():
+        return ""
+    other = "utf-8" if codec.startswith("cp932") else "cp932"
+    try:
+        decode_strict(raw.removeprefix(UTF8_BOM), other)
+    except UnicodeDecodeError:
+        return ""
+    return f"; it reads as {other}: import the file with --encoding {other}"
+
+
+def misread_header_hint(names: Iterable[str], wanted: Iterable[str]) -> str:
+    """For a header that lacks its columns because a UTF-8 file was read as cp932 (it
+    decodes, into other characters): advice to import it as UTF-8; else the empty string."""
+    text = ",".join(names)
+    if text.isascii():
+        return ""
+    try:
+        again = text.encode("cp932").decode("utf-8")
+    except UnicodeError:
+        return ""
+    if any(name in again for name in wanted):
+        return "; the file is UTF-8 read as cp932: import it with --encoding utf-8"
+    return ""
+
+
 def decoded_lines(
     raw_lines: Iterable[bytes], encoding: str = "cp932"
 ) -> Iterator[tuple[int, str | RowError]]:
@@ -193,7 +225,8 @@ def decoded_lines(
                 number,
                 RowError(
                     line=number,
-                    reason=f"byte 0x{raw[exc.start]:02X} at column {exc.start + 1} is not valid {encoding}",
+                    reason=f"byte 0x{raw[exc.start]:02X} at column {exc.start + 1} is not valid "
+                    f"{encoding}{undecodable_hint(raw, codec)}",
                 ),
             )
             continue
@@ -252,7 +285,8 @@ def header_records(
                     RowError(
                         line=number,
                         field=missing[0],
-                        reason=f"header lacks required column(s): {', '.join(missing)}",
+                        reason=f"header lacks required column(s): {', '.join(missing)}"
+                        + misread_header_hint(columns, missing),
                     ),
                 )
                 return
