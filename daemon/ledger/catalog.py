@@ -7,15 +7,17 @@ import sqlite3
 from daemon.ledger import listings, stock
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
-from protocols.sku import code_problem, name_problem
+from protocols.sku import MAX_CODE_LENGTH, code_problem, name_problem
 
 
 def check_code(code: str, field: str = "code") -> None:
     """The SKU-code rule of ``protocols.sku``, as a refusal naming the field."""
     problem = code_problem(code)
     if problem is not None:
-        shown = code if len(code) <= 64 else code[:64] + "…"
-        raise DomainError("invalid", f"SKU code {shown!r}: {problem}", field)
+        shown = repr(code if len(code) <= MAX_CODE_LENGTH else code[:MAX_CODE_LENGTH] + "…")
+        raise DomainError(
+            "invalid", f"SKU code {shown}: {problem}" if code else "SKU code is empty", field
+        )
 
 
 class KnownCodes:
