@@ -3,17 +3,19 @@ prints settings that ``shops set`` takes back, and why it cannot reach a daemon,
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from cli import render
+from cli import main, render
 from protocols import control
 from protocols.settings import ShopSettings, apply_changes, decode_shops_toml, mall_settings
 from tests.conftest import DaemonProcess
@@ -47,6 +49,47 @@ def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+# --- --config, ZAIKO_CONFIG, --help ----------------------------------------------------
+
+
+def test_config_before_or_after_the_command_or_from_the_environment(
+    daemon_process: DaemonProcess, tmp_path: Path
+) -> None:
+    config = str(daemon_process.config_path)
+    missing = str(tmp_path / "missing.toml")
+    assert "0 SKUs" in zaiko("--config", config, "status").stdout
+    assert "0 SKUs" in zaiko("status", "--config", config).stdout
+    assert "no jobs yet" in zaiko("jobs", "list", "--config", config).stdout
+    assert "no jobs yet" in zaiko("jobs", "--config", config, "list").stdout
+    assert "0 SKUs" in zaiko("status", env={"ZAIKO_CONFIG": config}).stdout
+    # --config wins over ZAIKO_CONFIG, whichever of the two is wrong
+    assert "0 SKUs" in zaiko("status", "--config", config, env={"ZAIKO_CONFIG": missing}).stdout
+    refused = zaiko("status", "--config", missing, env={"ZAIKO_CONFIG": config})
+    assert missing in one_line_failure(refused)
+    # neither: the default, read from the current folder
+    refused = zaiko("status", cwd=tmp_path)
+    assert "cannot read config conf/zaiko.example.toml" in one_line_failure(refused)
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield parser.prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from parsers(child)
+
+
+def test_help_of_every_command_shows_the_defaults() -> None:
+    every = list(parsers(main.build_parser()))
+    assert len(every) > 20
+    for prog, parser in every:
+        text = " ".join(parser.format_help().split())
+        assert "--config FILE the daemon's TOML config (default: $ZAIKO_CONFIG" in text, prog
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, "", "==SUPPRESS=="):
+                assert f"(default: {action.default})" in text, (prog, action.dest)
 
 
 # --- shops show / shops set ------------------------------------------------------------
