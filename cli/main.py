@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import msgspec
 import trio
 
 from cli import render
-from cli.client import ClientError, ControlClient, connect
+from cli.client import ClientError, ControlClient, DaemonNotRunning, connect
 from daemon.config import Config, ConfigError, load_config
 from protocols import control
 from protocols.listings import read_listings
@@ -537,16 +538,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zaiko: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (ClientError, ConfigError, Failure) as exc:
-        if as_json:
-            sys.stdout.write(
-                msgspec.json.encode({"type": "error", "message": str(exc)}).decode() + "\n"
-            )
-        print(f"zaiko: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        message = str(exc)
+        if isinstance(exc, DaemonNotRunning):
+            message += f" Start it with: zaiko --config {shlex.quote(config_file)} daemon"
+        return fail(message, as_json)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # the daemon's own failures keep their traceback for the journal; a client's is a bug
+        # that still gets one line, with the traceback on request
+        if args.command == "daemon" or os.environ.get("ZAIKO_TRACEBACK"):
+            raise
+        detail = f"{type(exc).__name__}: {exc}".removesuffix(": ")
+        return fail(f"unexpected error {detail} (ZAIKO_TRACEBACK=1 shows where)", as_json)
     print_document(document, as_json, render.for_reply)
     return 0
+
+
+def fail(message: str, as_json: bool) -> int:
+    """A one-line error on stderr (and as the JSON document with --json); exit status 1."""
+    message = " ".join(message.split())
+    if as_json:
+        sys.stdout.write(msgspec.json.encode({"type": "error", "message": message}).decode() + "\n")
+    print(f"zaiko: {message}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

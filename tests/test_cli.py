@@ -4,21 +4,28 @@ prints settings that ``shops set`` takes back, and why it cannot reach a daemon,
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+import trio
+from trio_websocket import HandshakeError
 
-from cli import main, render
+from cli import client, main, render
+from cli.client import ClientError, connect, unreachable
+from daemon.config import load_config
 from protocols import control
 from protocols.settings import ShopSettings, apply_changes, decode_shops_toml, mall_settings
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonProcess, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SHOPS_FILE = ROOT / "conf" / "shops.example.toml"
@@ -184,3 +191,133 @@ def test_unknown_settings_and_values_are_refused_with_the_valid_ones(
     assert "shops[0] (r2).send_intervl_min: unknown setting; did you mean send_interval_min?" in (
         refused
     )
+
+
+# --- cannot reach the daemon -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def config_listening_on(directory: Path, port: int, token: bool = True) -> Path:
+    directory.mkdir(exist_ok=True)
+    path = write_config(directory)
+    path.write_text(path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    if token:
+        state = directory / "state"
+        state.mkdir(exist_ok=True)
+        (state / "control.token").write_text("t" * 43 + "\n")
+    return path
+
+
+def test_nothing_listening_says_connection_refused_and_how_to_start(tmp_path: Path) -> None:
+    config = config_listening_on(tmp_path, free_port())
+    line = one_line_failure(zaiko("--config", str(config), "status"))
+    assert "connection refused, nothing listens there: is the daemon running?" in line
+    assert line.endswith(f"Start it with: zaiko --config {config} daemon")
+    # a fresh state_dir: no token yet, since the daemon never started
+    config = config_listening_on(tmp_path / "fresh", free_port(), token=False)
+    line = one_line_failure(zaiko("status", "--config", str(config)))
+    assert "no control token at" in line and "Start it with" in line
+
+
+def test_port_0_without_or_with_a_stale_address_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "control.token").write_text("t" * 43)
+    line = one_line_failure(zaiko("--config", str(config), "status"))
+    assert "control.addr at start, and that file is missing: is the daemon running?" in line
+    (tmp_path / "state" / "control.addr").write_text(f"127.0.0.1:{free_port()}\n")
+    line = one_line_failure(zaiko("--config", str(config), "status", "--json"))
+    assert "connection refused" in line and "left by a daemon that did not stop cleanly" in line
+
+
+def serve_once(answer: bytes | None) -> int:
+    """A TCP server that accepts one connection and sends ``answer`` (None: stays silent)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server, server.accept()[0] as conn:
+            conn.recv(65536)
+            if answer is not None:
+                conn.sendall(answer)
+            else:
+                conn.recv(65536)  # until the client gives up
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(server.getsockname()[1])
+
+
+def test_another_program_on_the_port_refuses_the_handshake(tmp_path: Path) -> None:
+    port = serve_once(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    line = one_line_failure(zaiko("--config", str(config_listening_on(tmp_path, port)), "status"))
+    assert f"127.0.0.1:{port} answered HTTP 404 instead of a zaiko websocket" in line
+
+
+def test_a_silent_listener_times_out_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = serve_once(None)
+    monkeypatch.setattr(client, "CONNECT_TIMEOUT_S", 0.5)
+    assert main.main(["--config", str(config_listening_on(tmp_path, port)), "status"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"zaiko: the daemon at 127.0.0.1:{port} did not answer within 0.5 s: is it "
+        "stuck, or does another program listen on that port?\n"
+    )
+
+
+def test_a_wrong_token_says_the_token_file_is_not_the_running_daemons(
+    daemon_process: DaemonProcess,
+) -> None:
+    token_file = daemon_process.config.token_file
+    token_file.write_text("w" * 43 + "\n")  # the daemon keeps the token it read at start
+    line = one_line_failure(daemon_process.cli("status", check=False))
+    assert f"refused the control token in {token_file} (close 4401)" in line
+    assert "does not match the running daemon's" in line and "state_dir" in line
+
+
+def test_os_errors_are_told_by_their_strerror(tmp_path: Path) -> None:
+    # trio reports a failed connect as a group of the real errors, trio_websocket wraps it
+    real = ConnectionRefusedError(errno.ECONNREFUSED, "Error connecting to ('::1', 1): ...")
+    attempts = OSError("all attempts to connect to 127.0.0.1:1 failed")
+    attempts.__cause__ = ExceptionGroup("all attempts", [real])
+    wrapped = HandshakeError()
+    wrapped.__cause__ = attempts
+    assert client.strerror(wrapped) == "Connection refused"
+    config = load_config(write_config(tmp_path))
+    unreachable_net = HandshakeError()
+    unreachable_net.__cause__ = OSError(errno.ENETUNREACH, "Error connecting: Network is down?")
+    message = str(unreachable(unreachable_net, config, "127.0.0.1:1", 1.0))
+    assert message == "cannot reach the daemon at 127.0.0.1:1: Network is unreachable"
+
+
+def test_an_unexpected_error_is_one_line_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(path: Path) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(main, "load_config", broken)
+    assert main.main(["status", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "zaiko: unexpected error RuntimeError: boom (ZAIKO_TRACEBACK=1 shows where)\n"
+    )
+    assert json.loads(captured.out)["type"] == "error"
+
+
+async def test_connect_refusals_are_client_errors(tmp_path: Path) -> None:
+    config = load_config(config_listening_on(tmp_path, free_port()))
+    with pytest.raises(ClientError, match="connection refused"):
+        async with connect(config):
+            pass
+    with trio.fail_after(5):
+        port = serve_once(None)
+        config = load_config(config_listening_on(tmp_path / "silent", port))
+        with pytest.raises(ClientError, match=r"did not answer within 0\.2 s"):
+            async with connect(config, timeout_s=0.2):
+                pass
