@@ -95,8 +95,12 @@ def test_help_of_every_command_shows_the_defaults() -> None:
         text = " ".join(parser.format_help().split())
         assert "--config FILE the daemon's TOML config (default: $ZAIKO_CONFIG" in text, prog
         for action in parser._actions:
-            if action.option_strings and action.default not in (None, False, "", "==SUPPRESS=="):
-                assert f"(default: {action.default})" in text, (prog, action.dest)
+            default = action.default
+            if action.option_strings and default is not None and default is not False:
+                if default not in ("", argparse.SUPPRESS):
+                    assert f"(default: {default})" in text, (prog, action.dest)
+    sku_add = " ".join(dict(every)["zaiko sku add"].format_help().split())
+    assert "--reserve RESERVE units of expected kept back (保留在庫数) (default: 0)" in sku_add
 
 
 # --- shops show / shops set ------------------------------------------------------------
