@@ -20,6 +20,7 @@ from daemon.events import EventBus
 from daemon.imports import clear_leftovers
 from daemon.notify import sd_notify
 from daemon.shop_actors import actors_for as default_actors_for
+from daemon.statelock import lock_state_dir
 from protocols.settings import ShopSettings
 
 log = logging.getLogger("zaiko")
@@ -47,24 +48,28 @@ async def run_daemon(
     # each SQLite statement; at the default 5 ms hand-off that wait was a fifth of a
     # 1,000,000-row import (bench/import.py: 2.26 s → 1.83 s for parse and apply).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    token = prepare_state(config)
-    bus = EventBus()
-    board = StatusBoard(bus, now)
-    host, port = config.listen
-    settings = ControlSettings(
-        host=host,
-        port=port,
-        max_frame_bytes=config.control.max_frame_bytes,
-        hello_timeout_s=config.control.hello_timeout_s,
-    )
-    info = ServerInfo(version=zaiko_version(), started_at=now())
-    backoff = Backoff(config.supervisor.backoff_initial_s, config.supervisor.backoff_max_s)
+    # first of all: a second daemon on this state must not touch the token, the database
+    # (the running daemon's imports) or the spooled uploads
+    state_lock = lock_state_dir(config.state_dir)
     try:
+        token = prepare_state(config)
+        bus = EventBus()
+        board = StatusBoard(bus, now)
+        host, port = config.listen
+        settings = ControlSettings(
+            host=host,
+            port=port,
+            max_frame_bytes=config.control.max_frame_bytes,
+            hello_timeout_s=config.control.hello_timeout_s,
+        )
+        info = ServerInfo(version=zaiko_version(), started_at=now())
+        backoff = Backoff(config.supervisor.backoff_initial_s, config.supervisor.backoff_max_s)
         await _serve(
             config, token, bus, board, settings, info, backoff, now, actors_for, task_status
         )
     finally:
         config.address_file.unlink(missing_ok=True)
+        state_lock.release()
     log.info("stopped; database closed")
 
 
