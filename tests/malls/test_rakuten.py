@@ -15,7 +15,7 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 from tests.malls.mail_variants import single_part
 from tests.malls.subject_shapes import every_shape_with_subject
@@ -24,9 +24,7 @@ ACCOUNT = ApiAccount(base_url="https://api.rms.rakuten.co.jp", secret="SP123_abc
 
 
 def read(name: str, content: bytes, encoding: str = "cp932") -> list[StockRow | RowError]:
-    return list(
-        rakuten.read_stock_file(name, decoded_lines(content.splitlines(keepends=True), encoding))
-    )
+    return list(rakuten.read_stock_file(name, csv_records([content], encoding)))
 
 
 def rows_of(result: list[StockRow | RowError]) -> list[StockRow]:
@@ -410,6 +408,7 @@ EXPECTED = MallOrder(
             sku="bottle-500",
             quantity=1,
             name="【送料無料】ステンレス (保温) ボトル",
+            choices=("ブラック",),
         ),
         OrderLine(
             line_no=2,
@@ -418,6 +417,7 @@ EXPECTED = MallOrder(
             sku="jacket-01-l",
             quantity=1002,
             name="ジャケット (メンズ)",
+            choices=("L",),
         ),
     ),
 )
