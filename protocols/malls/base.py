@@ -309,6 +309,10 @@ class LineSplitter:
             if separator is None:
                 self._keep(chunk)
                 return []
+            if self._pending:  # it may end with the line break just decided (a CR)
+                chunk = b"".join(self._pending) + chunk
+                self._pending.clear()
+                self._pending_bytes = 0
         if separator not in chunk:
             self._keep(chunk)
             return []
@@ -333,16 +337,20 @@ class LineSplitter:
         return [tail] if tail else []
 
     def _detect(self, chunk: bytes) -> bytes | None:
-        """The file's line break, from its first one; None until it is known."""
-        if b"\r" not in chunk and b"\n" not in chunk:
+        """The file's line break, from its first one; None until it is known. What is kept
+        meanwhile holds no line break, but for a CR that ended the last chunk."""
+        if self._pending and self._pending[-1].endswith(b"\r"):
+            if not chunk:
+                return None
+            return b"\n" if chunk[0] == 0x0A else b"\r"
+        cr, lf = chunk.find(b"\r"), chunk.find(b"\n")
+        if cr == -1 and lf == -1:
             return None
-        data = b"".join(self._pending) + chunk
-        cr, lf = data.find(b"\r"), data.find(b"\n")
         if cr == -1 or -1 < lf < cr:
             return b"\n"
-        if cr + 1 == len(data):
+        if cr + 1 == len(chunk):
             return None  # a CR ends the chunk: the next byte says whether LF follows
-        return b"\n" if data[cr + 1] == 0x0A else b"\r"
+        return b"\n" if chunk[cr + 1] == 0x0A else b"\r"
 
     def _keep(self, piece: bytes) -> None:
         if piece:
