@@ -107,26 +107,36 @@ def choice_names(variation: Sequence[str]) -> tuple[str, ...]:
     return tuple(part[len(CHOICE_PREFIX) :] for part in variation if part.startswith(CHOICE_PREFIX))
 
 
-def match_by_choices(listed: Iterable[tuple[str, str]], choices: Sequence[str]) -> str | None:
-    """Which of an item's listings (``(variation_key, sku)``) an order line of that item
-    means, by the option values printed with it (``OrderLine.choices``), or None.
+def match_by_choices(
+    printed: str, listed: Iterable[tuple[str, str, str, str]], choices: Sequence[str]
+) -> str | None:
+    """Which listing an order line means by the option values printed with it
+    (``OrderLine.choices``), or None; ``printed`` is the item code the mall printed (for a
+    Rakuten legacy choice: 商品番号 + the 子番号 it has) and ``listed`` the candidates
+    ``(item_id, alt_item_id, variation_key, sku)``.
 
-    Only listings whose every axis is named by its choice take part (a 子番号 is already in
-    the code the mall prints). A listing matches when each of its choice names is one of the
-    printed values (a mail also prints plain options, such as gift wrapping); the match with
-    the most names wins, and a tie is no match: an order never guesses between two SKUs.
+    Only listings with an axis named by its choice take part (a 子番号 that exists is in the
+    printed code). A listing matches when its item identifier followed by its codes is the
+    printed code and each of its choice names is one of the printed values (a mail also
+    prints plain options, such as gift wrapping); the match with the most names wins, and a
+    tie is no match: an order never guesses between two SKUs.
     """
-    printed = set(choices)
-    best: list[tuple[int, str]] = []
-    for key, sku in listed:
-        parts = json.loads(key)
+    values = set(choices)
+    found: list[tuple[int, str]] = []
+    for item_id, alt_item_id, key, sku in listed:
+        parts: list[str] = json.loads(key)
         names = choice_names(parts)
-        if not names or len(names) != len(parts) or not printed.issuperset(names):
+        if not names or not values.issuperset(names):
             continue
-        best.append((len(names), sku))
-    if not best:
+        codes = "".join(part for part in parts if not part.startswith(CHOICE_PREFIX))
+        if printed in (item_id + codes, alt_item_id + codes if alt_item_id else None):
+            found.append((len(names), sku))
+    found.sort(reverse=True)
+    if not found or (len(found) > 1 and found[0][0] == found[1][0]):
         return None
-    best.sort(reverse=True)
-    if len(best) > 1 and best[0][0] == best[1][0]:
-        return None
-    return best[0][1]
+    return found[0][1]
+
+
+def code_prefixes(printed: str) -> list[str]:
+    """Every prefix of a printed code: the item identifiers it may start with."""
+    return [printed[:end] for end in range(1, len(printed) + 1)]

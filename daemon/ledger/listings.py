@@ -15,7 +15,7 @@ import msgspec
 from daemon.ledger import catalog, sets, shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
-from protocols.listings import match_by_choices, variation_key
+from protocols.listings import code_prefixes, match_by_choices, variation_key
 from protocols.malls import capability, module
 from protocols.malls.base import identifier
 from protocols.settings import ShopSettings
@@ -137,8 +137,9 @@ def listed_sku(
 
     The item is found by either of its identifiers (商品管理番号 or 商品番号, as an order mail
     prints it) and, where the mall says so, in the forms its printed code may stand for
-    (Rakuten keeps 商品管理番号 in lower case). A line without its variation's codes (a
-    Rakuten item whose 子番号 is empty) is matched by the choice names printed with it.
+    (Rakuten keeps 商品管理番号 in lower case). A line whose variation the printed code does
+    not hold (a Rakuten choice whose 子番号 is empty) is matched by the choice names printed
+    with it (``protocols.listings.match_by_choices``).
     """
     shop = shops.get(tx, shop_id)
     key = variation_key(variation)
@@ -154,12 +155,15 @@ def listed_sku(
                 sku: str = row[0][0]
                 return sku
         if choices:
+            prefixes = code_prefixes(item)
+            marks = ", ".join("?" * len(prefixes))
             listed = tx.db.execute(
-                "SELECT variation, sku FROM listings WHERE shop = ? AND item_id = ? "
-                "UNION SELECT variation, sku FROM listings WHERE shop = ? AND alt_item_id = ?",
-                (shop.id, item, shop.id, item),
+                "SELECT item_id, alt_item_id, variation, sku FROM listings WHERE shop = ? "
+                f"AND item_id IN ({marks}) UNION SELECT item_id, alt_item_id, variation, sku "
+                f"FROM listings WHERE shop = ? AND alt_item_id IN ({marks})",
+                (shop.id, *prefixes, shop.id, *prefixes),
             ).fetchall()
-            found = match_by_choices(listed, choices)
+            found = match_by_choices(item, listed, choices)
             if found is not None:
                 return found
     return None

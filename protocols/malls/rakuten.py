@@ -13,7 +13,7 @@ import base64
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -36,7 +36,6 @@ from protocols.malls.base import (
     identifier,
     int_field,
 )
-from protocols.sku import code_problem
 
 BATCH_SIZE = 400
 REQUESTS_PER_SECOND = 1.0
@@ -269,15 +268,29 @@ _VERTICAL_NAME = "項目選択肢別在庫用縦軸選択肢"
 _AXIS_COLUMNS = ((_HORIZONTAL_CODE, _HORIZONTAL_NAME), (_VERTICAL_CODE, _VERTICAL_NAME))
 
 
+class _Choice(NamedTuple):
+    """One stock choice row of select.csv, as read."""
+
+    line: int
+    codes: tuple[str, str]  # 横軸/縦軸 子番号, by base.identifier
+    names: tuple[str, str]  # 横軸/縦軸 choice names
+    quantity: str
+
+
+_COUNT = "項目選択肢別在庫用在庫数"
+
+
 def _read_select_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
-    count = "項目選択肢別在庫用在庫数"
-    required = (_MANAGE_NUMBER, "選択肢タイプ", _HORIZONTAL_CODE, _VERTICAL_CODE, count)
-    noted = ""  # the last item whose codes were made from choice names (one note per item)
+    """The stock choices of select.csv, an item's rows at a time (RMS writes them together):
+    the default rule's codes when they tell the item's choices apart, else see
+    ``_item_choices``."""
+    required = (_MANAGE_NUMBER, "選択肢タイプ", _HORIZONTAL_CODE, _VERTICAL_CODE, _COUNT)
+    item_id, choices = "", list[_Choice]()
     for number, row in header_records(records, required):
         if isinstance(row, RowError):
             yield row
             continue
-        item_id = identifier(row[_MANAGE_NUMBER])
+        row_item = identifier(row[_MANAGE_NUMBER])
         choice_type = row["選択肢タイプ"].strip()
         if row.get("項目選択肢用コントロールカラム", "").strip() == _CONTROL_DELETE:
             continue
@@ -286,48 +299,97 @@ def _read_select_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
         if choice_type != _CHOICE_TYPE_STOCK:
             yield RowError(
                 line=number,
-                code=item_id,
+                code=row_item,
                 field="選択肢タイプ",
                 reason=f"unknown value {choice_type!r}",
             )
             continue
-        if not item_id:
+        if not row_item:
             yield RowError(line=number, field=_MANAGE_NUMBER, reason="is empty")
             continue
-        names = (row.get(_HORIZONTAL_NAME, ""), row.get(_VERTICAL_NAME, ""))
-        variation = (
-            choice_axis(row[_HORIZONTAL_CODE], names[0]),
-            choice_axis(row[_VERTICAL_CODE], names[1]),
-        )
-        sku = join_sku(item_id, variation)
-        note = hint = ""
-        if is_named_by_choice(variation):
-            hint = (
-                "; 子番号 is empty, so the code is made from the choice name: set the 子番号 in "
-                "RMS, or map the choice to a SKU with zaiko listings import (variation "
-                f"{CHOICE_PREFIX}<choice name>) and import with --shop"
+        if row_item != item_id:
+            yield from _item_choices(item_id, choices)
+            item_id, choices = row_item, []
+        choices.append(
+            _Choice(
+                number,
+                (identifier(row[_HORIZONTAL_CODE]), identifier(row[_VERTICAL_CODE])),
+                (
+                    display_name(row.get(_HORIZONTAL_NAME, "")),
+                    display_name(row.get(_VERTICAL_NAME, "")),
+                ),
+                row[_COUNT],
             )
-            if noted != item_id and code_problem(sku) is None:
-                noted = item_id
-                note = (
-                    f"line {number} [{item_id}]: 子番号 is empty, so its SKU codes are made "
-                    f"from the choice names (as {sku}); to use other codes, map them with "
-                    "zaiko listings import"
-                )
-        quantity = int_field(row[count], line=number, field=count, code=sku)
+        )
+    yield from _item_choices(item_id, choices)
+
+
+def _item_choices(item_id: str, choices: list[_Choice]) -> Iterator[StockRow | RowError]:
+    """One item's stock choices. Two choices never become one SKU: where the default rule
+    (商品管理番号 + 子番号) gives several of them one code (a 子番号 is empty, as real downloads
+    have it), each axis of theirs without 子番号 is told apart by its choice name
+    (``choice_axis``), and the job log says so; choices that even their names do not tell
+    apart are refused, all of them, naming the fix."""
+    by_code: dict[str, list[_Choice]] = {}
+    for choice in choices:
+        by_code.setdefault(join_sku(item_id, choice.codes), []).append(choice)
+    variations: dict[int, tuple[str, ...]] = {}
+    for same in by_code.values():
+        for choice in same:
+            variations[choice.line] = (
+                choice.codes
+                if len(same) == 1
+                else tuple(map(choice_axis, choice.codes, choice.names))
+            )
+    lines_of: dict[str, list[int]] = {}
+    for line, variation in variations.items():
+        lines_of.setdefault(join_sku(item_id, variation), []).append(line)
+    named = [choice for choice in choices if is_named_by_choice(variations[choice.line])]
+    note = (
+        f"line {named[0].line} [{item_id}]: 子番号 is empty for {len(named)} choices, so "
+        f"their SKU codes are made from the choice names (as "
+        f"{join_sku(item_id, variations[named[0].line])}); to use other codes, map them with "
+        "zaiko listings import"
+        if named
+        else ""
+    )
+    for choice in choices:
+        variation = variations[choice.line]
+        sku = join_sku(item_id, variation)
+        others = [line for line in lines_of[sku] if line != choice.line]
+        if others:
+            yield RowError(
+                line=choice.line,
+                code=sku,
+                field=_HORIZONTAL_CODE,
+                reason=f"is empty and the choice names do not tell this choice from line "
+                f"{others[0]}'s either: none of them is read; set the 子番号 in RMS, or map "
+                "each choice to a SKU with zaiko listings import",
+            )
+            continue
+        quantity = int_field(choice.quantity, line=choice.line, field=_COUNT, code=sku)
         if isinstance(quantity, RowError):
             yield quantity
             continue
+        is_named = is_named_by_choice(variation)
         yield StockRow(
-            line=number,
+            line=choice.line,
             sku=sku,
             item_id=item_id,
             variation=variation,
             quantity=quantity,
-            name=display_name(*names),
-            note=note,
-            code_hint=hint,
+            name=display_name(*choice.names),
+            note=note if is_named else "",
+            code_hint=(
+                "; 子番号 is empty, so the code is made from the choice name: set the 子番号 "
+                "in RMS, or map the choice to a SKU with zaiko listings import (variation "
+                f"{CHOICE_PREFIX}<choice name>) and import with --shop"
+                if is_named
+                else ""
+            ),
         )
+        if is_named:
+            note = ""  # said once per item
 
 
 def _read_normal_item_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
