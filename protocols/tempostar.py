@@ -289,11 +289,9 @@ def _read_block(
             if _chars(lines, record, end) > MAX_RECORD_CHARS:
                 reason = RECORD_TOO_LONG
             else:
-                rows = yield from _whole_record(parse, lines, record, end, first_line + record - 1)
-                if rows:
-                    position = end
-                    continue
-                position = record + 1  # the record's error is out: read on from its 2nd line
+                valid = yield from _whole_record(parse, lines, record, end, first_line + record - 1)
+                # when it is not, its error is out: read on from its second line
+                position = end if valid else record + 1
                 continue
         elif str(problem) == _END_OF_DATA and stop < count:
             # the record runs into a line that did not decode: that line's error is its own
@@ -322,13 +320,7 @@ def _whole_record(
     """Parse the record over ``lines[start:end]``; True when it is a valid row (or a row to
     skip), else its error is yielded and the caller reads its lines again: a record over
     several lines that is not a valid row is most likely a stray quote that joined lines."""
-    results = []
-    parser = parse(lines, start, end, offset, True)
-    while True:
-        try:
-            results.append(next(parser))
-        except StopIteration:
-            break
+    results = list(parse(lines, start, end, offset, True))
     error = next((item for item in results if isinstance(item, RowError)), None)
     if error is not None:
         yield error

@@ -160,7 +160,7 @@ class MailError(ValueError):
 class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     """One line of an order. ``sku`` is the default rule's code; ``choices`` are the option
     values printed with the item (Rakuten), which tell variations apart when the item's
-    子番号 is empty (see ``protocols.listings.listed_sku``)."""
+    子番号 is empty (see ``daemon.ledger.listings.listed_sku``)."""
 
     line_no: int
     item_id: str
