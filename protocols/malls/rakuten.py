@@ -363,8 +363,8 @@ def _item_choices(item_id: str, choices: list[_Choice]) -> Iterator[StockRow | R
                 code=sku,
                 field=_HORIZONTAL_CODE,
                 reason=f"is empty and the choice names do not tell this choice from line "
-                f"{others[0]}'s either: none of them is read; set the 子番号 in RMS, or map "
-                "each choice to a SKU with zaiko listings import",
+                f"{others[0]}'s either (no listing can): none of them is read; give them "
+                "their 子番号 in RMS and download the file again",
             )
             continue
         quantity = int_field(choice.quantity, line=choice.line, field=_COUNT, code=sku)

@@ -542,7 +542,7 @@ def test_choices_their_names_do_not_tell_apart_are_all_refused() -> None:
         (2, "x-Ａ", "項目選択肢別在庫用横軸選択肢子番号"),
         (3, "x-Ａ", "項目選択肢別在庫用横軸選択肢子番号"),
     ]
-    assert "set the 子番号 in RMS, or map each choice" in errors_of(result)[0].reason
+    assert "give them their 子番号 in RMS" in errors_of(result)[0].reason
     assert [(r.line, r.sku) for r in result if isinstance(r, StockRow)] == [(4, "y")]
 
 
