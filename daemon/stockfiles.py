@@ -193,14 +193,14 @@ def _parse_mall_file(
         assert isinstance(row, StockRow)
         # with --shop a stock row reaches the SKU its listing names, whatever the default
         # rule's code: the ledger refuses the row if no listing maps it and no SKU has it
+        if row.note:
+            yield row.note
         mapped = start.kind == "stock" and bool(start.shop)
         if not mapped and (problem := sku.code_problem(row.sku)):
             yield RowError(
                 line=row.line, code=row.sku[:64], field="code", reason=problem + row.code_hint
             )
             continue
-        if row.note:
-            yield row.note
         variation = variation_key(row.variation)
         if start.kind == "catalog":
             if row.sku in seen:

@@ -222,3 +222,41 @@ def test_tempostar_download_with_oversold_counts_needs_allow_negative(
         ("case-04", -1, f"job:{job['id']}"),
     ]
     db.close()
+
+
+def test_a_choice_whose_name_makes_no_usable_code_is_mapped_with_a_listing(
+    daemon_process: DaemonProcess, tmp_path: Path
+) -> None:
+    """Refused with the fixes named; a listing (variation ``choice:<name>``, from a CR-only
+    listings CSV) maps it, and the import with ``--shop`` reaches that SKU."""
+    zaiko = daemon_process
+    apply_shops(zaiko, tmp_path)
+    long_name = "とても長い選択肢の名前" * 6
+    select = tmp_path / "select.csv"
+    select.write_bytes(
+        (
+            "項目選択肢用コントロールカラム,商品管理番号（商品URL）,選択肢タイプ,項目選択肢別在庫用横軸選択肢,"
+            "項目選択肢別在庫用横軸選択肢子番号,項目選択肢別在庫用在庫数,項目選択肢別在庫用縦軸選択肢子番号\r\n"
+            f"n,bag,i,{long_name},,6,\r\nn,bag,i,ミニ,,2,\r\n"
+        ).encode("cp932")
+    )
+    job = job_of(
+        zaiko, "sku", "import", str(select), "--format", "rakuten_select", "--shop", "r1", ok=False
+    )
+    assert counts(job) == ("ok", 2, 1, 1)
+    assert job["messages"][0].startswith("line 2 [bag-とても長い")
+    assert (
+        "set the 子番号 in RMS, or map the choice to a SKU with zaiko listings import"
+        in job["messages"][0]
+    )
+    assert job["messages"][1].startswith("line 2 [bag]: 子番号 is empty for 2 choices")
+    zaiko.cli("sku", "add", "BAG-LONG", "--name", "バッグ 長い名前")
+    mapping = tmp_path / "listings.csv"
+    mapping.write_bytes(
+        f"sku,item_id,variation_1,linked\rBAG-LONG,bag,choice:{long_name},1".encode("cp932")
+    )
+    zaiko.cli("listings", "import", str(mapping), "--shop", "r1")
+    job = job_of(zaiko, "import", str(select), "--format", "rakuten_select", "--shop", "r1")
+    assert counts(job) == ("ok", 2, 2, 0)
+    assert sku_of(zaiko, "BAG-LONG")["stock"]["expected"] == 6
+    assert sku_of(zaiko, "bag-ミニ")["stock"]["expected"] == 2

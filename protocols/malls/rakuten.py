@@ -347,9 +347,8 @@ def _item_choices(item_id: str, choices: list[_Choice]) -> Iterator[StockRow | R
     named = [choice for choice in choices if is_named_by_choice(variations[choice.line])]
     note = (
         f"line {named[0].line} [{item_id}]: 子番号 is empty for {len(named)} choices, so "
-        f"their SKU codes are made from the choice names (as "
-        f"{join_sku(item_id, variations[named[0].line])}); to use other codes, map them with "
-        "zaiko listings import"
+        f"their SKU codes are made from the choice names ({item_id}-<choice name>); to use "
+        "other codes, map them with zaiko listings import"
         if named
         else ""
     )

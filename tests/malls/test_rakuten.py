@@ -509,7 +509,7 @@ def test_choices_with_empty_subcodes_take_codes_from_their_names() -> None:
     # the job log says so, once per item
     assert [r.note for r in rows if r.note] == [
         "line 4 [tshirt-001]: 子番号 is empty for 3 choices, so their SKU codes are made from "
-        "the choice names (as tshirt-001-レッド); to use other codes, map them with zaiko "
+        "the choice names (tshirt-001-<choice name>); to use other codes, map them with zaiko "
         "listings import"
     ]
 
