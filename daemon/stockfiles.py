@@ -118,7 +118,7 @@ class ParsedFile:
         try:
             with self.spool.open("rb") as file:
                 chunks = iter(lambda: file.read(SPOOL_READ_BYTES), b"")
-                for batch in _batches(_parse(chunks, self.start), self):
+                for batch in _batches(_parse(chunks, self.start, self.add_note), self):
                     if self._stopping.is_set():
                         return
                     self._batches.put(batch)
@@ -151,14 +151,13 @@ def clear_leftovers(downloads: Path, uploads: Path) -> None:
 
 
 # A stock row (a StockImportRow, or its fields plus item_id and variation from a mall file)
-# or a catalog row: ImportBatch says which fields in which order. A str is a note for the
-# job log (how a mall file's SKU codes were made).
+# or a catalog row: ImportBatch says which fields in which order.
 ParsedRow = tempostar.StockImportRow | tuple[object, ...]
 
 
 def _parse(
-    chunks: Iterable[bytes], start: control.ImportStart
-) -> Iterator[ParsedRow | RowError | str]:
+    chunks: Iterable[bytes], start: control.ImportStart, note: Callable[[str], None]
+) -> Iterator[ParsedRow | RowError]:
     if start.format == "tempostar":
         lines = tempostar.split_lines(chunks)
         if start.kind == "stock":
@@ -177,12 +176,13 @@ def _parse(
                     else (item.line, item.code, item.name, "", "[]", "")
                 )
         return
-    yield from _parse_mall_file(chunks, start)
+    yield from _parse_mall_file(chunks, start, note)
 
 
 def _parse_mall_file(
-    chunks: Iterable[bytes], start: control.ImportStart
-) -> Iterator[ParsedRow | RowError | str]:
+    chunks: Iterable[bytes], start: control.ImportStart, note: Callable[[str], None]
+) -> Iterator[ParsedRow | RowError]:
+    """A mall file's rows; ``note`` takes what the job log is to say of how codes were made."""
     mall = module(mall_formats()[start.format])
     seen: dict[str, int] = {}
     negative_allowed = start.allow_negative and start.target == "expected"
@@ -194,7 +194,7 @@ def _parse_mall_file(
         # with --shop a stock row reaches the SKU its listing names, whatever the default
         # rule's code: the ledger refuses the row if no listing maps it and no SKU has it
         if row.note:
-            yield row.note
+            note(row.note)
         mapped = start.kind == "stock" and bool(start.shop)
         if not mapped and (problem := sku.code_problem(row.sku)):
             yield RowError(
@@ -244,9 +244,7 @@ def _parse_mall_file(
         )
 
 
-def _batches(
-    rows: Iterable[ParsedRow | RowError | str], parsed: ParsedFile
-) -> Iterator[ImportBatch]:
+def _batches(rows: Iterable[ParsedRow | RowError], parsed: ParsedFile) -> Iterator[ImportBatch]:
     start = parsed.start
     # with --shop, lines are checked for reaching one SKU twice, which needs each row's line
     may_be_uniform = (
@@ -259,9 +257,6 @@ def _batches(
     for row in rows:
         if isinstance(row, RowError):
             parsed.note(row)
-            continue
-        if isinstance(row, str):
-            parsed.add_note(row)
             continue
         batch.append(row)
         if len(batch) >= parsed.batch_rows:
