@@ -24,6 +24,8 @@ from protocols.malls.base import (
     MallOrderState,
     OrderLine,
     StockUpdate,
+    identifier,
+    joined,
 )
 
 CAPABILITY = Capability(
@@ -65,7 +67,7 @@ _RENDERED_STATUS: dict[MallOrderState, str] = {
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = the seller SKU, as is (Amazon has no separate variation codes)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 # --- Listings Items: quantity -------------------------------------------------------------
@@ -282,7 +284,7 @@ def parse_orders_response(body: bytes) -> list[MallOrder]:
         lines = tuple(
             OrderLine(
                 line_no=line_no,
-                item_id=item.SellerSKU,
+                item_id=identifier(item.SellerSKU),
                 sku=join_sku(item.SellerSKU, ()),
                 quantity=item.QuantityOrdered,
                 name=item.Title,

@@ -22,6 +22,8 @@ from protocols.malls.base import (
     MallOrder,
     MallOrderState,
     OrderLine,
+    identifier,
+    joined,
 )
 
 CAPABILITY = Capability(
@@ -41,7 +43,7 @@ _RENDERED_STATES: dict[MallOrderState, str] = {status: state for state, status i
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = the seller's item code of the auction (auctions have no variation codes)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 class _Auction(msgspec.Struct):
@@ -124,7 +126,7 @@ def parse_orders_response(body: bytes) -> list[MallOrder]:
                 lines=(
                     OrderLine(
                         line_no=1,
-                        item_id=auction.SellerItemCode,
+                        item_id=identifier(auction.SellerItemCode),
                         sku=join_sku(auction.SellerItemCode, ()),
                         quantity=auction.Quantity,
                         name=auction.Title,
