@@ -29,6 +29,7 @@ from daemon.commands import LedgerRequest, OrderLineIn, RecordOrder, submit
 from daemon.events import EventBus
 from protocols import control
 from protocols.settings import ShopSettings
+from protocols.sku import MAX_QUANTITY
 
 SKUS = 1000
 
@@ -44,11 +45,13 @@ async def through_ledger(database: Path, lines: int, producers: int, per_order: 
         await submit(send, control.ShopsApply(id=1, shops=(shop,)), "bench")
         for n in range(SKUS):
             await submit(send, control.SkuAdd(id=1, code=f"{n:06d}"), "bench")
-            await submit(
+            stocked = await submit(
                 send,
-                control.StockSet(id=1, code=f"{n:06d}", field="expected", value=10**9),
+                control.StockSet(id=1, code=f"{n:06d}", field="expected", value=MAX_QUANTITY),
                 "bench",
             )
+            # stock enough for every order: an oversold line would take another path
+            assert not isinstance(stocked, control.Error), stocked
 
         async def drain_events() -> None:
             async for _ in subscriber.receive:
