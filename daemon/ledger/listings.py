@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import msgspec
 
-from daemon.ledger import catalog, sets, shops
+from daemon.ledger import catalog, orders, sets, shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
-from protocols.malls import capability
+from protocols.malls import capability, module
 from protocols.settings import ShopSettings
 
 
@@ -53,6 +53,28 @@ def count_linked_unregistered(tx: Tx, shop: ShopSettings) -> int:
     sql = f"SELECT count(*) FROM ({_unregistered_sql(shop)})"
     count: int = tx.db.execute(sql, {"shop": shop.id}).fetchone()[0]
     return count
+
+
+def sku_for_item(
+    tx: Tx,
+    shop: ShopSettings,
+    item_id: str,
+    variation: tuple[str, ...],
+    default_sku: str | None,
+) -> str:
+    """The SKU a shop's mall item (and variation) maps to: its listing row, else the mall's
+    default rule (``default_sku``, or the mall module's ``join_sku``) when that SKU exists;
+    empty when neither. An unlinked listing still maps: linking is about what is pushed."""
+    found = tx.db.execute(
+        "SELECT sku FROM listings WHERE shop = ? AND item_id = ? AND variation = ?",
+        (shop.id, item_id, msgspec.json.encode(variation).decode()),
+    ).fetchone()
+    if found is not None:
+        return str(found[0])
+    sku: str = (
+        default_sku if default_sku is not None else module(shop.mall).join_sku(item_id, variation)
+    )
+    return sku if sku and catalog.exists(tx.db, sku) else ""
 
 
 def listings_import(tx: Tx, command: control.ListingsImport) -> control.ListingsReply:
@@ -102,6 +124,7 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
         ],
     )
     sets.check_origin_rule(tx)
+    orders.rematch(tx)
     tx.publish(control.ListingsChanged(shop=command.shop, rows=len(command.rows)))
     return control.ListingsReply(id=command.id, imported=len(command.rows))
 

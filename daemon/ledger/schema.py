@@ -195,6 +195,32 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE job_messages ADD COLUMN reason TEXT;
     ALTER TABLE jobs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0
     """,
+    # order intake: each line has its own status (one order may have an allocated line and an
+    # unmatched one), the mall's item and variation, and the order what the mall says of it;
+    # a shop's intake keeps its API cursor and its stop/resume bookkeeping; a cancellation finds
+    # what its line's sale took by the journal's reference
+    """
+    ALTER TABLE orders ADD COLUMN mall_state TEXT NOT NULL DEFAULT 'new';
+    ALTER TABLE orders ADD COLUMN source TEXT NOT NULL DEFAULT '';
+    ALTER TABLE order_lines ADD COLUMN variation TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE order_lines ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE order_lines ADD COLUMN status TEXT NOT NULL DEFAULT 'allocated';
+    UPDATE order_lines SET status = CASE WHEN cancelled = 1 THEN 'cancelled' ELSE
+        (SELECT o.status FROM orders o WHERE o.shop = order_lines.shop
+        AND o.order_no = order_lines.order_no) END;
+    ALTER TABLE order_lines DROP COLUMN cancelled;
+    CREATE INDEX order_lines_waiting ON order_lines(status, shop)
+        WHERE status IN ('warning', 'unmatched');
+    CREATE INDEX orders_received ON orders(shop, received_at);
+    CREATE INDEX journal_contexts_ref ON journal_contexts(ref);
+    CREATE TABLE intake_state (
+        shop TEXT PRIMARY KEY REFERENCES shops(id),
+        cursor TEXT NOT NULL DEFAULT '',
+        stopped_at TEXT NOT NULL DEFAULT '',
+        resumed_at TEXT NOT NULL DEFAULT '',
+        backlog TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID
+    """,
 )
 
 
