@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
 
-from protocols.malls.base import MailError, MallOrder, OrderLine
+from protocols.malls.base import MailError, MallOrder, NotAnOrderMail, OrderLine
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -245,13 +245,32 @@ class LabelLayout:
     quantity: str
     name: str
     variation: tuple[str, ...] = ()
+    # an order mail's subject holds one of these; any other mail of the mall is no order
+    subject_marks: tuple[str, ...] = ()
 
 
 def parse_labelled_order(
     raw: bytes, layout: LabelLayout, join_sku: Callable[[str, tuple[str, ...]], str]
 ) -> MallOrder:
-    """Read a ``label：value`` order mail into a MallOrder (status ``new``), lines numbered 1..n."""
-    fields, items = labelled_blocks(read_mail(raw).lines, layout.item_code)
+    """Read a ``label：value`` order mail into a MallOrder (status ``new``), lines numbered 1..n;
+    a mail that does not read as an order raises NotAnOrderMail when its subject has none of
+    the layout's marks, else MailError."""
+    mail = read_mail(raw)
+    try:
+        return _labelled_order(mail, layout, join_sku)
+    except MailError as exc:
+        # A mail that reads as an order is one, whatever its subject (a shipping notice of an
+        # order already taken is then a harmless replay); one that does not is broken only if
+        # its subject says it is an order: other notices of the mall are set aside.
+        if layout.subject_marks and not any(mark in mail.subject for mark in layout.subject_marks):
+            raise NotAnOrderMail(f"not an order mail: subject {mail.subject!r} ({exc})") from exc
+        raise
+
+
+def _labelled_order(
+    mail: MailText, layout: LabelLayout, join_sku: Callable[[str, tuple[str, ...]], str]
+) -> MallOrder:
+    fields, items = labelled_blocks(mail.lines, layout.item_code)
     where = f"{layout.mall} order mail"
     order_no = required(fields, layout.order_no, where)
     ordered_at = parse_ja_datetime(required(fields, layout.ordered_at, where), layout.ordered_at)

@@ -109,6 +109,11 @@ class MailError(ValueError):
     """An order mail that does not parse; the message says why (never a guess)."""
 
 
+class NotAnOrderMail(MailError):
+    """A mail of the mall that is not an order (在庫ゼロのお知らせ, 発送完了, a change notice):
+    intake sets it aside as read, not as broken."""
+
+
 class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     line_no: int
     item_id: str

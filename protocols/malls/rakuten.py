@@ -24,6 +24,7 @@ from protocols.malls.base import (
     HttpRequest,
     MailError,
     MallOrder,
+    NotAnOrderMail,
     OrderLine,
     RowError,
     StockRow,
@@ -702,7 +703,7 @@ def parse_order_mail(raw: bytes) -> MallOrder:
     elif "注文内容ご確認" in subject and _MOBILE_MARK not in subject:
         status = "new"
     else:
-        raise MailError(f"not an order confirmation: subject {subject!r}")
+        raise NotAnOrderMail(f"not an order confirmation: subject {subject!r}")
     lines = [line.strip() for line in mail.lines]
     text = "\n".join(lines)
     order_no = _ORDER_NO.search(text)
