@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ import msgspec
 import trio
 
 from cli import render
-from cli.client import ClientError, ControlClient, connect
+from cli.client import ClientError, ControlClient, DaemonNotRunning, connect
 from daemon.config import Config, ConfigError, load_config
 from protocols import control
 from protocols.listings import read_listings
@@ -300,7 +302,32 @@ async def cmd_export(client: ControlClient, args: argparse.Namespace) -> Any:
 # --- parser -----------------------------------------------------------------------------
 
 
+DEFAULT_CONFIG = "conf/zaiko.example.toml"
+CONFIG_ENV = "ZAIKO_CONFIG"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, as with ArgumentDefaultsHelpFormatter,
+    except where there is none to tell (None, a flag's False, empty text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default is None
+            or default is False
+            or default == ""
+            or default is argparse.SUPPRESS
+            or not (action.option_strings or action.nargs in (argparse.OPTIONAL, "*"))
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # --json and --config are accepted before and after every (sub)command: argparse lets a
+    # subparser's default overwrite what the main parser read, so neither has a default here
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--json",
@@ -308,11 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="machine output: one JSON document",
     )
-    parser = argparse.ArgumentParser(
-        prog="zaiko", description="zaiko inventory-sync daemon and its client", parents=[common]
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"the daemon's TOML config (default: ${CONFIG_ENV} if set, else {DEFAULT_CONFIG})",
     )
-    parser.add_argument(
-        "--config", default="conf/zaiko.example.toml", help="the daemon's TOML config"
+    parser = argparse.ArgumentParser(
+        prog="zaiko",
+        description="zaiko inventory-sync daemon and its client",
+        parents=[common],
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -320,21 +353,28 @@ def build_parser() -> argparse.ArgumentParser:
         subparsers: Any, name: str, handler: Callable[..., Any] | None, help_text: str
     ) -> argparse.ArgumentParser:
         command: argparse.ArgumentParser = subparsers.add_parser(
-            name, help=help_text, parents=[common]
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            formatter_class=HelpFormatter,
         )
         command.set_defaults(handler=handler)
         return command
+
+    def group(name: str, help_text: str, dest: str) -> Any:
+        return add(sub, name, None, help_text).add_subparsers(
+            dest=dest, required=True, metavar="SUBCOMMAND"
+        )
 
     add(sub, "daemon", None, "run the daemon in the foreground")
     add(sub, "status", cmd_status, "the daemon, its shops and their actors")
     add(sub, "malls", None, "each mall kind and what it supports")
 
-    sku = sub.add_parser("sku", help="products").add_subparsers(
-        dest="sku_command", required=True, metavar="SUBCOMMAND"
-    )
+    sku = group("sku", "products", "sku_command")
     p = add(sku, "add", cmd_sku_add, "register a SKU")
     p.add_argument("code")
-    p.add_argument("--name", default="")
+    p.add_argument("--name", default="", help="product name (商品名)")
     p.add_argument(
         "--reserve", type=int, default=0, help="units of expected kept back (保留在庫数)"
     )
@@ -342,57 +382,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("code")
     p.add_argument("--journal", type=int, default=20, help="how many journal rows")
     p = add(sku, "list", cmd_sku_list, "list SKUs")
-    p.add_argument("--prefix", default="")
+    p.add_argument("--prefix", default="", help="only codes that start with this")
     p.add_argument("--after", default="", help="continue after this code")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=int, default=100, help="at most this many SKUs")
 
-    stock = sub.add_parser("stock", help="change stock").add_subparsers(
-        dest="stock_command", required=True, metavar="SUBCOMMAND"
-    )
+    stock = group("stock", "change stock", "stock_command")
     for name, help_text in (
         ("set", "overwrite a value"),
         ("add", "add to a value (negative subtracts)"),
     ):
         p = add(stock, name, cmd_stock, help_text)
         p.add_argument("code")
-        group = p.add_mutually_exclusive_group(required=True)
-        group.add_argument("--expected", type=int)
-        group.add_argument("--actual", type=int)
-        group.add_argument("--reserve", type=int)
+        values = p.add_mutually_exclusive_group(required=True)
+        values.add_argument("--expected", type=int, metavar="N", help="想定在庫数")
+        values.add_argument("--actual", type=int, metavar="N", help="実在庫数")
+        values.add_argument("--reserve", type=int, metavar="N", help="保留在庫数")
         p.add_argument(
             "--key", default="", help="idempotency key: a retry with the same key changes nothing"
         )
 
-    sets = sub.add_parser("sets", help="set products").add_subparsers(
-        dest="sets_command", required=True, metavar="SUBCOMMAND"
-    )
+    sets = group("sets", "set products", "sets_command")
     p = add(sets, "add", cmd_sets_add, "define a set product from children")
     p.add_argument("parent")
-    p.add_argument("--child", action="append", required=True, metavar="CODE:QTY")
-    p.add_argument("--name", default="")
-
-    listings = sub.add_parser("listings", help="per-shop listings").add_subparsers(
-        dest="listings_command", required=True, metavar="SUBCOMMAND"
+    p.add_argument(
+        "--child", action="append", required=True, metavar="CODE:QTY", help="repeat per child"
     )
+    p.add_argument("--name", default="", help="product name (商品名)")
+
+    listings = group("listings", "per-shop listings", "listings_command")
     p = add(listings, "import", cmd_listings_import, "import listing overrides from CSV")
     p.add_argument("file")
-    p.add_argument("--shop", required=True)
-    p.add_argument("--encoding", default="cp932")
+    p.add_argument("--shop", required=True, help="the shop the listings belong to")
+    p.add_argument("--encoding", default="cp932", help="cp932 (also shift_jis, sjis) or utf-8")
 
-    shops = sub.add_parser("shops", help="shops and their settings").add_subparsers(
-        dest="shops_command", required=True, metavar="SUBCOMMAND"
-    )
+    shops = group("shops", "shops and their settings", "shops_command")
     p = add(shops, "apply", cmd_shops_apply, "create or update shops from a TOML file")
     p.add_argument("file")
     p.add_argument(
         "--force", action="store_true", help="switch reflect on even if linked SKUs never had stock"
     )
-    p = add(shops, "show", cmd_shops_show, "one shop's settings and actors")
+    p = add(
+        shops,
+        "show",
+        cmd_shops_show,
+        "one shop's settings (those of its mall kind), as 'shops set' takes them, and actors",
+    )
     p.add_argument("shop")
-    p = add(shops, "set", cmd_shops_set, "change settings: KEY=VALUE ...")
+    p = add(
+        shops,
+        "set",
+        cmd_shops_set,
+        "change settings: KEY=VALUE ... as 'shops show' prints them (true/false, hours 3,15,"
+        " trickle.quantity=10; an empty VALUE clears an optional setting)",
+    )
     p.add_argument("shop")
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    p.add_argument("--force", action="store_true")
+    p.add_argument(
+        "--force", action="store_true", help="switch reflect on even if linked SKUs never had stock"
+    )
 
     p = add(sub, "import", cmd_import, "stock CSV import (在庫一括更新): waits and prints the job")
     p.add_argument("file")
@@ -400,8 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", default="tempostar", help="tempostar or a mall stock file (see 'zaiko malls')"
     )
     p.add_argument("--encoding", default="cp932", help="cp932 (also shift_jis, sjis) or utf-8")
-    p.add_argument("--target", choices=("expected", "actual"), default="expected")
-    p.add_argument("--mode", choices=("overwrite", "add", "per-row"), default="overwrite")
+    p.add_argument(
+        "--target", choices=("expected", "actual"), default="expected", help="the value to change"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("overwrite", "add", "per-row"),
+        default="overwrite",
+        help="per-row: each row's 更新モード column",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="show before → after per row; apply nothing"
     )
@@ -418,19 +472,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shop", default="", help="record this shop's listings (required for mall files)"
     )
-    p.add_argument("--encoding", default="cp932")
+    p.add_argument("--encoding", default="cp932", help="cp932 (also shift_jis, sjis) or utf-8")
 
     p = add(sub, "export", cmd_export, "stock download (在庫ダウンロード) to a CSV file")
-    p.add_argument("--format", choices=("tempostar",), default="tempostar")
-    p.add_argument("--target", choices=("expected", "both"), default="expected")
-    p.add_argument("--encoding", default="cp932")
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
-
-    jobs = sub.add_parser("jobs", help="the job log").add_subparsers(
-        dest="jobs_command", required=True, metavar="SUBCOMMAND"
+    p.add_argument("--format", choices=("tempostar",), default="tempostar", help="file format")
+    p.add_argument(
+        "--target",
+        choices=("expected", "both"),
+        default="expected",
+        help="expected only, or expected and actual",
     )
+    p.add_argument("--encoding", default="cp932", help="cp932 or utf-8")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the CSV file to write")
+
+    jobs = group("jobs", "the job log", "jobs_command")
     p = add(jobs, "list", cmd_jobs_list, "recent jobs")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="at most this many jobs")
     p = add(jobs, "show", cmd_jobs_show, "one job with its row messages")
     p.add_argument("job", type=int)
     return parser
@@ -455,14 +512,20 @@ def run_daemon_command(config: Config) -> int:
     return 0
 
 
+def config_path(args: argparse.Namespace) -> str:
+    """--config, else $ZAIKO_CONFIG, else the example config."""
+    return getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     as_json = getattr(args, "json", False)
+    config_file = config_path(args)
     try:
         if args.command == "malls":
             print_document(list(capabilities().values()), as_json, render.malls)
             return 0
-        config = load_config(Path(args.config))
+        config = load_config(Path(config_file))
         if args.command == "daemon":
             return run_daemon_command(config)
         handler = args.handler
@@ -477,16 +540,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zaiko: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (ClientError, ConfigError, Failure) as exc:
-        if as_json:
-            sys.stdout.write(
-                msgspec.json.encode({"type": "error", "message": str(exc)}).decode() + "\n"
-            )
-        print(f"zaiko: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        message = str(exc)
+        if isinstance(exc, DaemonNotRunning):
+            message += f" Start it with: zaiko --config {shlex.quote(config_file)} daemon"
+        return fail(message, as_json)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # the daemon's own failures keep their traceback for the journal; a client's is a bug
+        # that still gets one line, with the traceback on request
+        if args.command == "daemon" or os.environ.get("ZAIKO_TRACEBACK"):
+            raise
+        detail = f"{type(exc).__name__}: {exc}".removesuffix(": ")
+        return fail(f"unexpected error {detail} (ZAIKO_TRACEBACK=1 shows where)", as_json)
     print_document(document, as_json, render.for_reply)
     return 0
+
+
+def fail(message: str, as_json: bool) -> int:
+    """A one-line error on stderr (and as the JSON document with --json); exit status 1."""
+    message = " ".join(message.split())
+    if as_json:
+        sys.stdout.write(msgspec.json.encode({"type": "error", "message": message}).decode() + "\n")
+    print(f"zaiko: {message}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

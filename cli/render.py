@@ -6,11 +6,10 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from protocols import control
+from protocols.malls import capability
 from protocols.malls.base import Capability
-from protocols.settings import ShopSettings
+from protocols.settings import ShopSettings, mall_settings, setting_text, setting_value
 
 
 def width(text: str) -> int:
@@ -144,14 +143,34 @@ def status(reply: control.StatusReply) -> str:
     return "".join(out)
 
 
-def shop_settings(shop: ShopSettings) -> str:
-    flat = msgspec.to_builtins(shop)
-    lines: list[str] = []
-    for key, value in flat.items():
-        if isinstance(value, dict):
-            lines.extend(f"{key}.{k} = {v}" for k, v in value.items())
-        elif value not in (None, "", [], ()):
-            lines.append(f"{key} = {value}")
+def shop_settings(shop: ShopSettings, shop_status: control.ShopStatus | None = None) -> str:
+    """One shop's settings, one ``KEY = VALUE`` line each, in the syntax ``zaiko shops set ID
+    KEY=VALUE`` reads back unchanged (``true``/``false``, hours ``3,15``, ``trickle.quantity =
+    10``): an operator copies a line as one argument, ``zaiko shops set ID 'KEY = VALUE'``
+    (spaces around ``=`` are dropped).
+
+    Only the settings the shop's mall kind has are listed (``mall_settings``: no ftp settings
+    for an API-only mall, no stock-out settings for intake-only ヤフオク!, each mall option only
+    where the mall offers it); ``--json`` keeps the whole settings document.
+
+    An empty value (an optional setting not set such as ``ftp_url``, an empty ``name``, no
+    ``bulk_sync_hours``) is printed commented out, ``# ftp_url =``: the key can still be found
+    and copied, and uncommented the line sets the same empty value. Every other line that is
+    not a setting (the heading, actors, warnings) starts with ``#`` too.
+    """
+    cap = capability(shop.mall)
+    lines = [
+        f"# shop {shop.id}: {cap.name_ja} ({shop.mall}); change with: zaiko shops set {shop.id} KEY=VALUE"
+    ]
+    for key in mall_settings(shop.mall):
+        text = setting_text(setting_value(shop, key))
+        lines.append(f"{key} = {text}" if text else f"# {key} =")
+    if shop_status is not None:
+        if shop_status.actors:
+            lines.append(
+                "# actors: " + ", ".join(f"{a.name} {a.state}" for a in shop_status.actors)
+            )
+        lines.extend(f"# warning: {w}" for w in shop_status.warnings)
     return "\n".join(lines) + "\n"
 
 
@@ -181,14 +200,7 @@ def for_reply(reply: Any) -> str:
             text = "".join(f"shop {s.id} ({s.mall}) applied\n" for s in reply.shops)
             return text + "".join(f"warning: {w}\n" for w in reply.warnings)
         case control.ShopReply():
-            text = shop_settings(reply.shop)
-            if reply.status and reply.status.actors:
-                text += (
-                    "actors: "
-                    + ", ".join(f"{a.name} {a.state}" for a in reply.status.actors)
-                    + "\n"
-                )
-            return text
+            return shop_settings(reply.shop, reply.status)
         case control.JobsReply():
             return job_rows(reply.jobs)
         case control.JobReply():

@@ -6,7 +6,11 @@ rules that join several fields. Every message names the field and what is allowe
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import difflib
+import re
+import unicodedata
+from functools import cache
+from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -81,6 +85,105 @@ MALL_OPTIONS = (
     "take_unpaid",
     "take_cancellations",
 )
+
+# --- which settings a mall kind has ------------------------------------------------------
+#
+# Every setting an operator can change belongs to one group; a group belongs to a mall kind
+# when its capability says so. ``shops show`` lists, ``shops set`` accepts, and a settings
+# form offers exactly ``mall_settings(kind)``.
+
+SettingGroup = Literal["general", "stock_out", "file_transport", "api", "option"]
+
+SETTING_GROUPS: dict[str, SettingGroup] = {
+    "name": "general",
+    "order_intake": "general",
+    "timezone": "general",
+    # stock reflection (在庫反映): a mall that takes no stock (intake only) has none of these
+    "reflect": "stock_out",
+    "send_interval_min": "stock_out",
+    "bulk_sync_hours": "stock_out",
+    "trickle.enabled": "stock_out",
+    "trickle.quantity": "stock_out",
+    "trickle.refill_at": "stock_out",
+    "distribution_rate": "stock_out",
+    "reflect_to_origin": "stock_out",
+    "transport": "stock_out",
+    "listing_mode": "stock_out",
+    "urgent_push": "stock_out",
+    # stock files uploaded by SFTP/FTPS/FTP: only malls that take stock by file
+    "ftp_url": "file_transport",
+    "ftp_credential": "file_transport",
+    "known_hosts": "file_transport",
+    "ftp_dir": "file_transport",
+    "stock_file_name": "file_transport",
+    "variation_file_name": "file_transport",
+    # a mall API, for stock or for orders
+    "api_base_url": "api",
+    "api_credential": "api",
+    "seller_id": "api",
+    **dict.fromkeys(MALL_OPTIONS, "option"),
+}
+FIXED_SETTINGS = ("id", "mall")  # a shop's identity: shown, never changed by ``shops set``
+
+
+def _flat_fields(struct: type[msgspec.Struct], prefix: str = "") -> dict[str, Any]:
+    """Dotted setting key → its type, nested Structs flattened (``trickle.quantity``)."""
+    flat: dict[str, Any] = {}
+    for field in msgspec.structs.fields(struct):
+        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):
+            flat.update(_flat_fields(field.type, f"{prefix}{field.name}."))
+        else:
+            flat[prefix + field.name] = field.type
+    return flat
+
+
+SETTING_TYPES: dict[str, Any] = _flat_fields(ShopSettings)
+
+
+@cache
+def mall_settings(kind: str) -> tuple[str, ...]:
+    """The settings a shop of mall ``kind`` has (dotted keys, in ``ShopSettings`` order).
+
+    Stock-out settings only where the mall takes stock (not ヤフオク!, intake only); file
+    transport settings only where it takes stock by ftp; API settings where it has an API for
+    stock or orders; each mall option only where the mall offers it.
+    """
+    cap = capability(kind)
+    has_group: dict[SettingGroup, bool] = {
+        "general": True,
+        "stock_out": bool(cap.stock_out),
+        "file_transport": "ftp" in cap.stock_out,
+        "api": "api" in cap.stock_out or "api" in cap.intake,
+        "option": False,
+    }
+    return tuple(
+        key
+        for key in SETTING_TYPES
+        if key not in FIXED_SETTINGS and (has_group[SETTING_GROUPS[key]] or key in cap.options)
+    )
+
+
+def _not_for_mall(kind: str, key: str) -> str:
+    """Why a mall kind lacks a setting, in a few words."""
+    cap = capability(kind)
+    match SETTING_GROUPS[key]:
+        case "stock_out":
+            return "takes no stock from zaiko (intake only)"
+        case "file_transport":
+            return f"takes stock by {' or '.join(cap.stock_out)}, not by file"
+        case "api":
+            return "has no API (orders by mail, stock by file)"
+        case _:
+            offered = ", ".join(cap.options) or "none"
+            return f"does not offer this option (its options: {offered})"
+
+
+def setting_value(shop: ShopSettings, key: str) -> Any:
+    """The value of a dotted setting key (``trickle.quantity``)."""
+    value: Any = shop
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def plain_ftp_warning(shop: ShopSettings) -> str | None:
@@ -157,18 +260,20 @@ def validate_shop(shop: ShopSettings) -> ShopSettings:
                 )
     for option in MALL_OPTIONS:
         if getattr(shop, option) and option not in cap.options:
-            raise SettingsError(option, f"mall {shop.mall} does not offer this option")
+            raise SettingsError(option, f"mall {shop.mall} {_not_for_mall(shop.mall, option)}")
     return shop
 
 
 def decode_shops_toml(data: bytes | str) -> tuple[ShopSettings, ...]:
     """Decode and validate a shops file (``[[shops]]`` tables); ids must be unique."""
     try:
-        shops = msgspec.toml.decode(data, type=ShopsFile).shops
-    except msgspec.ValidationError as exc:
-        raise SettingsError(_path_of(str(exc)), str(exc)) from exc
+        raw = msgspec.toml.decode(data)
     except msgspec.DecodeError as exc:
         raise SettingsError("file", f"not valid TOML: {exc}") from exc
+    try:
+        shops = msgspec.convert(raw, type=ShopsFile).shops
+    except msgspec.ValidationError as exc:
+        raise _file_error(raw, str(exc)) from exc
     seen: set[str] = set()
     for index, shop in enumerate(shops):
         try:
@@ -181,56 +286,180 @@ def decode_shops_toml(data: bytes | str) -> tuple[ShopSettings, ...]:
     return shops
 
 
-def _path_of(message: str) -> str:
-    marker = "at `$."
-    if marker in message:
-        return message.split(marker, 1)[1].rstrip("`")
-    return "shops"
+_MSGSPEC_ERROR = re.compile(r"(?P<what>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
+_BAD_ENUM = re.compile(r"Invalid enum value (?P<value>.*)")
+_SHOP_PATH = re.compile(r"shops\[(?P<index>\d+)\]\.?(?P<key>.*)")
+
+
+def _file_error(raw: Any, message: str) -> SettingsError:
+    """msgspec's message about a shops file as one line that names the shop and the field,
+    with the valid keys (or values) and a close match for a typo."""
+    parsed = _MSGSPEC_ERROR.fullmatch(message)
+    assert parsed is not None  # the pattern matches any text
+    what, path = parsed["what"], parsed["path"] or ""
+    shop_path = _SHOP_PATH.fullmatch(path)
+    if shop_path is None:  # the file's top level
+        if unknown := _UNKNOWN_FIELD.fullmatch(what):
+            return SettingsError(
+                unknown["name"], "unknown key; a shops file holds [[shops]] tables"
+            )
+        return SettingsError(path or "file", what)
+    index, key = int(shop_path["index"]), shop_path["key"]
+    shops = raw.get("shops") if isinstance(raw, dict) else None
+    shop = shops[index] if isinstance(shops, list) and index < len(shops) else None
+    shop_id = shop.get("id") if isinstance(shop, dict) else None
+    label = f"shops[{index}]" + (f" ({shop_id})" if isinstance(shop_id, str) else "")
+    if unknown := _UNKNOWN_FIELD.fullmatch(what):
+        # the shop's table or one nested in it (``[shops.trickle]``): the keys it may hold
+        prefix = f"{key}." if key else ""
+        keys = [k.removeprefix(prefix).split(".")[0] for k in SETTING_TYPES if k.startswith(prefix)]
+        valid = list(dict.fromkeys(keys))
+        return SettingsError(f"{label}.{prefix}{unknown['name']}", _unknown(unknown["name"], valid))
+    if (bad := _BAD_ENUM.fullmatch(what)) and key in SETTING_TYPES:
+        return SettingsError(
+            f"{label}.{key}", _unknown_value(bad["value"], _choices(SETTING_TYPES[key]))
+        )
+    return SettingsError(f"{label}.{key}" if key else label, what)
+
+
+def _unknown(name: str, valid: list[str], noun: str = "setting") -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown {noun}{hint} (valid: {', '.join(valid)})"
+
+
+def _unknown_value(shown: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(shown.strip("'\""), choices, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown value {shown}{hint} (one of: {', '.join(choices)})"
+
+
+def _choices(annotation: Any) -> tuple[str, ...]:
+    return tuple(get_args(annotation)) if get_origin(annotation) is Literal else ()
+
+
+# --- the operator's syntax: ``KEY=VALUE`` as typed, and values shown that way -------------
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as ``shops set ID KEY=VALUE`` reads it back unchanged: ``true`` /
+    ``false``, numbers, hour lists ``3,15``, text as is (in TOML double quotes only where it
+    starts with a quote, has surrounding white space or control characters). An unset
+    optional value, empty text and no hours are all ``""``."""
+    match value:
+        case None:
+            return ""
+        case bool():
+            return "true" if value else "false"
+        case int():
+            return str(value)
+        case tuple() | list():
+            return ",".join(str(item) for item in value)
+        case str() if _needs_quotes(value):
+            return _toml_quoted(value)
+        case str():
+            return value
+    raise TypeError(f"no operator syntax for {type(value).__name__}")
+
+
+def _needs_quotes(text: str) -> bool:
+    return (
+        text.startswith('"')
+        or text != text.strip()
+        or any(unicodedata.category(ch) == "Cc" for ch in text)
+    )
+
+
+def _toml_quoted(text: str) -> str:
+    escaped = "".join(
+        "\\" + ch
+        if ch in '"\\'
+        else f"\\u{ord(ch):04x}"
+        if unicodedata.category(ch) == "Cc"
+        else ch
+        for ch in text
+    )
+    return f'"{escaped}"'
+
+
+def parse_setting(key: str, text: str) -> Any:
+    """Read the text an operator typed for the setting ``key`` as that setting's type.
+
+    Booleans are ``true``/``false``; numbers are whole numbers; ``bulk_sync_hours`` is a comma
+    list (``3,15``, also ``[3, 15]``; empty for none); text is taken as typed, or decoded when
+    it is a TOML double-quoted string; empty text clears an optional setting (``ftp_url=``).
+    Raises SettingsError naming ``key`` with what is allowed.
+    """
+    annotation = SETTING_TYPES[key]
+    if annotation not in (str, str | None):
+        text = text.strip()  # text settings are taken as typed; other values may have spaces
+    if choices := _choices(annotation):
+        value = _unquoted(text)
+        if value not in choices:
+            raise SettingsError(key, _unknown_value(repr(value), choices))
+        return value
+    if annotation is bool:
+        if text.lower() not in ("true", "false"):
+            raise SettingsError(key, f"{text!r} is not true or false")
+        return text.lower() == "true"
+    if annotation is int:
+        if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
+            raise SettingsError(key, f"{text!r} is not a whole number of at most 9 digits")
+        return int(text)
+    if annotation == tuple[int, ...]:
+        parts = [
+            part.strip() for part in text.strip().removeprefix("[").removesuffix("]").split(",")
+        ]
+        if not all(re.fullmatch(r"[0-9]{1,2}", part) for part in parts if part):
+            raise SettingsError(key, f"{text!r} is not a comma list of hours 0–23 (e.g. 3,15)")
+        return tuple(int(part) for part in parts if part)
+    if annotation == str | None:
+        return _unquoted(text) or None
+    if annotation is str:
+        return _unquoted(text)
+    raise SettingsError(key, "cannot be changed with shops set")
+
+
+def _unquoted(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            value = msgspec.toml.decode(f"v = {text}")["v"]
+        except msgspec.DecodeError:
+            return text
+        if isinstance(value, str):
+            return value
+    return text
 
 
 def apply_changes(shop: ShopSettings, changes: dict[str, str]) -> ShopSettings:
     """Apply ``KEY=VALUE`` texts (as typed by an operator) to a shop and validate the result.
 
-    Values are read as TOML values where that parses (``5``, ``true``, ``[9, 21]``), else as
-    plain text, so ``order_intake=active`` needs no quotes.
+    Only the settings of the shop's mall kind (``mall_settings``) are accepted; each value is
+    read as its setting's type (``parse_setting``), so ``order_intake=active`` needs no quotes.
     """
     current: dict[str, Any] = msgspec.to_builtins(shop)
+    available = mall_settings(shop.mall)
     for key, text in changes.items():
-        if key in ("id", "mall"):
+        if key in FIXED_SETTINGS:
             raise SettingsError(key, "cannot be changed; apply a new shop instead")
-        value = _operator_value(text)
+        if key not in SETTING_TYPES:
+            raise SettingsError(
+                key, _unknown(key, list(available), f"setting for {shop.mall} shops")
+            )
+        if key not in available:
+            raise SettingsError(
+                key, f"not a setting of {shop.mall} shops: the mall {_not_for_mall(shop.mall, key)}"
+            )
+        *parents, name = key.split(".")
         target = current
-        parts = key.split(".")
-        for part in parts[:-1]:
-            nested = target.get(part)
-            if not isinstance(nested, dict):
-                raise SettingsError(key, "unknown setting")
-            target = nested
-        if parts[-1] not in target and not _is_optional_field(parts):
-            raise SettingsError(key, "unknown setting")
-        if key == "bulk_sync_hours" and isinstance(value, str):
-            value = _hours_list(key, value)
-        target[parts[-1]] = value
+        for part in parents:
+            target = target[part]
+        target[name] = parse_setting(key, text)
     try:
         updated = msgspec.convert(current, type=ShopSettings)
-    except msgspec.ValidationError as exc:
-        raise SettingsError(_path_of(str(exc)), str(exc)) from exc
+    except msgspec.ValidationError as exc:  # e.g. a number beyond 64 bits
+        parsed = _MSGSPEC_ERROR.fullmatch(str(exc))
+        assert parsed is not None  # the pattern matches any text
+        raise SettingsError(parsed["path"] or "settings", parsed["what"]) from exc
     return validate_shop(updated)
-
-
-def _is_optional_field(parts: list[str]) -> bool:
-    return len(parts) == 1 and parts[0] in ShopSettings.__struct_fields__
-
-
-def _operator_value(text: str) -> Any:
-    try:
-        return msgspec.toml.decode(f"v = {text}")["v"]
-    except msgspec.DecodeError:
-        return text
-
-
-def _hours_list(key: str, text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise SettingsError(key, f"{text!r} is not a comma list of hours 0–23") from exc
