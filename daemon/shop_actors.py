@@ -8,10 +8,31 @@ supervisor restarts the list whenever the shop's settings change.
 
 from __future__ import annotations
 
+from functools import partial
+
+from daemon.actors.intake import MailIntakeSettings, mail_intake
 from daemon.actors.supervisor import ActorSpec
 from daemon.wiring import ShopWiring
+from protocols.malls import capability, module
 from protocols.settings import ShopSettings
 
 
 def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
-    return []
+    actors = []
+    if "mail" in capability(shop.mall).intake:
+        # it runs while intake is stopped too: it counts the backlog then
+        actors.append(
+            ActorSpec(
+                "intake",
+                partial(
+                    mail_intake,
+                    shop,
+                    module(shop.mall).parse_order_mail,
+                    wiring.paths.maildir_root,
+                    wiring.board,
+                    wiring.clock,
+                    MailIntakeSettings(),
+                ),
+            )
+        )
+    return actors
