@@ -94,8 +94,11 @@ class StatusBoard:
         return tuple(self._actors.get(shop, {}).values())
 
     def report_intake(self, shop: str, report: control.IntakeStatus) -> None:
-        """What a shop's intake actor sees (backlog, quarantine, ignored mails, last error)."""
-        self._intake[shop] = report
+        """What a shop's intake actor sees (backlog, quarantine, ignored mails, last error);
+        a change goes out as an event."""
+        if self._intake.get(shop) != report:
+            self._intake[shop] = report
+            self._bus.publish([control.IntakeChanged(shop=shop, intake=report)])
 
     def intake(self, shop: str) -> control.IntakeStatus:
         return self._intake.get(shop, control.IntakeStatus())

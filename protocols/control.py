@@ -141,6 +141,7 @@ class IntakeStatus(msgspec.Struct, frozen=True):
     backlog_oldest: str = ""
     quarantined: int = 0  # mails that should be orders but do not parse
     ignored: int = 0  # mails and orders that are not orders of this shop (counted since start)
+    filed: int = 0  # mails read and filed since the daemon started
     last_error: str = ""
 
 
@@ -561,6 +562,14 @@ class ListingsChanged(Base, frozen=True, tag="listings_changed"):
     rows: int
 
 
+class IntakeChanged(Base, frozen=True, tag="intake_changed"):
+    """What a shop's intake actor reports changed (backlog, quarantine, mails filed, last
+    error); the ledger's own figures come with ``status``."""
+
+    shop: str
+    intake: IntakeStatus
+
+
 class OrderChanged(Base, frozen=True, tag="order_changed"):
     """An order was taken, or its lines changed status (applied, dismissed, cancelled,
     matched)."""
@@ -604,6 +613,7 @@ Event = (
     | ActorChanged
     | JobChanged
     | OrderChanged
+    | IntakeChanged
     | Resync
 )
 ServerMessage = Welcome | Error | Reply | Event
@@ -621,7 +631,7 @@ def topic_of(event: Event) -> Topic | None:
             return "jobs"
         case Oversell():
             return "oversell"
-        case ShopChanged() | ListingsChanged():
+        case ShopChanged() | ListingsChanged() | IntakeChanged():
             return "shops"
         case ActorChanged():
             return "actors"

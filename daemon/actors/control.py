@@ -251,6 +251,7 @@ def _with_actors(status: control.ShopStatus, board: StatusBoard) -> control.Shop
         backlog_oldest=seen.backlog_oldest,
         quarantined=seen.quarantined,
         ignored=seen.ignored,
+        filed=seen.filed,
         last_error=seen.last_error,
     )
     return msgspec.structs.replace(status, actors=board.actors(status.id), intake=intake)

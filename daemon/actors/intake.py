@@ -162,6 +162,7 @@ class IntakeCounts:
     backlog_oldest: str = ""
     quarantined: int = 0
     ignored: int = 0
+    filed: int = 0
     last_error: str = ""
 
     def report(self) -> control.IntakeStatus:
@@ -170,6 +171,7 @@ class IntakeCounts:
             backlog_oldest=self.backlog_oldest,
             quarantined=self.quarantined,
             ignored=self.ignored,
+            filed=self.filed,
             last_error=self.last_error,
         )
 
@@ -278,6 +280,7 @@ async def _take_batch(
         )
     counts.ignored += sum(r.not_an_order for r in readings)
     await trio.to_thread.run_sync(_file_all, maildir, moves)
+    counts.filed += len(moves)
 
 
 def _file_all(maildir: Maildir, moves: Sequence[tuple[str, Path]]) -> None:
