@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email import errors, policy
+from email.header import decode_header
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
@@ -90,8 +91,144 @@ def html_to_text(html: str) -> str:
     return "\n".join(line.strip(" \t") for line in lines)
 
 
+# ISO-2022-JP's designations as Windows and Japanese mail systems write them (CP50220/50221):
+# JIS X 0208 two-byte text (with the NEC special row 13 and the NEC-selected IBM extensions
+# in rows 89-92, where ①, ㈱ and 髙 live), JIS Roman, and JIS X 0201 half-width katakana.
+_ISO2022JP_SETS: dict[bytes, str] = {
+    b"\x1b(B": "ascii",
+    b"\x1b(J": "ascii",
+    b"\x1b(I": "kana",
+    b"\x1b$@": "jis",
+    b"\x1b$B": "jis",
+}
+
+
+def decode_iso2022jp_ms(data: bytes) -> str:
+    """ISO-2022-JP as Microsoft and Japanese mailers write it, with the NEC and IBM extension
+    characters that Python's strict ``iso2022_jp`` codec rejects and its ``iso2022_jp_3``
+    turns into other characters. Each two-byte JIS character is mapped to its Shift_JIS
+    bytes, and the whole is decoded as cp932, which has those extensions. Raises
+    UnicodeDecodeError for anything else (another designation, a stray 8-bit byte)."""
+    sjis = bytearray()
+    mode = "ascii"
+    shifted_out = False  # SO/SI half-width katakana (CP50222)
+    index = 0
+    end = len(data)
+    while index < end:
+        byte = data[index]
+        if byte == 0x1B:
+            for sequence, designated in _ISO2022JP_SETS.items():
+                if data.startswith(sequence, index):
+                    mode = designated
+                    index += len(sequence)
+                    break
+            else:
+                raise UnicodeDecodeError(
+                    "iso-2022-jp", data, index, index + 1, "unknown escape sequence"
+                )
+            continue
+        if byte in (0x0E, 0x0F):
+            shifted_out = byte == 0x0E
+            index += 1
+            continue
+        if byte >= 0x80:
+            raise UnicodeDecodeError("iso-2022-jp", data, index, index + 1, "8-bit byte")
+        if byte < 0x21 or byte == 0x7F or (mode == "ascii" and not shifted_out):
+            # controls and line breaks stand for themselves in every mode
+            sjis.append(byte)
+            index += 1
+        elif mode == "kana" or shifted_out:
+            if byte > 0x5F:
+                raise UnicodeDecodeError("iso-2022-jp", data, index, index + 1, "not a kana")
+            sjis.append(byte + 0x80)
+            index += 1
+        else:
+            if index + 1 >= end or not 0x21 <= data[index + 1] <= 0x7E:
+                raise UnicodeDecodeError(
+                    "iso-2022-jp", data, index, index + 2, "incomplete two-byte character"
+                )
+            row, cell = byte, data[index + 1]
+            lead = (row + 1) // 2 + 0x70
+            if lead >= 0xA0:
+                lead += 0x40
+            if row & 1:
+                trail = cell + 0x1F + (1 if cell >= 0x60 else 0)
+            else:
+                trail = cell + 0x7E
+            sjis += bytes((lead, trail))
+            index += 2
+    try:
+        text = sjis.decode("cp932")
+    except UnicodeDecodeError as exc:
+        raise UnicodeDecodeError("iso-2022-jp", data, 0, len(data), exc.reason) from exc
+    if any(ch in text for ch in "\x80\uf8f0\uf8f1\uf8f2\uf8f3"):
+        raise UnicodeDecodeError("iso-2022-jp", data, 0, len(data), "no character for a byte")
+    return text
+
+
+def encode_iso2022jp_ms(text: str) -> bytes:
+    """``text`` in ISO-2022-JP as Windows writes it (CP50221): what ``decode_iso2022jp_ms``
+    reads, the NEC and IBM extension characters included (an IBM extension is written as its
+    NEC-selected twin in rows 89-92). Raises UnicodeEncodeError for what cp932 lacks."""
+    out = bytearray()
+    mode = "ascii"
+    for char in text:
+        if char.isascii():
+            if mode != "ascii":
+                out += b"\x1b(B"
+                mode = "ascii"
+            out += char.encode()
+            continue
+        code = char.encode("cp932")
+        if len(code) == 1:  # half-width katakana
+            if mode != "kana":
+                out += b"\x1b(I"
+                mode = "kana"
+            out.append(code[0] - 0x80)
+            continue
+        if 0xFA <= code[0] <= 0xFC:
+            code = _NEC_SELECTED.get(char, code)
+        lead, trail = code
+        if lead >= 0xE0:
+            lead -= 0x40
+        row = (lead - 0x70) * 2 - 1
+        if trail >= 0x9F:
+            row, cell = row + 1, trail - 0x7E
+        else:
+            cell = trail - 0x1F - (1 if trail >= 0x80 else 0)
+        if not (0x21 <= row <= 0x7E and 0x21 <= cell <= 0x7E):
+            raise UnicodeEncodeError("iso-2022-jp", text, 0, len(text), f"{char} has no JIS code")
+        if mode != "jis":
+            out += b"\x1b$B"
+            mode = "jis"
+        out += bytes((row, cell))
+    if mode != "ascii":
+        out += b"\x1b(B"
+    return bytes(out)
+
+
+def _nec_selected() -> dict[str, bytes]:
+    """IBM extension character → its NEC-selected cp932 code (0xED40–0xEEFC)."""
+    table: dict[str, bytes] = {}
+    for lead in (0xED, 0xEE):
+        for trail in range(0x40, 0xFD):
+            try:
+                table.setdefault(bytes((lead, trail)).decode("cp932"), bytes((lead, trail)))
+            except UnicodeDecodeError:
+                continue
+    return table
+
+
+_NEC_SELECTED = _nec_selected()
+
+
 def _decode_body(payload: bytes, charset: str | None) -> str:
     declared = (charset or "").lower()
+    if declared in ("iso-2022-jp", "csiso2022jp", "iso-2022-jp-ms", "cp50220", "cp50221"):
+        try:
+            return decode_iso2022jp_ms(payload)
+        except UnicodeDecodeError:
+            pass  # JIS X 0213 and the like: the stricter codecs below say what they can
     codecs_to_try = _CHARSET_CODECS.get(declared)
     if codecs_to_try is None:
         if declared not in ("", "us-ascii"):
@@ -133,7 +270,37 @@ def read_mail(raw: bytes) -> MailText:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if part.get_content_subtype() == "html":
         text = html_to_text(text)
-    return MailText(subject=str(message.get("Subject", "")), lines=text.split("\n"))
+    return MailText(subject=_subject(raw), lines=text.split("\n"))
+
+
+def _subject(raw: bytes) -> str:
+    """The Subject header decoded word by word, ISO-2022-JP words as Japanese mailers write
+    them (①, ㈱ in a shop's name); a word that decodes with nothing keeps its raw text."""
+    found = email.message_from_bytes(raw, policy=policy.compat32).get("Subject")
+    if found is None:
+        return ""
+    parts = []
+    for chunk, charset in decode_header(str(found)):
+        if isinstance(chunk, str):
+            # a raw 8-bit subject (no encoded words) comes back with its bytes escaped
+            raw_chunk = chunk.encode("utf-8", "surrogateescape")
+            for codec in ("utf-8", "cp932"):
+                try:
+                    chunk = raw_chunk.decode(codec)
+                    break
+                except UnicodeDecodeError:
+                    continue
+            parts.append(chunk)
+            continue
+        declared = (charset or "").lower()
+        try:
+            if declared.startswith("iso-2022-jp"):
+                parts.append(decode_iso2022jp_ms(chunk))
+            else:
+                parts.append(chunk.decode(declared or "ascii"))
+        except (UnicodeDecodeError, LookupError):
+            parts.append(chunk.decode("utf-8", "replace"))
+    return "".join(parts)
 
 
 def split_label(line: str) -> tuple[str, str] | None:
@@ -212,8 +379,8 @@ def render_mail(
 ) -> bytes:
     """An RFC 5322 message with CRLF line ends.
 
-    ``charset="iso-2022-jp"`` falls back to UTF-8 when the body holds characters that
-    ISO-2022-JP cannot carry (①, ㈱, 髙, ～), as Japanese mailers do.
+    ``charset="iso-2022-jp"`` writes what Japanese mail systems write (CP50221: ①, ㈱ and 髙
+    as NEC and IBM extension characters); a body with characters beyond cp932 goes as UTF-8.
     """
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = sender
@@ -221,6 +388,17 @@ def render_mail(
     message["Subject"] = subject
     message["Date"] = format_datetime(datetime.fromisoformat(sent_at))
     message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].rstrip(">"))
+    if charset == "iso-2022-jp":
+        # as Japanese mail systems write it: ①, ㈱ and 髙 stay ISO-2022-JP (CP50221)
+        try:
+            encoded = encode_iso2022jp_ms(body.replace("\r\n", "\n").replace("\n", "\r\n"))
+        except UnicodeEncodeError:
+            charset = "utf-8"
+        else:
+            message.set_content(
+                encoded, "text", "plain", cte="7bit", params={"charset": "iso-2022-jp"}
+            )
+            return message.as_bytes()
     try:
         body.encode(charset)
     except UnicodeEncodeError:
