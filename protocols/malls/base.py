@@ -13,16 +13,16 @@ It exports ``CAPABILITY`` and, depending on what the mall supports, these functi
   ``list[StockUpdate]`` (what the simulated mall does with it), plus ``parse_stock_response``.
 - mail intake: ``parse_order_mail(raw: bytes) -> MallOrder`` (raises ``MailError``) and
   ``render_order_mail(order, shop_name) -> bytes`` (the simulator's template).
-- API intake: ``build_orders_request(account, since) -> HttpRequest``,
-  ``parse_orders_response(body) -> list[MallOrder]`` and ``render_orders_response(orders)``.
+- API intake: ``start_order_poll(account, since, until) -> OrderPoll`` (every page, every
+  order's items), and for the simulator the requests' readers and the answers' renderers.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterable, Iterator
-from typing import Literal
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -137,6 +137,40 @@ class ApiAccount(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str
     secret: str
     seller_id: str = ""
+
+
+class MallApiError(ValueError):
+    """A mall API answered with an error (or something unreadable); the message says what.
+    Nothing of the call took effect on zaiko's side: it is tried again later."""
+
+
+class RateLimited(MallApiError):
+    """The mall answered 429: wait ``retry_after`` seconds (its Retry-After, when it sent
+    one) and send the same request again."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OrderPoll(Protocol):
+    """One poll of a mall's order API, without I/O (the daemon sends, the mall module
+    reads): ``next_request()`` gives the next call (a page, the items of an order, the
+    details of a batch of order numbers) or None when done; ``feed()`` takes that call's
+    answer, and raises ``RateLimited`` (send the same request again after the wait) or
+    ``MallApiError`` (the poll failed; start a new one later, from the same cursor). When
+    done, ``orders`` holds every order updated in the window with all its lines, and
+    ``ignored`` counts what was seen but is not this shop's (another marketplace)."""
+
+    def next_request(self) -> HttpRequest | None: ...
+
+    def feed(self, status: int, headers: Mapping[str, str], body: bytes) -> None: ...
+
+    @property
+    def orders(self) -> list[MallOrder]: ...
+
+    @property
+    def ignored(self) -> int: ...
 
 
 class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
