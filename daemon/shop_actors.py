@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from functools import partial
 
+from daemon.actors.api_intake import ApiIntakeSettings, MallApi, api_intake
 from daemon.actors.intake import MailIntakeSettings, mail_intake
 from daemon.actors.supervisor import ActorSpec
+from daemon.credentials import mall_account
+from daemon.transports.http import HttpTransport, TokenBucket
 from daemon.wiring import ShopWiring
 from protocols.malls import capability, module
 from protocols.settings import ShopSettings
@@ -19,7 +22,32 @@ from protocols.settings import ShopSettings
 
 def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
     actors = []
-    if "mail" in capability(shop.mall).intake:
+    cap = capability(shop.mall)
+    mall = module(shop.mall)
+    # one pace for every call of the shop to its mall's API (intake and stock alike)
+    bucket = TokenBucket(cap.api_requests_per_s or 1.0, wiring.clock)
+    if "mail" not in cap.intake and "api" in cap.intake and hasattr(mall, "start_order_poll"):
+        api = MallApi(
+            account=partial(mall_account, shop, wiring.paths.credentials_dir),
+            connect=partial(HttpTransport, shop.api_base_url or ""),
+        )
+        actors.append(
+            ActorSpec(
+                "intake",
+                partial(
+                    api_intake,
+                    shop,
+                    mall.start_order_poll,
+                    api,
+                    bucket,
+                    wiring.board,
+                    wiring.clock,
+                    wiring.wall_clock,
+                    ApiIntakeSettings(),
+                ),
+            )
+        )
+    if "mail" in cap.intake:
         # it runs while intake is stopped too: it counts the backlog then
         actors.append(
             ActorSpec(
@@ -27,7 +55,7 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                 partial(
                     mail_intake,
                     shop,
-                    module(shop.mall).parse_order_mail,
+                    mall.parse_order_mail,
                     wiring.paths.maildir_root,
                     wiring.board,
                     wiring.clock,
