@@ -557,14 +557,18 @@ def print_document(document: Any, as_json: bool, human: Callable[[Any], str]) ->
 
 
 def run_daemon_command(config: Config) -> int:
-    from daemon.main import run_daemon
+    from daemon.startup import StartupFailed, run_daemon_process
 
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    trio.run(run_daemon, config)
+    try:
+        run_daemon_process(config)
+    except StartupFailed as exc:
+        print(f"zaiko: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

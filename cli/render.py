@@ -134,7 +134,7 @@ def status(reply: control.StatusReply) -> str:
                 + (f" ({a.restarts} restarts: {a.last_error})" if a.restarts else "")
                 for a in shop.actors
             )
-            or "no actors yet"
+            or "no actors"
         )
         rows.append((shop.id, shop.mall, shop.order_intake, shop.reflect, actors))
     out.append("\n" + table(["shop", "mall", "intake", "reflect", "actors"], rows))

@@ -18,6 +18,7 @@ from daemon.config import Config, prepare_state
 from daemon.events import EventBus, StatusBoard
 from daemon.notify import sd_notify
 from daemon.shop_actors import actors_for as default_actors_for
+from daemon.statelock import lock_state_dir
 from daemon.stockfiles import clear_leftovers
 from daemon.wiring import ShopWiring, StatePaths
 
@@ -57,12 +58,16 @@ async def run_daemon(
     # each SQLite statement; at the default 5 ms hand-off that wait was a fifth of a
     # 1,000,000-row import (bench/import.py: 2.26 s → 1.83 s for parse and apply).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    token = prepare_state(config)
-    paths = state_paths(config)
+    # first of all: a second daemon on this state must not touch the token, the database
+    # (the running daemon's imports) or the spooled uploads
+    state_lock = lock_state_dir(config.state_dir)
     try:
+        token = prepare_state(config)
+        paths = state_paths(config)
         await _serve(config, token, paths, wall_clock, actors_for, task_status)
     finally:
         config.address_file.unlink(missing_ok=True)
+        state_lock.release()
     log.info("stopped; database closed")
 
 

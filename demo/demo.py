@@ -1,157 +1,308 @@
 """``make demo``: zaiko and the simulated malls of every kind, on this machine.
 
-1. writes the credentials the example configs name (SSH keys for the SFTP shops, API
-   secrets and the FTPS password matching conf/mallsim.example.toml) into state/credentials;
-2. starts the mall simulator (conf/mallsim.example.toml) and the daemon
-   (conf/zaiko.example.toml), each a real process, and waits until both are ready;
-3. applies conf/shops.example.toml (one shop of every mall kind), registers the products
-   and imports their stock with the real CLI, then shows status and the simulator's truth.
+1. makes a fresh folder for the demo's state (``zaiko-demo-*`` in the temporary folder) and
+   writes into it the daemon's and the simulator's configs: conf/zaiko.example.toml and
+   conf/mallsim.example.toml with their state (``~/.local/state/zaiko``) moved there, and the
+   credentials conf/shops.example.toml names (SSH keys, API secrets, the FTPS password, as
+   the simulator expects them);
+2. starts the mall simulator and the daemon, each a real process, and waits until both are
+   ready;
+3. applies conf/shops.example.toml (one shop of every mall kind), registers the products of
+   demo/catalog.csv and imports demo/stock.csv with the real CLI, then shows status.
 
 It keeps running (customers keep ordering at the simulated shops) until Ctrl-C, or for
-DEMO_SECONDS seconds. Taking those orders in and pushing quantities back to the malls are
-the shop actors of the coming issues; until then the demo shows the ledger side.
+DEMO_SECONDS seconds. If something does not start, it says why in one line on stderr, stops
+whatever it started, keeps the state folder for its logs and exits 1. The folder is removed
+after a clean stop.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / "state"
-CREDENTIALS = STATE / "credentials"
-ZAIKO_CONFIG = ROOT / "conf" / "zaiko.example.toml"
-SIM_CONFIG = ROOT / "conf" / "mallsim.example.toml"
-CATALOG = "商品コード,商品名\r\nTSHIRT-RED-M,Tシャツ 赤 M\r\nTSHIRT-RED-L,Tシャツ 赤 L\r\nMUG-001,マグカップ①\r\nCAP-001,キャップ㈱特製\r\n"
-STOCK = "商品コード,想定在庫数,保留在庫数\r\nTSHIRT-RED-M,20,2\r\nTSHIRT-RED-L,5,\r\nMUG-001,40,\r\nCAP-001,8,\r\n"
+DEMO = ROOT / "demo"
+EXAMPLE_STATE = "~/.local/state/zaiko"  # where the example configs keep their state
+ZAIKO_EXAMPLE = ROOT / "conf" / "zaiko.example.toml"
+SIM_EXAMPLE = ROOT / "conf" / "mallsim.example.toml"
+SHOPS = ROOT / "conf" / "shops.example.toml"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+EXIT_INTERRUPTED = 130
+
+
+class DemoFailed(Exception):
+    """The demo cannot go on; the message is the one line it prints."""
 
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def write_credentials() -> None:
-    CREDENTIALS.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for shop in ("rakuten-main", "futureshop-main"):
-        key_path = CREDENTIALS / f"{shop}.key"
-        if not key_path.exists():
-            key = asyncssh.generate_private_key("ssh-ed25519")
-            key_path.write_bytes(key.export_private_key())
-            key_path.chmod(0o600)
-            (CREDENTIALS / f"{shop}.key.pub").write_bytes(key.export_public_key())
+def moved_config(example: Path, state: Path, target: Path) -> Path:
+    """``example`` with its state under ``state`` instead of ``~/.local/state/zaiko``."""
+    text = example.read_text()
+    if EXAMPLE_STATE not in text:
+        raise DemoFailed(f"{example} keeps no state in {EXAMPLE_STATE}; the demo cannot move it")
+    target.write_text(text.replace(EXAMPLE_STATE, str(state)))
+    return target
 
 
-def zaiko(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "--config", str(ZAIKO_CONFIG), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"zaiko {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
+def write_credentials(credentials: Path, sim_config: Path) -> None:
+    """Each credential file conf/shops.example.toml names, holding what the simulator's
+    shop of the same id accepts; SFTP keys are made here and their public halves given to
+    the simulator (its config names them)."""
+    credentials.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sim_shops = {shop["id"]: shop for shop in tomllib.loads(sim_config.read_text())["shops"]}
+    for shop in tomllib.loads(SHOPS.read_text())["shops"]:
+        sim = sim_shops.get(shop["id"], {})
+        if name := shop.get("api_credential"):
+            write_secret(credentials / name, sim.get("api_secret", "").encode())
+        if name := shop.get("ftp_credential"):
+            if sim.get("ftp_password"):
+                write_secret(credentials / name, sim["ftp_password"].encode())
+            else:
+                key = asyncssh.generate_private_key("ssh-ed25519")
+                write_secret(credentials / name, key.export_private_key())
+                (credentials / f"{name}.pub").write_bytes(key.export_public_key())
 
 
-def start_daemon(log: Path) -> subprocess.Popen[bytes]:
-    notify_path = Path(tempfile.mkdtemp()) / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(60)
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "--config", str(ZAIKO_CONFIG), "daemon"],
-                cwd=ROOT,
-                env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        while b"READY=1" not in notify.recv(4096):
-            pass
-    return proc
+def write_secret(path: Path, secret: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
 
 
-def start_simulator(log: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mallsim", "--config", str(SIM_CONFIG), "--fresh"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=out,
+def last_line(text: str) -> str:
+    """What a process said last: its one-line reason when it failed."""
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "(it said nothing)"
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def last_words(self) -> str:
+        return last_line(self.log.read_text(errors="replace"))
+
+
+class Demo:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.logs = state / "logs"
+        self.zaiko_config = state / "zaiko.toml"
+        self.sim_config = state / "mallsim.toml"
+        self.children: list[Child] = []
+        self.running = False
+
+    def prepare(self) -> None:
+        self.logs.mkdir(parents=True)
+        moved_config(ZAIKO_EXAMPLE, self.state, self.zaiko_config)
+        moved_config(SIM_EXAMPLE, self.state, self.sim_config)
+        write_credentials(self.state / "credentials", self.sim_config)
+
+    def spawn(self, name: str, args: list[str], log: Path, **env: str) -> Child:
+        """Start ``python ARGS`` (stdout a pipe, stderr to ``log``) and keep it for ``stop``.
+
+        A signal that arrives while it starts waits until the process is on the list: inside
+        Popen it would leave a process running that nothing stops.
+        """
+        arrived: list[int] = []
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        handlers = {
+            sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in stops
+        }
+        try:
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, *args],
+                    cwd=ROOT,
+                    env=dict(os.environ, **env),
+                    stdout=subprocess.PIPE,
+                    stderr=out,
+                )
+            self.children.append(child := Child(name, proc, log))
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            for signum in arrived[:1]:
+                signal.raise_signal(signum)  # now its own handler runs: Ctrl-C, or a stop
+        return child
+
+    def start_simulator(self) -> dict[str, object]:
+        simulator = self.spawn(
+            "mall simulator",
+            ["-m", "mallsim", "--config", str(self.sim_config), "--fresh"],
+            self.logs / "mallsim.log",
         )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # the simulator prints its addresses once it listens
-    if not line:
-        raise SystemExit(f"the mall simulator did not start; see {log}")
-    return proc, json.loads(line)
+        proc = simulator.proc
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # its addresses, once every server listens; or EOF
+        if not line:
+            proc.wait()
+            raise DemoFailed(f"the mall simulator did not start: {simulator.last_words()}")
+        addresses: dict[str, object] = json.loads(line)
+        return addresses
+
+    def start_daemon(self) -> subprocess.Popen[bytes]:
+        """The daemon, once it said READY=1 on a notify socket as it would to systemd."""
+        log = self.logs / "zaiko.log"
+        notify_path = self.state / "notify.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(str(notify_path))
+            daemon = self.spawn(
+                "zaiko daemon",
+                ["-m", "cli", "--config", str(self.zaiko_config), "daemon"],
+                log,
+                NOTIFY_SOCKET=str(notify_path),
+            )
+            proc = daemon.proc
+            assert proc.stdout is not None
+            # the daemon writes nothing to stdout: the pipe's end (EOF) says it exited
+            exit_pipe = proc.stdout.fileno()
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                left = deadline - time.monotonic()
+                readable = select.select([notify.fileno(), exit_pipe], [], [], max(left, 0))[0]
+                if not readable:
+                    raise DemoFailed(f"the zaiko daemon was not ready within 60 s; see {log}")
+                if notify.fileno() in readable and b"READY=1" in notify.recv(4096):
+                    break
+                if exit_pipe in readable and not os.read(exit_pipe, 4096):
+                    proc.wait()
+                    raise DemoFailed(f"the zaiko daemon did not start: {daemon.last_words()}")
+        notify_path.unlink()
+        return proc
+
+    def zaiko(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "cli", "--config", str(self.zaiko_config), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise DemoFailed(f"zaiko {' '.join(args)} failed: {last_line(result.stderr)}")
+        return result.stdout
+
+    def check_children(self) -> None:
+        for child in self.children:
+            if child.proc.poll() is not None:
+                raise DemoFailed(f"the {child.name} stopped: {child.last_words()}")
+
+    def stop(self) -> list[str]:
+        """Stop every process the demo started, the daemon first; what did not stop cleanly."""
+        problems = []
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in reversed(self.children):
+            try:
+                child.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+                problems.append(f"the {child.name} did not stop within {STOP_TIMEOUT_S:.0f} s")
+        return problems
 
 
-def main() -> None:
-    seconds = float(os.environ.get("DEMO_SECONDS", "0")) or None
-    write_credentials()
-    logs = STATE / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+def show(demo: Demo, seconds: float | None) -> None:
+    print(f"the demo's state, configs and logs: {demo.state}")
     say("starting the mall simulator (13 shops, one of every mall kind)")
-    sim, addresses = start_simulator(logs / "mallsim.log")
+    addresses = demo.start_simulator()
     print(json.dumps(addresses, ensure_ascii=False))
     say("starting the zaiko daemon")
-    daemon = start_daemon(logs / "zaiko.log")
-    try:
-        say("zaiko shops apply conf/shops.example.toml")
-        print(zaiko("shops", "apply", str(ROOT / "conf" / "shops.example.toml")), end="")
-        work = Path(tempfile.mkdtemp())
-        (work / "catalog.csv").write_bytes(CATALOG.encode("cp932"))
-        (work / "stock.csv").write_bytes(STOCK.encode("cp932"))
-        say("zaiko sku import catalog.csv  (cp932, TEMPOSTAR catalog)")
-        print(zaiko("sku", "import", str(work / "catalog.csv")), end="")
-        say("zaiko import stock.csv  (在庫一括更新, overwrite expected)")
-        print(zaiko("import", str(work / "stock.csv")), end="")
-        say("zaiko sku show TSHIRT-RED-M")
-        print(zaiko("sku", "show", "TSHIRT-RED-M"), end="")
-        say("zaiko status")
-        print(zaiko("status"), end="")
-        http = addresses.get("http_url")
-        say("the simulated malls: customers order what each shop shows (GET /_admin/state)")
-        print(
-            "order intake and reflection to the malls arrive with the next issues; the orders "
-            "the simulated customers place now pile up in state/mail/<shop>/new and the order APIs."
-        )
-        deadline = time.monotonic() + seconds if seconds else None
-        print(
-            f"\nrunning; logs in {logs}. Ctrl-C stops"
-            + (f" (or after {seconds:.0f}s)" if seconds else "")
-        )
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(min(10.0, (deadline - time.monotonic()) if deadline else 10.0))
-            if http:
+    demo.start_daemon()
+    zaiko_bin = os.path.relpath(Path(sys.executable).parent / "zaiko", Path.cwd())
+    say("zaiko shops apply conf/shops.example.toml")
+    print(demo.zaiko("shops", "apply", str(SHOPS)), end="")
+    say("zaiko sku import demo/catalog.csv  (cp932, TEMPOSTAR catalog 商品コード,商品名)")
+    print(demo.zaiko("sku", "import", str(DEMO / "catalog.csv")), end="")
+    say("zaiko import demo/stock.csv  (在庫一括更新, overwrite expected)")
+    print(demo.zaiko("import", str(DEMO / "stock.csv")), end="")
+    say("zaiko sku show TSHIRT-RED-M")
+    print(demo.zaiko("sku", "show", "TSHIRT-RED-M"), end="")
+    say("zaiko status")
+    print(demo.zaiko("status"), end="")
+    http = addresses.get("http_url")
+    say("the simulated malls: customers order what each shop shows")
+    print(
+        f"order mails land in {demo.state / 'mail'}/<shop>/new; the simulator's truth (sales, "
+        f"oversold units, what each shop shows) is GET {http}/_admin/state"
+    )
+    demo.running = True
+    print(
+        f"\nrunning. Try, from another terminal: {zaiko_bin} --config {demo.zaiko_config} status"
+        f"\nCtrl-C stops" + (f" (or after {seconds:.0f} s)" if seconds else "")
+    )
+    deadline = time.monotonic() + seconds if seconds else None
+    while deadline is None or time.monotonic() < deadline:
+        time.sleep(min(10.0, (deadline - time.monotonic()) if deadline else 10.0))
+        demo.check_children()
+        if http:
+            try:
                 with urllib.request.urlopen(f"{http}/_admin/state", timeout=5) as response:
-                    state = json.load(response)
-                totals = state["totals"]
-                print(
-                    f"simulated malls: {totals['sold']} units sold, {totals['oversold']} oversold "
-                    "(nothing pushes quantities to the malls yet)",
-                    flush=True,
-                )
+                    totals = json.load(response)["totals"]
+            except OSError as exc:
+                raise DemoFailed(f"the mall simulator did not answer {http}: {exc}") from exc
+            print(
+                f"simulated malls: {totals['sold']} units sold, {totals['oversold']} oversold",
+                flush=True,
+            )
+
+
+def main() -> int:
+    seconds = float(os.environ.get("DEMO_SECONDS", "0")) or None
+    # a plain kill of the demo stops what it started too, as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGHUP, lambda signum, frame: sys.exit(128 + signum))
+    state = Path(tempfile.mkdtemp(prefix="zaiko-demo-"))
+    demo = Demo(state)
+    failure = ""
+    exit_code = 0
+    try:
+        demo.prepare()
+        show(demo, seconds)
     except KeyboardInterrupt:
-        pass
+        exit_code = 0 if demo.running else EXIT_INTERRUPTED
+    except DemoFailed as exc:
+        failure = str(exc)
+        exit_code = 1
     finally:
-        say("stopping")
-        for proc in (daemon, sim):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (daemon, sim):
-            proc.wait(timeout=30)
-        print("stopped cleanly")
+        # a second Ctrl-C must not cut the clean-up short (the children get it anyway)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if demo.running:
+            say("stopping")
+        problems = demo.stop()
+    if failure:
+        print(f"demo: {failure} (logs kept in {demo.logs})", file=sys.stderr)
+    elif problems:
+        print(f"demo: {'; '.join(problems)} (logs kept in {demo.logs})", file=sys.stderr)
+        exit_code = 1
+    else:
+        shutil.rmtree(state, ignore_errors=True)
+        if demo.children:
+            print("stopped cleanly")
+    return exit_code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

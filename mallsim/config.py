@@ -118,8 +118,8 @@ def parse_config(raw: bytes | str, *, base_dir: str | Path = ".") -> Config:
 
 
 def resolve(cfg: Config, path: str) -> Path:
-    """A config path, relative ones taken from the config file's folder."""
-    p = Path(path)
+    """A config path: ``~`` is the home directory, relative ones start at the config file's folder."""
+    p = Path(path).expanduser()
     return Path(os.path.normpath(p if p.is_absolute() else Path(cfg.base_dir or ".") / p))
 
 

@@ -128,10 +128,10 @@ async def run_customers(
     if cfg.customers_per_hour <= 0 or shop.intake is None:
         return
     if shop.intake == "mail" and not mall.has("render_order_mail"):
-        log.warning("shop %s: %s has no render_order_mail yet; no customers", shop_id, shop.kind)
+        log.warning("shop %s: %s has no render_order_mail; no customers", shop_id, shop.kind)
         return
     if shop.intake == "api" and not mall.has("render_orders_response"):
-        log.warning("shop %s: %s has no order API yet; no customers", shop_id, shop.kind)
+        log.warning("shop %s: %s has no order API; no customers", shop_id, shop.kind)
         return
     can_cancel = cfg.cancel_fraction > 0 and cancellations_supported(mall, shop)
     if cfg.cancel_fraction > 0 and not can_cancel:

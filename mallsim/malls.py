@@ -31,7 +31,7 @@ from protocols.malls.base import (
 
 
 class NotSupported(RuntimeError):
-    """The mall module does not (yet) provide what the simulator needs."""
+    """The mall module does not provide what the simulator needs."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class Mall:
     def _fn(self, name: str) -> Any:
         fn = getattr(self.mod, name, None)
         if fn is None:
-            raise NotSupported(f"protocols.malls.{self.kind} has no {name}() yet")
+            raise NotSupported(f"protocols.malls.{self.kind} has no {name}()")
         return fn
 
     # -- stock files --------------------------------------------------------------------------

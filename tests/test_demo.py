@@ -1,0 +1,84 @@
+"""``make demo`` on its failure paths: one line, and no process of it left behind.
+
+The demo's ports are fixed (conf/*.example.toml), so another demo on this machine may hold
+them: these tests hold what they need and accept the simulator failing first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+DEMO_PORT = 8765  # conf/zaiko.example.toml's [control] listen
+
+
+def run_demo(tmp_path: Path) -> subprocess.Popen[str]:
+    # TMPDIR puts the demo's state under tmp_path: every process it starts names it
+    return subprocess.Popen(
+        [sys.executable, "demo/demo.py"],
+        cwd=ROOT,
+        env=dict(os.environ, TMPDIR=str(tmp_path), DEMO_SECONDS="5"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def processes_naming(path: Path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # it ended meanwhile
+        if str(path) in text:
+            found.append(text)
+    return found
+
+
+@contextmanager
+def port_taken(port: int) -> Iterator[None]:
+    with socket.socket() as taken:
+        # as servers do: connections of an earlier run in TIME_WAIT do not hold the port
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+        except OSError as exc:
+            assert exc.errno == errno.EADDRINUSE  # someone else holds it: as good
+        yield
+
+
+def test_demo_with_its_daemon_port_taken_says_so_in_one_line(tmp_path: Path) -> None:
+    with port_taken(DEMO_PORT):
+        demo = run_demo(tmp_path)
+        stdout, stderr = demo.communicate(timeout=120)
+    assert demo.returncode == 1, (stdout, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("demo: "), stderr
+    assert "already in use" in lines[0]
+    assert processes_naming(tmp_path) == []
+
+
+def test_ctrl_c_while_the_demo_starts_leaves_nothing_running(tmp_path: Path) -> None:
+    demo = run_demo(tmp_path)
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        if "starting the zaiko daemon" in line:
+            demo.send_signal(signal.SIGINT)  # the demo only, not its children
+            break
+    stdout, stderr = demo.communicate(timeout=120)
+    assert demo.returncode in (130, 1, 0), (stdout, stderr)  # 1: a port was taken
+    assert len(stderr.strip().splitlines()) <= 1, stderr
+    assert processes_naming(tmp_path) == []
+    if demo.returncode == 130:
+        assert list(tmp_path.iterdir()) == []  # nothing failed: its state is removed
