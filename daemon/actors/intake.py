@@ -1,7 +1,8 @@
 """Order intake (受注取込) of one shop: order mails from its Maildir, or orders from its mall's
 order API (``daemon.actors.api_intake``), taken by the ledger in batches.
 
-Mail: ``[mail] maildir_root/<shop>/new/`` is scanned every ``poll_s``; the mails found are
+Mail: ``[mail] maildir_root/<shop>/new/`` is watched (inotify; else scanned every ``poll_s``);
+the mails found are
 read and parsed on a worker thread and sent to the ledger as one ``TakeOrders`` (one intake
 job). Only after the ledger answered is each mail filed: an order (taken, replayed, or not
 taken per the shop's options) and a mall's other notices go to ``cur/``; a mail that should
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -37,6 +39,7 @@ from daemon.commands import (
     call,
 )
 from daemon.events import StatusBoard
+from daemon.inotify import DirectoryWatch
 from protocols import control
 from protocols.malls.base import MailError, MallOrder, NotAnOrderMail
 from protocols.settings import ShopSettings
@@ -48,7 +51,10 @@ MailParser = Callable[[bytes], MallOrder]
 
 @dataclass(frozen=True)
 class MailIntakeSettings:
-    # a mail is picked up within this, then committed by the ledger's next batch
+    # new/ is watched (inotify): a mail is picked up as it lands; a scan every scan_s also
+    # finds what a notice missed. Without inotify, new/ is scanned every poll_s.
+    watch: bool = True
+    scan_s: float = 1.0
     poll_s: float = 0.05
     # while stopped, how often the backlog is counted
     stopped_poll_s: float = 2.0
@@ -200,23 +206,78 @@ async def mail_intake(
     if shop.order_intake != "stopped":
         await _carry_out_backlog_choice(shop.id, maildir, ledger, actor)
     board.report_intake(shop.id, counts.report())
-    task_status.started()
+    if shop.order_intake == "stopped":
+        task_status.started()
+        await _count_backlog(shop.id, maildir, board, clock, settings, counts)
+    watch = (
+        await trio.to_thread.run_sync(DirectoryWatch.open, maildir.new) if settings.watch else None
+    )
+    # the next batch is read and parsed while the ledger takes this one
+    batches, ready = trio.open_memory_channel[list[Reading]](1)
+    in_flight: set[str] = set()  # read, not yet filed
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                _read_ahead, maildir, parse, batches, in_flight, clock, settings, watch
+            )
+            task_status.started()
+            async with ready:
+                async for readings in ready:
+                    taken = await _take_batch(shop.id, maildir, readings, ledger, actor, counts)
+                    in_flight.difference_update(reading.name for reading in readings)
+                    board.report_intake(shop.id, counts.report())
+                    if not taken:
+                        # the ledger refused the batch: its mails wait in new/; try again later
+                        await trio.sleep_until(clock() + settings.scan_s)
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+async def _read_ahead(
+    maildir: Maildir,
+    parse: MailParser,
+    batches: trio.MemorySendChannel[list[Reading]],
+    in_flight: set[str],
+    clock: Callable[[], float],
+    settings: MailIntakeSettings,
+    watch: DirectoryWatch | None,
+) -> None:
+    async with batches:
+        while True:
+            listed = await trio.to_thread.run_sync(
+                maildir.waiting, settings.batch_mails + len(in_flight)
+            )
+            names = [name for name in listed if name not in in_flight][: settings.batch_mails]
+            if names:
+                in_flight.update(names)
+                readings = await trio.to_thread.run_sync(read_mails, maildir, names, parse)
+                await batches.send(readings)
+                continue  # more may have landed meanwhile
+            with trio.move_on_at(clock() + (settings.scan_s if watch else settings.poll_s)):
+                if watch is not None:
+                    await watch.wait()
+                else:
+                    await trio.sleep_forever()
+
+
+async def _count_backlog(
+    shop: str,
+    maildir: Maildir,
+    board: StatusBoard,
+    clock: Callable[[], float],
+    settings: MailIntakeSettings,
+    counts: IntakeCounts,
+) -> NoReturn:
+    """While intake is stopped: count what waits in new/, for status and for the choice asked
+    when intake is switched on."""
     deadline = clock()
     while True:
-        if shop.order_intake == "stopped":
-            waiting, oldest = await trio.to_thread.run_sync(maildir.backlog)
-            counts.backlog = waiting
-            counts.backlog_oldest = "" if oldest is None else _moment(oldest)
-            board.report_intake(shop.id, counts.report())
-            deadline += settings.stopped_poll_s
-        else:
-            names = await trio.to_thread.run_sync(maildir.waiting, settings.batch_mails)
-            if names:
-                await _take_batch(shop.id, maildir, names, parse, ledger, actor, counts)
-                board.report_intake(shop.id, counts.report())
-            deadline += settings.poll_s
-        # after a long batch, go on at once, but never in a burst of missed turns
-        deadline = max(deadline, clock())
+        waiting, oldest = await trio.to_thread.run_sync(maildir.backlog)
+        counts.backlog = waiting
+        counts.backlog_oldest = "" if oldest is None else _moment(oldest)
+        board.report_intake(shop, counts.report())
+        deadline = max(deadline + settings.stopped_poll_s, clock())
         await trio.sleep_until(deadline)
 
 
@@ -242,13 +303,12 @@ async def _carry_out_backlog_choice(
 async def _take_batch(
     shop: str,
     maildir: Maildir,
-    names: Sequence[str],
-    parse: MailParser,
+    readings: list[Reading],
     ledger: trio.MemorySendChannel[LedgerRequest],
     actor: str,
     counts: IntakeCounts,
-) -> None:
-    readings = await trio.to_thread.run_sync(read_mails, maildir, names, parse)
+) -> bool:
+    """Take a batch and file its mails; False when the ledger refused it (nothing filed)."""
     orders = [r for r in readings if r.order is not None]
     broken = [r for r in readings if r.problem and not r.not_an_order]
     moves: list[tuple[str, Path]] = [(r.name, maildir.cur) for r in readings if r.not_an_order]
@@ -268,7 +328,7 @@ async def _take_batch(
             # intake stopped meanwhile, or the ledger refused: the mails stay in new/
             counts.last_error = taken.message
             log.warning("shop %s: %d mail(s) not taken: %s", shop, len(readings), taken.message)
-            return
+            return False
         for reading, result in zip(orders, taken.results, strict=True):
             refused = result.outcome == "refused"
             moves.append((reading.name, maildir.quarantine if refused else maildir.cur))
@@ -281,6 +341,7 @@ async def _take_batch(
     counts.ignored += sum(r.not_an_order for r in readings)
     await trio.to_thread.run_sync(_file_all, maildir, moves)
     counts.filed += len(moves)
+    return True
 
 
 def _file_all(maildir: Maildir, moves: Sequence[tuple[str, Path]]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email import errors, policy
 from email.header import decode_header
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
 
@@ -103,12 +103,78 @@ _ISO2022JP_SETS: dict[bytes, str] = {
 }
 
 
+_DESIGNATION = re.compile(rb"(\x1b\(B|\x1b\(J|\x1b\(I|\x1b\$@|\x1b\$B)")
+_JIS_BYTES = bytes(range(0x21, 0x7F))
+_KANA_BYTES = bytes(range(0x21, 0x60))
+_ASCII_BYTES = bytes(range(0x80))
+# JIS row → Shift_JIS lead byte; (cell, 0x80 for an even row) → Shift_JIS trail byte
+_LEAD = bytes(
+    min(0xFF, (row + 1) // 2 + 0x70 + (0x40 if (row + 1) // 2 + 0x70 >= 0xA0 else 0))
+    for row in range(256)
+)
+_EVEN_ROW = bytes(0x80 if row % 2 == 0 else 0 for row in range(256))
+_TRAIL = bytes(
+    min(0xFF, (key & 0x7F) + 0x7E)
+    if key & 0x80
+    else min(0xFF, key + 0x1F + (1 if key >= 0x60 else 0))
+    for key in range(256)
+)
+_KANA = bytes(min(0xFF, byte + 0x80) for byte in range(256))
+
+
+def _fast_iso2022jp_ms(data: bytes) -> str | None:
+    """``decode_iso2022jp_ms`` with C-speed byte operations, for the usual mail: all its
+    two-byte text is turned into Shift_JIS at once (the rows and the cells translated apart,
+    then interleaved). None when the text needs the byte-by-byte reader."""
+    if b"\x0e" in data:
+        return None
+    pieces = _DESIGNATION.split(data)
+    modes = [b"\x1b(B", *pieces[1::2]]
+    texts = pieces[0::2]
+    two_byte = b"".join(t for m, t in zip(modes, texts, strict=True) if m in (b"\x1b$B", b"\x1b$@"))
+    if len(two_byte) % 2 or two_byte.translate(None, _JIS_BYTES):
+        return None
+    rows, cells = two_byte[0::2], two_byte[1::2]
+    keys = (
+        int.from_bytes(cells, "big") | int.from_bytes(rows.translate(_EVEN_ROW), "big")
+    ).to_bytes(len(cells), "big")
+    converted = bytearray(len(two_byte))
+    converted[0::2] = rows.translate(_LEAD)
+    converted[1::2] = keys.translate(_TRAIL)
+    sjis = bytearray()
+    at = 0
+    for mode, text in zip(modes, texts, strict=True):
+        if mode in (b"\x1b$B", b"\x1b$@"):
+            if len(text) % 2:
+                return None
+            sjis += converted[at : at + len(text)]
+            at += len(text)
+        elif mode == b"\x1b(I":
+            if text.translate(None, _KANA_BYTES):
+                return None
+            sjis += text.translate(_KANA)
+        else:
+            if text.translate(None, _ASCII_BYTES) or b"\x1b" in text:
+                return None
+            sjis += text
+    try:
+        decoded = sjis.decode("cp932")
+    except UnicodeDecodeError:
+        return None
+    if any(ch in decoded for ch in "\x80\uf8f0\uf8f1\uf8f2\uf8f3"):
+        return None
+    return decoded
+
+
 def decode_iso2022jp_ms(data: bytes) -> str:
     """ISO-2022-JP as Microsoft and Japanese mailers write it, with the NEC and IBM extension
     characters that Python's strict ``iso2022_jp`` codec rejects and its ``iso2022_jp_3``
     turns into other characters. Each two-byte JIS character is mapped to its Shift_JIS
     bytes, and the whole is decoded as cp932, which has those extensions. Raises
     UnicodeDecodeError for anything else (another designation, a stray 8-bit byte)."""
+    fast = _fast_iso2022jp_ms(data)
+    if fast is not None:
+        return fast
     sjis = bytearray()
     mode = "ascii"
     shifted_out = False  # SO/SI half-width katakana (CP50222)
@@ -226,6 +292,11 @@ def _decode_body(payload: bytes, charset: str | None) -> str:
     declared = (charset or "").lower()
     if declared in ("iso-2022-jp", "csiso2022jp", "iso-2022-jp-ms", "cp50220", "cp50221"):
         try:
+            # most mails are plain JIS X 0208: Python's codec reads them at C speed
+            return payload.decode("iso2022_jp")
+        except UnicodeDecodeError:
+            pass
+        try:
             return decode_iso2022jp_ms(payload)
         except UnicodeDecodeError:
             pass  # JIS X 0213 and the like: the stricter codecs below say what they can
@@ -252,13 +323,19 @@ class MailText:
 
 
 def read_mail(raw: bytes) -> MailText:
-    """Parse an RFC 5322 message and return its text with LF line ends."""
+    """Parse an RFC 5322 message and return its text with LF line ends.
+
+    Parsed with the ``compat32`` policy: the body part is found by walking the parts, and
+    the Subject decoded word by word here, which is several times faster than the header
+    registry of ``policy.default`` (measured: most of a mail's intake time) and reads
+    ISO-2022-JP words as Japanese mailers write them.
+    """
     if not raw.strip():
         raise MailError("empty mail")
-    message = email.message_from_bytes(raw, policy=policy.default)
-    if not isinstance(message, EmailMessage) or not message.keys():
+    message = email.message_from_bytes(raw, policy=policy.compat32)
+    if not message.keys():
         raise MailError("no mail header block (not an RFC 5322 message)")
-    part = message.get_body(preferencelist=("plain", "html"))
+    part = _body_part(message)
     if part is None:
         raise MailError("no text/plain or text/html part")
     payload = part.get_payload(decode=True)
@@ -270,13 +347,25 @@ def read_mail(raw: bytes) -> MailText:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if part.get_content_subtype() == "html":
         text = html_to_text(text)
-    return MailText(subject=_subject(raw), lines=text.split("\n"))
+    return MailText(subject=_subject(message.get("Subject")), lines=text.split("\n"))
 
 
-def _subject(raw: bytes) -> str:
+def _body_part(message: Message) -> Message | None:
+    """The text/plain part (else text/html) that is not an attachment: the order's text."""
+    found: dict[str, Message] = {}
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        if disposition == "attachment":
+            continue
+        found.setdefault(part.get_content_subtype(), part)
+    return found.get("plain") or found.get("html")
+
+
+def _subject(found: object) -> str:
     """The Subject header decoded word by word, ISO-2022-JP words as Japanese mailers write
     them (①, ㈱ in a shop's name); a word that decodes with nothing keeps its raw text."""
-    found = email.message_from_bytes(raw, policy=policy.compat32).get("Subject")
     if found is None:
         return ""
     parts = []
