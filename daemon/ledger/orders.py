@@ -211,7 +211,11 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
         if line.line_no in cancelled:
             if status in ("cancelled", "dismissed"):
                 continue
-            if not takes_cancellations(shop, partial=state == "partially_cancelled"):
+            # a line that never took stock is simply cancelled; one that did gives it back
+            # only where the shop takes cancellations
+            if status in MOVED and not takes_cancellations(
+                shop, partial=state == "partially_cancelled"
+            ):
                 notes.append(
                     f"line {line.line_no} cancelled at the mall; not taken per the shop's "
                     "options: give its stock back by hand if it returns"

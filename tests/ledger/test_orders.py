@@ -215,3 +215,12 @@ def test_intake_status_counts_what_waits(ledger: LedgerHarness) -> None:
     assert shop.intake.taken_today == 2
     assert (shop.intake.warnings, shop.intake.unmatched) == (2, 1)
     assert shop.intake.last_intake
+
+
+def test_a_cancelled_warning_is_cancelled_whatever_the_options(ledger: LedgerHarness) -> None:
+    ledger.ok(control.ShopsApply(id=1, shops=(shop_settings(order_intake="suspended"),)))
+    ledger.add("A", 5)
+    ledger.take("r1", mall_order("W1", ("A", 2)))
+    ledger.take("r1", mall_order("W1", ("A", 2), status="cancelled"))
+    assert statuses(ledger, "r1:W1") == ["cancelled"] and ledger.expected("A") == 5
+    assert ledger.ok(control.OrdersList(id=1)).orders == ()
