@@ -84,6 +84,8 @@ class Sim(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     known_hosts_file: str = ""  # also write the SFTP known_hosts line here (for the daemon)
     start_time: str = ""  # ISO 8601 time of the first simulated instant; default: now
     order_api_window: int = 1000  # the order API serves at most this many latest orders
+    order_page_size: int = 100  # orders (or order numbers) per page of an order search, at most
+    order_items_page_size: int = 100  # items per page of an order's items (Amazon), at most
     max_body_bytes: int = 32 * 1024 * 1024
 
 
@@ -154,8 +156,9 @@ def check_config(cfg: Config) -> None:
         port = getattr(sim, key)
         if not 0 <= port <= 65535:
             raise _fail(f"sim.{key}", f"must be 0–65535, got {port}")
-    if sim.order_api_window < 1:
-        raise _fail("sim.order_api_window", f"must be ≥ 1, got {sim.order_api_window}")
+    for key in ("order_api_window", "order_page_size", "order_items_page_size"):
+        if getattr(sim, key) < 1:
+            raise _fail(f"sim.{key}", f"must be ≥ 1, got {getattr(sim, key)}")
     if sim.start_time:
         from datetime import datetime
 

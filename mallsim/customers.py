@@ -35,7 +35,7 @@ def cancellations_supported(mall: Mall, shop: ShopState) -> bool:
     template renders a cancellation mail that reads back as cancelled.
     """
     if shop.intake == "api":
-        return mall.has("render_orders_response")
+        return mall.has("render_order_answer")
     if not (mall.has("render_order_mail") and mall.has("parse_order_mail")):
         return False
     probe = MallOrder(
@@ -130,7 +130,7 @@ async def run_customers(
     if shop.intake == "mail" and not mall.has("render_order_mail"):
         log.warning("shop %s: %s has no render_order_mail yet; no customers", shop_id, shop.kind)
         return
-    if shop.intake == "api" and not mall.has("render_orders_response"):
+    if shop.intake == "api" and not mall.has("render_order_answer"):
         log.warning("shop %s: %s has no order API yet; no customers", shop_id, shop.kind)
         return
     can_cancel = cfg.cancel_fraction > 0 and cancellations_supported(mall, shop)

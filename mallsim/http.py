@@ -4,7 +4,8 @@ Routing: ``/{shop_id}/<the mall's own path>`` goes to that shop (so a shop's API
 ``http://HOST:PORT/{shop_id}``); ``/_admin/...`` is the simulator's own. For a shop call:
 down → 503; slow → delay; credentials (as the module writes them) → 401 in the mall's error
 shape; rate limit (token bucket per shop at the mall's ``api_requests_per_s``) → 429; 5xx
-switch → 500; then the order API call (``render_orders_response``) or a stock update
+switch → 500; then the order-API call (the module's ``read_order_call`` →
+``render_order_answer``, in pages of ``sim.order_page_size``) or a stock update
 (``parse_stock_request`` → the shop's shown quantities).
 """
 
@@ -200,10 +201,15 @@ class MallApp:
             self.state.changed()
             return mall.error(500, "internal server error (simulated)")
         try:
-            if call.kind == "orders":
-                resp = mall.order_numbers_ok(self.state.orders_since(shop.id, call.since))
-            elif call.kind == "get_orders":
-                resp = mall.orders_ok(self.state.orders_by_number(shop.id, call.order_numbers))
+            if call.order_call is not None:
+                try:
+                    answer = self.state.order_answer(shop.id, call.order_call)
+                except KeyError as exc:
+                    self.state.changed()
+                    return mall.error(404, str(exc.args[0]))
+                resp = mall.order_answer_ok(call.order_call, answer)
+            elif call.order_error and not mall.has("parse_stock_request"):
+                raise ValueError(call.order_error)
             else:
                 updates = mall.parse_stock_request(req)
                 shop_updates = [(u.item_id, tuple(u.variation), "", u.quantity) for u in updates]
@@ -213,7 +219,10 @@ class MallApp:
             resp = _json(501, {"error": str(exc)})
         except (ValueError, KeyError, TypeError, MailError, msgspec.MsgspecError) as exc:
             shop.bad_requests += 1
-            resp = mall.error(400, str(exc) or type(exc).__name__)
+            why = str(exc) or type(exc).__name__
+            if call.order_error and why != call.order_error:
+                why += f" (read as an order call: {call.order_error})"
+            resp = mall.error(400, why)
         except Exception as exc:  # a module bug: say so, keep serving
             log.exception("shop %s: %s %s failed", shop.id, req.method, req.path)
             resp = _json(500, {"error": f"mallsim: {type(exc).__name__}: {exc}"})
@@ -253,10 +262,10 @@ class MallApp:
         kept = shop.orders.get(req.order_no)
         if kept is None:
             return _json(404, {"error": f"shop {shop.id} has no order {req.order_no!r}"})
-        if kept[0].status == "cancelled":
+        if kept.order.status == "cancelled":
             return _json(409, {"error": f"order {req.order_no} is already cancelled"})
         now = trio.current_time()
-        await self.hand_over(shop, cancel_order(self.state, shop, kept[0]), now)
+        await self.hand_over(shop, cancel_order(self.state, shop, kept.order), now)
         return _json(200, {"order_no": req.order_no, "status": "cancelled"})
 
     async def admin(self, method: str, path: str, body: bytes) -> Response:

@@ -105,7 +105,7 @@ async def run_until_settled(tmp: Path) -> tuple[Simulator, dict[str, list[MallOr
         assert all(sh.mail_errors == 0 for sh in sim.state.shops.values())
         # Read the published orders now: the simulation goes on until the block ends.
         orders = {
-            sid: [order for order, _ in shop.orders.values()]
+            sid: [published.order for published in shop.orders.values()]
             for sid, shop in sim.state.shops.items()
         }
         mails = {sid: maildir_messages(Path(tmp) / "maildir", sid) for sid in ("y", "w", "r")}
@@ -139,7 +139,7 @@ def check_mails(state: SimState, shop_id: str, raws: list[bytes]) -> None:
     shop = state.shops[shop_id]
     mall = Mall(shop.kind)
     assert len(raws) >= shop.orders_placed  # more may have come since the snapshot
-    published = {order.order_no: order for order, _ in shop.orders.values()}
+    published = {p.order.order_no: p.order for p in shop.orders.values()}
     statuses: dict[str, list[str]] = {}
     for raw in raws:
         parsed = mall.parse_order_mail(raw)
