@@ -16,13 +16,13 @@ import logging
 import math
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
 
-from mallsim.config import ConfigError, Faults
-from mallsim.customers import Deliver, cancel_order, new_order
+from mallsim.config import ConfigError, Faults, has_other_marketplaces, waiting_state
+from mallsim.customers import Deliver, cancel_order, foreign_order, new_order, pay_order
 from mallsim.malls import Mall, NotSupported, Response, ShopApi
 from mallsim.state import ShopState, SimState
 from protocols.malls.base import HttpRequest, MailError
@@ -50,14 +50,19 @@ class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /_admin/orders``: a customer buys these lines now."""
+    """``POST /_admin/orders``: a customer buys these lines now: a new order, or one that
+    waits for payment (``status``: the mall's waiting state), or one of the seller account's
+    other marketplace (``foreign``: Amazon; it moves no stock here)."""
 
     shop: str
     lines: list[OrderLineIn]
+    status: Literal["new", "pending", "unpaid"] = "new"
+    foreign: bool = False
 
 
 class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /_admin/cancel``: the customer cancels this order."""
+    """``POST /_admin/cancel``: the customer cancels this order; ``/_admin/pay``: the
+    customer pays this waiting order."""
 
     shop: str
     order_no: str
@@ -234,12 +239,16 @@ class MallApp:
         shop = self.state.shops.get(req.shop)
         if shop is None:
             return _json(404, {"error": f"unknown shop {req.shop!r}"})
+        if req.status != "new" and req.status != waiting_state(shop.kind):
+            return _json(400, {"error": f"{shop.kind} has no {req.status} orders to simulate"})
+        if req.foreign and not has_other_marketplaces(shop.kind):
+            return _json(400, {"error": f"{shop.kind} shows no orders of other marketplaces"})
         picks = []
         for line in req.lines:
             item = shop.items.get(line.sku)
             if item is None:
                 return _json(404, {"error": f"shop {shop.id} does not list {line.sku!r}"})
-            if not 1 <= line.quantity <= item.shown:
+            if line.quantity < 1 or (not req.foreign and line.quantity > item.shown):
                 return _json(
                     409,
                     {"error": f"{line.sku}: shop shows {item.shown}, cannot buy {line.quantity}"},
@@ -248,13 +257,17 @@ class MallApp:
         if not picks:
             return _json(400, {"error": "an order needs at least one line"})
         now = trio.current_time()
+        if req.foreign:
+            order = foreign_order(self.state, shop, picks, now)
+            return _json(200, {"order_no": order.order_no, "oversold": 0})
         oversold_before = sum(self.state.merchants[shop.cfg.merchant].oversold.values())
-        order = new_order(self.state, shop, picks, now)
+        order = new_order(self.state, shop, picks, now, req.status)
         await self.hand_over(shop, order, now)
         oversold = sum(self.state.merchants[shop.cfg.merchant].oversold.values()) - oversold_before
         return _json(200, {"order_no": order.order_no, "oversold": oversold})
 
-    async def cancel(self, body: bytes) -> Response:
+    async def change_order(self, path: str, body: bytes) -> Response:
+        """``/_admin/cancel`` or ``/_admin/pay`` an order the shop's mall holds."""
         req = msgspec.json.decode(body, type=CancelIn)
         shop = self.state.shops.get(req.shop)
         if shop is None:
@@ -262,18 +275,23 @@ class MallApp:
         kept = shop.orders.get(req.order_no)
         if kept is None:
             return _json(404, {"error": f"shop {shop.id} has no order {req.order_no!r}"})
+        now = trio.current_time()
+        if path == "/_admin/pay":
+            if kept.order.status not in ("pending", "unpaid"):
+                return _json(409, {"error": f"order {req.order_no} is {kept.order.status}"})
+            await self.hand_over(shop, pay_order(self.state, shop, kept.order), now)
+            return _json(200, {"order_no": req.order_no, "status": "new"})
         if kept.order.status == "cancelled":
             return _json(409, {"error": f"order {req.order_no} is already cancelled"})
-        now = trio.current_time()
         await self.hand_over(shop, cancel_order(self.state, shop, kept.order), now)
         return _json(200, {"order_no": req.order_no, "status": "cancelled"})
 
     async def admin(self, method: str, path: str, body: bytes) -> Response:
-        if method == "POST" and path in ("/_admin/orders", "/_admin/cancel"):
+        if method == "POST" and path in ("/_admin/orders", "/_admin/cancel", "/_admin/pay"):
             try:
                 if path == "/_admin/orders":
                     return await self.place_order(body)
-                return await self.cancel(body)
+                return await self.change_order(path, body)
             except msgspec.MsgspecError as exc:
                 return _json(400, {"error": f"{path}: {exc}"})
             except NotSupported as exc:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from mallsim.config import waiting_state
 from protocols.malls import module
 from protocols.malls._api import OrderAnswer, OrderCall
 from protocols.malls.base import (
@@ -142,6 +143,11 @@ class Mall:
     def cap(self) -> Capability:
         cap: Capability = self.mod.CAPABILITY
         return cap
+
+    @property
+    def waiting_state(self) -> Literal["pending", "unpaid"] | None:
+        """The state of an order not paid yet, where the mall has one zaiko takes."""
+        return waiting_state(self.kind)
 
     def has(self, name: str) -> bool:
         return hasattr(self.mod, name)

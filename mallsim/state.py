@@ -114,6 +114,8 @@ class ShopState:
     order_seq: int = 0
     orders_placed: int = 0
     orders_cancelled: int = 0
+    foreign_orders: int = 0  # orders of another marketplace (Amazon): no stock moved here
+    payments: int = 0  # waiting orders (Amazon Pending, Qoo10 unpaid) paid later
     mails_written: int = 0
     mail_errors: int = 0  # orders whose mail the module could not render
     requests: int = 0
@@ -358,6 +360,8 @@ class SimState:
                 "unknown_recent": list(s.unknown_log),
                 "orders": s.orders_placed,
                 "cancellations": s.orders_cancelled,
+                "foreign_orders": s.foreign_orders,
+                "payments": s.payments,
                 "mails": s.mails_written,
                 "mail_errors": s.mail_errors,
                 "files": [vars(f) for f in s.files],
