@@ -258,7 +258,12 @@ class ApiOrderPoll:
         self._result = orders
 
     def _error_line(self, body: bytes) -> str:
-        text = self._error_text(body)
+        """The mall's error message on one line; the raw body when its shape does not read
+        (a 429 or 5xx must never fail on its own error page)."""
+        try:
+            text = self._error_text(body)
+        except ValueError:
+            text = body.decode("utf-8", "replace")
         return " ".join(text.split()) or "no error body"
 
     # -- per mall ---------------------------------------------------------------------------

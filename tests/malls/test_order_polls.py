@@ -10,7 +10,7 @@ import pytest
 
 from protocols.malls import KINDS, capability, module
 from protocols.malls._api import ServedOrder
-from protocols.malls.base import ApiAccount, MallApiError, MallOrderState
+from protocols.malls.base import ApiAccount, MallApiError, MallOrderState, RateLimited
 from tests.malls.order_api import T0, FakeMall, essence, order, run_poll, served
 
 ACCOUNT = ApiAccount(base_url="https://mall.invalid", secret="svcSecret:licKey", seller_id="S1")
@@ -155,3 +155,15 @@ def test_orders_are_not_readable_before_the_poll_is_done(kind: str) -> None:
     _, order_poll = poll(kind)
     with pytest.raises(RuntimeError, match="not done"):
         _ = order_poll.orders  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", API_KINDS)
+def test_an_error_page_in_no_known_shape_is_read_as_text(kind: str) -> None:
+    _, order_poll = poll(kind)
+    request = order_poll.next_request()  # type: ignore[attr-defined]
+    for status, error in ((429, RateLimited), (502, MallApiError)):
+        with pytest.raises(error, match=rf"^HTTP {status}: \[1, 2\] <oops>$"):
+            order_poll.feed(status, {}, b"[1, 2]\n<oops>")  # type: ignore[attr-defined]
+    with pytest.raises(MallApiError):
+        order_poll.next_request()  # type: ignore[attr-defined]
+    assert request is not None
