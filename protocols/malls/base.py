@@ -14,7 +14,8 @@ It exports ``CAPABILITY`` and, depending on what the mall supports, these functi
 - mail intake: ``parse_order_mail(raw: bytes) -> MallOrder`` (raises ``MailError``) and
   ``render_order_mail(order, shop_name) -> bytes`` (the simulator's template).
 - API intake: ``start_order_poll(account, since, until) -> OrderPoll`` (every page, every
-  order's items), and for the simulator the requests' readers and the answers' renderers.
+  order's items) and ``ORDER_SEARCH_DATE``; for the simulator ``read_order_call(request)`` and
+  ``render_order_answer(call, answer)`` (``protocols.malls._api``).
 """
 
 from __future__ import annotations
@@ -159,8 +160,11 @@ class OrderPoll(Protocol):
     details of a batch of order numbers) or None when done; ``feed()`` takes that call's
     answer, and raises ``RateLimited`` (send the same request again after the wait) or
     ``MallApiError`` (the poll failed; start a new one later, from the same cursor). When
-    done, ``orders`` holds every order updated in the window with all its lines, and
-    ``ignored`` counts what was seen but is not this shop's (another marketplace)."""
+    done, ``orders`` holds every order of the window ``[since, until)`` with all its lines,
+    and ``ignored`` counts what was seen but is not this shop's (another marketplace).
+    Which date the window is on is the module's ``ORDER_SEARCH_DATE``: ``"updated"`` (last
+    change: a later payment or cancellation falls in a later window) or ``"ordered"`` (order
+    date only: a change to an older order is seen by a poll whose window holds its date)."""
 
     def next_request(self) -> HttpRequest | None: ...
 
