@@ -19,6 +19,10 @@ from daemon.wiring import ShopWiring
 from protocols.malls import capability, module
 from protocols.settings import ShopSettings
 
+# How far back the order API of a mall that searches by order date is asked again: Qoo10
+# takes cancellations up to 7 days after the order, and unpaid orders are paid within days.
+ORDER_DATE_LOOKBACK_S = 8 * 24 * 3600.0
+
 
 def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
     actors = []
@@ -43,7 +47,11 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                     wiring.board,
                     wiring.clock,
                     wiring.wall_clock,
-                    ApiIntakeSettings(),
+                    ApiIntakeSettings(
+                        lookback_s=ORDER_DATE_LOOKBACK_S
+                        if mall.ORDER_SEARCH_DATE == "ordered"
+                        else 0.0
+                    ),
                 ),
             )
         )

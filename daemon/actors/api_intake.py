@@ -72,6 +72,14 @@ class ApiIntakeSettings:
     poll_s: float = 60.0
     # orders updated this long before the cursor are asked for again (seen twice: a replay)
     overlap_s: float = 600.0
+    # a poll asks up to this long before now: a mall's newest changes settle first (SP-API
+    # refuses a LastUpdatedBefore later than two minutes ago)
+    settle_s: float = 120.0
+    # a mall whose window is on the order date (not the last change) shows a payment or a
+    # cancellation of an older order only to a window over that date: every lookback_every_s
+    # a poll reaches back lookback_s
+    lookback_s: float = 0.0
+    lookback_every_s: float = 600.0
     # after a failed poll: this, doubling up to backoff_max_s
     backoff_s: float = 5.0
     backoff_max_s: float = 600.0
@@ -163,7 +171,8 @@ async def _poll_forever(
     if state.backlog == "skip" and state.resumed_at:
         cursor = state.resumed_at  # what was placed while stopped is not taken
     if not cursor:
-        cursor = stamp(wall_clock())  # a new shop starts from now, not from its history
+        # a new shop starts from now, not from its history
+        cursor = stamp(wall_clock() - timedelta(seconds=settings.settle_s))
     if state.backlog or not state.cursor:
         await _save(ledger, SaveIntakeCursor(shop=shop.id, cursor=cursor), actor)
     if state.backlog:
@@ -173,9 +182,14 @@ async def _poll_forever(
     task_status.started()
     failures = 0
     deadline = clock()
+    next_lookback = clock()
     while True:
-        until = wall_clock()
+        until = wall_clock() - timedelta(seconds=settings.settle_s)
         since = datetime.fromisoformat(cursor) - timedelta(seconds=settings.overlap_s)
+        if settings.lookback_s and clock() >= next_lookback:
+            since = min(since, until - timedelta(seconds=settings.lookback_s))
+            next_lookback = clock() + settings.lookback_every_s
+        since = min(since, until)
         try:
             poll = start_poll(account, since, until)
             await run_poll(poll, connection.send, bucket, settings.rate_limited_s)

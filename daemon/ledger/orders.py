@@ -133,9 +133,6 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
     numbers = [line.line_no for line in order.lines]
     if len(set(numbers)) != len(numbers):
         raise DomainError("invalid", "a line number appears twice")
-    for line in order.lines:
-        if line.quantity < 1:
-            raise DomainError("invalid", f"line {line.line_no}: quantity must be at least 1")
     db = tx.db
     state = order.status
     waiting = state in ("pending", "unpaid")
@@ -145,6 +142,10 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
         if state == "cancelled"
         else set(order.cancelled_lines)
     )
+    for line in order.lines:
+        # a mall may report a cancelled line with the quantity it no longer ships: 0
+        if line.quantity < 1 and not (line.quantity == 0 and line.line_no in cancelled):
+            raise DomainError("invalid", f"line {line.line_no}: quantity must be at least 1")
     known = db.execute(
         "SELECT mall_state FROM orders WHERE shop = ? AND order_no = ?", (shop.id, order.order_no)
     ).fetchone()
@@ -167,9 +168,9 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
             (shop.id, order.order_no, order.ordered_at, tx.now(), state, incoming.source),
         )
     stored = {
-        line_no: (status, sku, quantity)
-        for line_no, status, sku, quantity in db.execute(
-            "SELECT line_no, status, sku, quantity FROM order_lines WHERE shop = ? AND order_no = ?",
+        line_no: (status, quantity)
+        for line_no, status, quantity in db.execute(
+            "SELECT line_no, status, quantity FROM order_lines WHERE shop = ? AND order_no = ?",
             (shop.id, order.order_no),
         )
     }
@@ -205,9 +206,11 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
                 oversold += _sell(tx, shop.id, order.order_no, line.line_no, sku, line.quantity)
             taken = True
             continue
+        status, quantity = before
+        if line.quantity == 0 and line.line_no in cancelled:
+            payload = (line.item_id, list(line.variation), quantity)
         # a line seen before: the same content, or a refusal (claim_key raises)
         stock.claim_key(tx, key, payload)
-        status, _, _ = before
         if line.line_no in cancelled:
             if status in ("cancelled", "dismissed"):
                 continue

@@ -224,3 +224,17 @@ def test_a_cancelled_warning_is_cancelled_whatever_the_options(ledger: LedgerHar
     ledger.take("r1", mall_order("W1", ("A", 2), status="cancelled"))
     assert statuses(ledger, "r1:W1") == ["cancelled"] and ledger.expected("A") == 5
     assert ledger.ok(control.OrdersList(id=1)).orders == ()
+
+
+def test_a_cancelled_line_reported_with_quantity_0_gives_back_what_it_took(
+    ledger: LedgerHarness,
+) -> None:
+    ledger.ok(active(mall="amazon", take_cancellations=True))
+    ledger.add("A", 5)
+    ledger.take("r1", mall_order("Z1", ("A", 2)))
+    cancelled = ledger.take("r1", mall_order("Z1", ("A", 0), status="cancelled"))
+    assert cancelled.results[0].outcome == "changed"
+    assert statuses(ledger, "r1:Z1") == ["cancelled"] and ledger.expected("A") == 5
+    # a new line of quantity 0 is still refused
+    refused = ledger.take("r1", mall_order("Z2", ("A", 0)))
+    assert refused.results[0].outcome == "refused"
