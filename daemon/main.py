@@ -118,7 +118,10 @@ async def _serve(
                     info,
                     paths,
                 )
-                config.address_file.write_text(f"{address[0]}:{address[1]}\n")
+                # whole or not at all: a client reading it meanwhile never sees half of it
+                partial = config.address_file.with_name(config.address_file.name + ".new")
+                partial.write_text(f"{address[0]}:{address[1]}\n")
+                partial.replace(config.address_file)
                 await sd_notify("READY=1\nSTATUS=ready")
                 log.info("zaiko %s listening on %s:%d", info.version, *address)
                 task_status.started(address)

@@ -208,7 +208,9 @@ class Transfers:
             upload.spool,
             upload.start,
             applied=lambda rows: sd_status(
-                f"import job {upload.job}: {rows:,} rows applied, not yet committed"
+                f"import job {upload.job}: {rows:,} rows checked (dry run)"
+                if upload.start.dry_run
+                else f"import job {upload.job}: {rows:,} rows applied, not yet committed"
             ),
         )
         try:
@@ -333,6 +335,13 @@ class Transfers:
                 code="refused",
                 message=f"job {request.job} is not a finished download (kind {job.job.kind}, state {job.job.state})",
                 field="job",
+            )
+        if request.offset > job.job.download_bytes:
+            return control.Error(
+                id=request.id,
+                code="invalid",
+                message=f"offset {request.offset} is beyond the file's {job.job.download_bytes} bytes",
+                field="offset",
             )
         length = min(request.length, control.UPLOAD_CHUNK_BYTES)
         try:

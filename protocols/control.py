@@ -46,6 +46,8 @@ OrderStatus = Literal["allocated", "warning", "pending", "cancelled", "unmatched
 ACTIONABLE_ORDER_STATUSES: tuple[OrderStatus, ...] = ("warning", "unmatched")
 BacklogChoice = Literal["", "take", "skip"]
 UPLOAD_CHUNK_BYTES = 256 * 1024
+# ids, sequence numbers and offsets: what SQLite and a file offset can hold
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class Base(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=True):
@@ -326,7 +328,7 @@ class JobsList(Base, frozen=True, tag="jobs_list"):
 
 class JobShow(Base, frozen=True, tag="job_show"):
     id: int
-    job: int
+    job: Count
 
 
 class Subscribe(Base, frozen=True, tag="subscribe"):
@@ -358,14 +360,14 @@ class UploadChunk(Base, frozen=True, tag="upload_chunk"):
     """Bytes ``seq`` (0, 1, 2, ...) of an upload; a chunk sent again is acknowledged, not appended."""
 
     id: int
-    job: int
-    seq: Annotated[int, msgspec.Meta(ge=0)]
+    job: Count
+    seq: Count
     data: bytes
 
 
 class ImportFinish(Base, frozen=True, tag="import_finish"):
     id: int
-    job: int
+    job: Count
 
 
 class ExportStart(Base, frozen=True, tag="export_start"):
@@ -379,8 +381,8 @@ class ExportStart(Base, frozen=True, tag="export_start"):
 
 class Download(Base, frozen=True, tag="download"):
     id: int
-    job: int
-    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    job: Count
+    offset: Count = 0
     length: Annotated[int, msgspec.Meta(ge=1)] = UPLOAD_CHUNK_BYTES
 
 

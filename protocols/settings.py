@@ -17,6 +17,7 @@ import msgspec
 
 from protocols.malls import capability
 from protocols.malls.base import MallKind
+from protocols.sku import quantity_problem
 
 IntakeState = Literal["active", "suspended", "stopped"]
 ReflectState = Literal["active", "stopped"]
@@ -215,6 +216,12 @@ def validate_shop(shop: ShopSettings) -> ShopSettings:
         raise SettingsError(
             "distribution_rate", f"{shop.distribution_rate} is outside 0–100 (percent)"
         )
+    for key, value in (
+        ("trickle.quantity", shop.trickle.quantity),
+        ("trickle.refill_at", shop.trickle.refill_at),
+    ):
+        if (problem := quantity_problem(value)) is not None:
+            raise SettingsError(key, problem)
     if shop.trickle.enabled:
         if shop.trickle.quantity < 1:
             raise SettingsError("trickle.quantity", "must be at least 1 when trickle is enabled")
@@ -258,9 +265,15 @@ def validate_shop(shop: ShopSettings) -> ShopSettings:
                     "has a password in it; secrets live in credential files: name one in "
                     f"{'ftp_credential' if field == 'ftp_url' else 'api_credential'}",
                 )
-    for option in MALL_OPTIONS:
-        if getattr(shop, option) and option not in cap.options:
-            raise SettingsError(option, f"mall {shop.mall} {_not_for_mall(shop.mall, option)}")
+    # a setting the mall kind does not have (shops show hides it, shops set refuses it) may
+    # only keep its default, whichever way the shop came in
+    has = set(mall_settings(shop.mall))
+    defaults = ShopSettings(id=shop.id, mall=shop.mall)
+    for key in SETTING_TYPES:
+        if key in has or key in FIXED_SETTINGS:
+            continue
+        if setting_value(shop, key) != setting_value(defaults, key):
+            raise SettingsError(key, f"mall {shop.mall} {_not_for_mall(shop.mall, key)}")
     return shop
 
 

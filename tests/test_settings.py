@@ -109,3 +109,26 @@ def test_operator_changes_are_typed_and_validated() -> None:
     assert caught.value.field == "no_such"
     with pytest.raises(SettingsError):
         apply_changes(shop(), {"mall": "yahoo"})
+
+
+def test_a_setting_the_mall_kind_lacks_keeps_its_default_however_the_shop_comes_in() -> None:
+    """shops apply takes what shops show would hide and shops set would refuse: no more."""
+    import msgspec
+    import pytest as _pytest
+
+    from protocols.settings import SettingsError, ShopSettings, validate_shop
+
+    for raw, key in (
+        ({"id": "a1", "mall": "yahoo_auction", "reflect_to_origin": False}, "reflect_to_origin"),
+        ({"id": "c1", "mall": "cartstar", "ftp_url": "sftp://u@h/x"}, "ftp_url"),
+        ({"id": "y1", "mall": "yahoo", "take_pending": True}, "take_pending"),
+    ):
+        with _pytest.raises(SettingsError) as refused:
+            validate_shop(msgspec.convert(raw, ShopSettings))
+        assert refused.value.field == key
+    huge = {"enabled": False, "quantity": 10**20, "refill_at": 1}
+    with _pytest.raises(SettingsError) as refused:
+        validate_shop(
+            msgspec.convert({"id": "r1", "mall": "rakuten", "trickle": huge}, ShopSettings)
+        )
+    assert refused.value.field == "trickle.quantity" and "999,999,999" in str(refused.value)

@@ -124,6 +124,8 @@ async def run_shop(
                     return
                 finally:
                     nursery.cancel_scope.cancel()
+            # the new settings may run other actors: the old ones' entries go
+            wiring.board.forget(shop.id)
             log.info("shop %s: settings changed, actors restarted", shop.id)
 
 

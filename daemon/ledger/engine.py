@@ -54,7 +54,6 @@ class Engine:
     """One sqlite3 connection and the batches run on it. Not thread-safe: one caller at a time."""
 
     def __init__(self, path: Path, now: Callable[[], str]) -> None:
-        self.path = path
         self.now = now
         self.db = open_database(path)
         try:

@@ -284,7 +284,8 @@ def rewrite_shop_settings(
     ``shop_journal`` (actor ``migration``) like any other settings change."""
 
     def run(db: sqlite3.Connection) -> None:
-        now = db.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ')").fetchone()[0]
+        # the journal's format: ISO 8601 UTC with milliseconds and +00:00
+        now = db.execute("SELECT strftime('%Y-%m-%dT%H:%M:%f+00:00')").fetchone()[0]
         for shop, raw in db.execute("SELECT id, settings FROM shops").fetchall():
             settings = msgspec.json.decode(raw)
             changes: list[tuple[str, str | None, str | None]] = []

@@ -6,6 +6,8 @@ from __future__ import annotations
 from daemon.ledger import catalog, listings, orders, shops, stock
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
+from protocols.malls import capability
+from protocols.sku import quantity_problem
 
 
 def set_add(tx: Tx, command: control.SetAdd) -> control.SkuReply:
@@ -40,6 +42,8 @@ def set_add(tx: Tx, command: control.SetAdd) -> control.SkuReply:
     for child in command.children:
         if child.qty < 1:
             raise DomainError("invalid", f"quantity of {child.code} must be at least 1", "children")
+        if (problem := quantity_problem(child.qty)) is not None:
+            raise DomainError("invalid", f"quantity of {child.code}: {problem}", "children")
         _, child_is_set = catalog.row(tx, child.code)
         if child_is_set:
             raise DomainError(
@@ -67,6 +71,8 @@ def check_origin_rule(tx: Tx) -> None:
     """SPEC §3.1: no set product may be linked to a shop with reflect_to_origin=false (the
     shop's own count would drift)."""
     for shop in shops.all_shops(tx):
+        if not capability(shop.mall).stock_out:
+            continue  # an intake-only mall is sent no quantity: nothing of it can drift
         if not shop.reflect_to_origin and listings.has_linked_sets(tx, shop):
             raise DomainError(
                 "refused",

@@ -1,4 +1,4 @@
-"""Read-only snapshots for big reads (a stock download now; a bulk sync's full push later).
+"""Read-only snapshots for big reads (the stock download; a bulk sync's full push).
 
 Each runs on a connection of its own, opened read-only on a worker thread, inside one read
 transaction: a WAL snapshot of the moment it began, so writing a large file never holds up
@@ -18,7 +18,8 @@ from protocols.tempostar import StockRecord
 @contextmanager
 def snapshot(database: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection inside one read transaction, closed at exit."""
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    # as a URI, so that a path with # or ? in it stays one path
+    db = sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True)
     try:
         db.execute("BEGIN")
         yield db

@@ -168,3 +168,25 @@ async def test_status_shows_a_failing_actors_restarts(config: Config) -> None:
         assert actor.state in ("restarting", "starting")
         assert actor.restarts >= 2
         assert "mall of r1 refused the connection" in actor.last_error
+
+
+async def test_ids_and_offsets_beyond_64_bits_or_the_file_are_refused(
+    config: Config, tmp_path: Path
+) -> None:
+    async with running_daemon(config), connect(config) as client:
+        await client.send(control.Ping(id=1))
+        raw = '{"type":"job_show","id":7,"job":99999999999999999999}'
+        await client._ws.send_message(raw)
+        replies = [await client.receive(), await client.receive()]
+        error = next(r for r in replies if isinstance(r, control.Error))
+        assert error.code == "bad_frame"
+        await client.request(control.Subscribe(id=0, topics=("jobs",)))
+        started = await client.request(control.ExportStart(id=0))
+        job = started.job
+        while job.state != "done":
+            event = await client.next_event()
+            if isinstance(event, control.JobChanged) and event.job.id == job.id:
+                job = event.job
+        with pytest.raises(RequestFailed) as failed:
+            await client.request(control.Download(id=0, job=job.id, offset=2**62))
+        assert failed.value.error.field == "offset"

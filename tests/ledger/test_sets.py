@@ -61,3 +61,13 @@ def test_sets_may_not_reach_a_shop_that_does_not_reflect_to_origin(ledger: Ledge
         control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("P", "set-item"),))
     )
     assert isinstance(error, control.Error) and error.field == "reflect_to_origin"
+
+
+def test_a_set_childs_quantity_has_the_count_range(ledger: LedgerHarness) -> None:
+    ledger.add("C1", 1)
+    for qty in (1_000_000_000, 99999999999999999999):
+        error = ledger.one(
+            control.SetAdd(id=1, parent="P", children=(control.SetChild("C1", qty),))
+        )
+        assert isinstance(error, control.Error) and error.code == "invalid", error
+        assert "999,999,999" in error.message
