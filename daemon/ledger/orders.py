@@ -30,6 +30,7 @@ from daemon.ledger import jobs, listings, shops, stock
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
 from protocols.settings import ShopSettings
+from protocols.sku import quantity_problem
 
 # line statuses whose stock has been taken
 MOVED: frozenset[control.OrderStatus] = frozenset({"allocated", "pending"})
@@ -146,6 +147,8 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
         # a mall may report a cancelled line with the quantity it no longer ships: 0
         if line.quantity < 1 and not (line.quantity == 0 and line.line_no in cancelled):
             raise DomainError("invalid", f"line {line.line_no}: quantity must be at least 1")
+        if (problem := quantity_problem(line.quantity)) is not None:
+            raise DomainError("invalid", f"line {line.line_no}: quantity {problem}")
     known = db.execute(
         "SELECT mall_state FROM orders WHERE shop = ? AND order_no = ?", (shop.id, order.order_no)
     ).fetchone()
