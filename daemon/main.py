@@ -106,6 +106,7 @@ async def _serve(
                     clock=trio.current_time,
                     wall_clock=wall_clock,
                     paths=paths,
+                    intake=config.intake,
                 )
                 await services.start(supervise_shops, wiring, actors_for, backoff)
                 address = await services.start(

@@ -48,9 +48,12 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                     wiring.clock,
                     wiring.wall_clock,
                     ApiIntakeSettings(
+                        poll_s=wiring.intake.api_poll_s,
+                        overlap_s=wiring.intake.api_overlap_s,
+                        settle_s=wiring.intake.api_settle_s,
                         lookback_s=ORDER_DATE_LOOKBACK_S
                         if mall.ORDER_SEARCH_DATE == "ordered"
-                        else 0.0
+                        else 0.0,
                     ),
                 ),
             )

@@ -12,6 +12,7 @@ import trio
 
 from daemon.clock import WallClock
 from daemon.commands import LedgerRequest
+from daemon.config import IntakeSection
 from daemon.events import EventBus, StatusBoard
 
 
@@ -43,3 +44,4 @@ class ShopWiring:
     clock: Callable[[], float]
     wall_clock: WallClock
     paths: StatePaths
+    intake: IntakeSection

@@ -54,14 +54,20 @@ class HttpTransport:
         await self._client.aclose()
 
 
+# Requests are spaced this much wider than the mall's limit: a request's arrival at the mall
+# jitters by the network's latency, and two arriving closer than the limit's spacing is a 429.
+RATE_MARGIN = 1.05
+
+
 class TokenBucket:
-    """At most ``rate_per_s`` requests a second, evenly spaced, on trio's clock (a MockClock
-    under test): each caller gets the next free moment and sleeps until it."""
+    """At most ``rate_per_s`` requests a second (a little under: ``RATE_MARGIN``), evenly
+    spaced, on trio's clock (a MockClock under test): each caller gets the next free moment
+    and sleeps until it."""
 
     def __init__(self, rate_per_s: float, clock: Callable[[], float]) -> None:
         if rate_per_s <= 0:
             raise ValueError(f"rate must be above 0, not {rate_per_s}")
-        self._interval = 1.0 / rate_per_s
+        self._interval = RATE_MARGIN / rate_per_s
         self._clock = clock
         self._next = clock()
 

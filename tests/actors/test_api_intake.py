@@ -18,7 +18,7 @@ from daemon.actors.api_intake import ApiIntakeSettings, MallApi, api_intake
 from daemon.actors.ledger import ledger
 from daemon.commands import LedgerRequest, submit
 from daemon.events import EventBus, StatusBoard
-from daemon.transports.http import HttpAnswer, HttpTransportError, TokenBucket
+from daemon.transports.http import RATE_MARGIN, HttpAnswer, HttpTransportError, TokenBucket
 from protocols import control
 from protocols.malls.base import (
     ApiAccount,
@@ -178,7 +178,7 @@ async def _intake(
                 shop,
                 mall.start_poll,
                 api,
-                TokenBucket(1.0, trio.current_time),
+                TokenBucket(RATE_MARGIN, trio.current_time),  # one request a second
                 board,
                 trio.current_time,
                 wall,
