@@ -24,7 +24,7 @@ from daemon.config import Config, ConfigError, load_config
 from protocols import control
 from protocols.listings import read_listings
 from protocols.malls import capabilities
-from protocols.malls.base import RowError
+from protocols.malls.base import LineTooLong, RowError
 from protocols.settings import SettingsError, decode_shops_toml
 
 EXIT_FAILED = 1
@@ -97,6 +97,8 @@ def read_listing_rows(path: Path, encoding: str) -> list[control.ListingRow]:
         raise Failure(f"cannot read {path}: {exc.strerror}") from exc
     except LookupError as exc:
         raise Failure(f"--encoding {encoding}: unknown encoding") from exc
+    except LineTooLong as exc:
+        raise Failure(f"{path}: {exc}; nothing imported") from exc
     errors = [r for r in results if isinstance(r, RowError)]
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -269,6 +271,7 @@ async def cmd_import(client: ControlClient, args: argparse.Namespace) -> Any:
         all_or_nothing=args.all_or_nothing,
         shop=args.shop,
         file_name=path.name,
+        allow_negative=args.allow_negative,
     )
     return job_outcome(await upload(client, path, start))
 
@@ -517,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--all-or-nothing", action="store_true", help="one failed row applies nothing")
     p.add_argument("--shop", default="", help="map mall item ids through this shop's listings")
+    p.add_argument(
+        "--allow-negative",
+        action="store_true",
+        help="take 想定在庫数 below 0 (a TEMPOSTAR download's oversold items)",
+    )
 
     p = add(
         sku, "import", cmd_sku_import, "register SKUs from a catalog or a mall product/stock file"

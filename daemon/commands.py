@@ -130,7 +130,7 @@ class ImportBatch(msgspec.Struct, frozen=True):
     reserve and stand on consecutive lines from ``first_line``: ``{code: value, ...}``.
     Otherwise one array per row: stock ``[line, code, value, reserve, mode, target, item_id,
     variation]`` (the last two only from mall files), catalog ``[line, code, name, item_id,
-    variation]``.
+    variation, alt_item_id]``. ``variation`` is ``protocols.listings.variation_key``.
     """
 
     rows: str
@@ -153,6 +153,9 @@ class ImportSource(Protocol):
 
     @property
     def fatal(self) -> str: ...
+
+    @property
+    def notes(self) -> list[str]: ...
 
 
 class ApplyImport(msgspec.Struct, frozen=True):

@@ -25,11 +25,14 @@ from daemon.commands import ImportBatch
 from daemon.ledger.jobs import MAX_ROW_ERRORS
 from daemon.ledger.snapshots import snapshot, stock_records
 from protocols import control, sku, tempostar
+from protocols.listings import variation_key
 from protocols.malls import capabilities, module
-from protocols.malls.base import RowError, StockRow, decoded_lines
+from protocols.malls.base import RowError, StockRow, csv_records
 
 BATCH_ROWS = 20_000
 SPOOL_READ_BYTES = 1 << 20
+# Notes (how a mall file's SKU codes were made) kept for the job log; the rest are counted.
+MAX_NOTES = 100
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,8 @@ class ParsedFile:
         self.errors = 0
         self.row_errors: list[RowError] = []
         self.fatal = ""
+        self.notes: list[str] = []
+        self.more_notes = 0
         self._batches: queue.Queue[ImportBatch | None] = queue.Queue(maxsize=4)
         self._stopping = threading.Event()
 
@@ -113,7 +118,7 @@ class ParsedFile:
         try:
             with self.spool.open("rb") as file:
                 chunks = iter(lambda: file.read(SPOOL_READ_BYTES), b"")
-                for batch in _batches(_parse(tempostar.split_lines(chunks), self.start), self):
+                for batch in _batches(_parse(chunks, self.start, self.add_note), self):
                     if self._stopping.is_set():
                         return
                     self._batches.put(batch)
@@ -131,6 +136,13 @@ class ParsedFile:
         if len(self.row_errors) < MAX_ROW_ERRORS:
             self.row_errors.append(error)
 
+    def add_note(self, text: str) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(text)
+        else:
+            self.more_notes += 1
+            self.notes[-1] = f"… and {self.more_notes:,} more notes like these"
+
 
 def clear_leftovers(downloads: Path, uploads: Path) -> None:
     """At start: files of jobs that never finished (a crash, a kill) are of no use any more."""
@@ -143,38 +155,53 @@ def clear_leftovers(downloads: Path, uploads: Path) -> None:
 ParsedRow = tempostar.StockImportRow | tuple[object, ...]
 
 
-def _parse(lines: Iterable[bytes], start: control.ImportStart) -> Iterator[ParsedRow | RowError]:
+def _parse(
+    chunks: Iterable[bytes], start: control.ImportStart, note: Callable[[str], None]
+) -> Iterator[ParsedRow | RowError]:
     if start.format == "tempostar":
+        lines = tempostar.split_lines(chunks)
         if start.kind == "stock":
             yield from tempostar.read_stock_csv(
-                lines, target=start.target, mode=start.mode, encoding=start.encoding
+                lines,
+                target=start.target,
+                mode=start.mode,
+                encoding=start.encoding,
+                allow_negative=start.allow_negative,
             )
         else:
             for item in tempostar.read_catalog_csv(lines, encoding=start.encoding):
                 yield (
                     item
                     if isinstance(item, RowError)
-                    else (item.line, item.code, item.name, "", "[]")
+                    else (item.line, item.code, item.name, "", "[]", "")
                 )
         return
-    yield from _parse_mall_file(lines, start)
+    yield from _parse_mall_file(chunks, start, note)
 
 
 def _parse_mall_file(
-    raw_lines: Iterable[bytes], start: control.ImportStart
+    chunks: Iterable[bytes], start: control.ImportStart, note: Callable[[str], None]
 ) -> Iterator[ParsedRow | RowError]:
+    """A mall file's rows; ``note`` takes what the job log is to say of how codes were made."""
     mall = module(mall_formats()[start.format])
-    lines = decoded_lines(raw_lines, start.encoding)
     seen: dict[str, int] = {}
-    for row in mall.read_stock_file(start.format, lines):
+    negative_allowed = start.allow_negative and start.target == "expected"
+    for row in mall.read_stock_file(start.format, csv_records(chunks, start.encoding)):
         if isinstance(row, RowError):
             yield row
             continue
         assert isinstance(row, StockRow)
-        if problem := sku.code_problem(row.sku):
-            yield RowError(line=row.line, code=row.sku[:64], field="code", reason=problem)
+        # with --shop a stock row reaches the SKU its listing names, whatever the default
+        # rule's code: the ledger refuses the row if no listing maps it and no SKU has it
+        if row.note:
+            note(row.note)
+        mapped = start.kind == "stock" and bool(start.shop)
+        if not mapped and (problem := sku.code_problem(row.sku)):
+            yield RowError(
+                line=row.line, code=row.sku[:64], field="code", reason=problem + row.code_hint
+            )
             continue
-        variation = msgspec.json.encode(row.variation).decode()
+        variation = variation_key(row.variation)
         if start.kind == "catalog":
             if row.sku in seen:
                 yield RowError(
@@ -184,12 +211,12 @@ def _parse_mall_file(
                 )
                 continue
             seen[row.sku] = row.line
-            yield (row.line, row.sku, row.name, row.item_id, variation)
+            yield (row.line, row.sku, row.name, row.item_id, variation, row.alt_item_id)
             continue
         if row.quantity is None:
             yield RowError(line=row.line, code=row.sku, reason="this row carries no stock quantity")
             continue
-        if row.sku in seen:
+        if row.sku in seen and not mapped:
             yield RowError(
                 line=row.line,
                 code=row.sku,
@@ -197,9 +224,12 @@ def _parse_mall_file(
             )
             continue
         seen[row.sku] = row.line
-        if start.mode == "overwrite" and row.quantity < 0:
+        if start.mode == "overwrite" and row.quantity < 0 and not negative_allowed:
             yield RowError(
-                line=row.line, code=row.sku, reason=f"quantity {row.quantity} is below 0"
+                line=row.line,
+                code=row.sku,
+                reason=f"quantity {row.quantity} is below 0 (an import never sets a negative "
+                "count; --allow-negative takes 想定在庫数 below 0)",
             )
             continue
         yield (

@@ -29,7 +29,7 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 
 
@@ -175,10 +175,10 @@ class Mall:
     def read_stock_file(self, name: str, raw: bytes) -> tuple[list[StockRow], list[RowError]]:
         """Read a stock file as the mall's batch job does: rows with a quantity, and errors."""
         read = self._fn("read_stock_file")
-        lines = decoded_lines(raw.splitlines(keepends=True), self.file_encoding)
+        records = csv_records([raw], self.file_encoding)
         rows: list[StockRow] = []
         errors: list[RowError] = []
-        for rec in read(name, lines):
+        for rec in read(name, records):
             if isinstance(rec, RowError):
                 errors.append(rec)
             else:

@@ -67,6 +67,8 @@ class ListingRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     item_id: str
     variation: tuple[str, ...] = ()
     linked: bool = True
+    # the mall's other identifier of the item (Rakuten 商品番号 beside 商品管理番号)
+    alt_item_id: str = ""
 
 
 class StockLevel(msgspec.Struct, frozen=True):
@@ -165,6 +167,7 @@ class OrderLineDoc(msgspec.Struct, frozen=True):
     quantity: int
     status: OrderStatus
     name: str = ""
+    choices: tuple[str, ...] = ()  # option values printed with the item (Rakuten)
 
 
 class OrderDoc(msgspec.Struct, frozen=True):
@@ -354,6 +357,8 @@ class ImportStart(Base, frozen=True, tag="import_start"):
     all_or_nothing: bool = False
     shop: str = ""
     file_name: str = ""
+    # take counts below 0 for 想定在庫数 (a TEMPOSTAR download's oversold items, SPEC §2)
+    allow_negative: bool = False
 
 
 class UploadChunk(Base, frozen=True, tag="upload_chunk"):

@@ -5,15 +5,20 @@ Pure: msgspec and the standard library only, no I/O. The daemon feeds byte lines
 parsed rows or ``RowError`` values out, one per data line, in file order; checks that need the
 ledger's data are helpers it calls (``apply_row``, ``unknown_sku_error``).
 
-Line model. The header is line 1 and a record is exactly one physical line: a quoted field
-that runs over a line break is a row error and the lines after it are read again on their own,
-so every line number in a message is the line in the operator's editor and one broken quote
-never hides the rows after it. No stock or catalog field legitimately holds a line break.
+Record model. The header is line 1; after it the file is read as CSV records, each numbered
+by its first line: a quoted field may hold a line break (an extra column such as a memo), and
+line breaks are CRLF, LF or CR alone (``split_lines``). A record over several lines that is
+not a valid row (a code or count with a line break in it) is most likely a stray quote that
+joined lines: it is a row error on its first line and the lines after that first line are read
+again on their own, as after a quote that is never closed or a record longer than
+``MAX_RECORD_CHARS``. So every line number in a message is the line in the operator's editor,
+and one broken quote never hides the rows after it.
 
 Speed. Byte lines are decoded in blocks of ``_BLOCK_LINES`` (one ``bytes.decode`` per block,
 not per line) and the csv module splits fields in C; only a block that fails to decode is
-decoded again line by line to find the line numbers of its undecodable bytes. Memory is one
-block plus the set of codes already seen (duplicate check), whatever the file size.
+decoded again line by line to find the line numbers of its undecodable bytes. A record still
+open at the end of a block is carried into the next. Memory is one block (plus a carried
+record) and the set of codes already seen (duplicate check), whatever the file size.
 """
 
 from __future__ import annotations
@@ -22,19 +27,28 @@ import csv
 import io
 import unicodedata
 from collections.abc import Callable, Container, Generator, Iterable, Iterator
-from itertools import islice
-from typing import Final, Literal, Protocol, TypeVar, get_args
+from itertools import chain, islice
+from typing import Final, Literal, NamedTuple, TypeVar, get_args
 
 import msgspec
 
 from protocols.malls.base import (
     CP932_ALIASES,
     CP932_LAX_CHARACTERS,
+    RECORD_TOO_LONG,
     RowError,
+    csv_problem,
     decode_strict,
     misread_header_hint,
-    undecodable_hint,
+    undecodable_reason,
 )
+
+# The line splitter and its limits are shared with the mall files' reader (base.py).
+from protocols.malls.base import MAX_LINE_BYTES as MAX_LINE_BYTES
+from protocols.malls.base import MAX_RECORD_CHARS as MAX_RECORD_CHARS
+from protocols.malls.base import LineSplitter as LineSplitter
+from protocols.malls.base import LineTooLong as LineTooLong
+from protocols.malls.base import split_lines as split_lines
 from protocols.sku import (
     INVISIBLE_CATEGORIES,
     MAX_CODE_LENGTH,
@@ -65,9 +79,6 @@ _QUANTITY_DIGITS: Final = len(str(MAX_QUANTITY))
 # The text of every usual count, so that the hot loop turns it into an int with one dict
 # lookup instead of a check and a conversion (measured: the largest per-field cost).
 _SMALL_COUNTS: Final = {str(count): count for count in range(10_000)}
-# Longer lines cannot be stock or catalog rows; the cap keeps a file without line breaks from
-# filling memory. It matches the csv module's default field size limit.
-MAX_LINE_BYTES: Final = 131_072
 
 MODE_VALUES: Final[dict[str, UpdateMode]] = {
     "1": "overwrite",
@@ -88,8 +99,10 @@ _TARGET_CODES: Final[dict[ImportTarget, str]] = {"expected": "1", "actual": "2"}
 
 _BOM: Final = b"\xef\xbb\xbf"
 _BLOCK_LINES: Final = 2048
-_UNCLOSED_QUOTE: Final = (
-    "a quoted field is not closed on this line (line breaks inside fields are not supported)"
+_END_OF_DATA: Final = "unexpected end of data"  # the csv reader's words for an open quote
+_NEGATIVE_HINT: Final = (
+    "an import never sets a negative count; --allow-negative takes 想定在庫数 below 0, "
+    "as a TEMPOSTAR download holds for oversold items"
 )
 
 
@@ -116,15 +129,6 @@ class CatalogRow(msgspec.Struct, frozen=True, gc=False):
     name: str
 
 
-class LineTooLong(ValueError):
-    """A line exceeds ``MAX_LINE_BYTES``: the file is not a CSV of stock or products."""
-
-    def __init__(self, line: int) -> None:
-        super().__init__(
-            f"line {line} is longer than {MAX_LINE_BYTES} bytes: not a CSV stock or product file"
-        )
-
-
 class UnencodableCode(ValueError):
     """A SKU code has a character the download's encoding cannot write."""
 
@@ -145,76 +149,25 @@ def stock_codec(encoding: str) -> str:
     )
 
 
-class LineSplitter:
-    """Turns byte chunks (as they arrive over the websocket) into lines.
-
-    Lines are split at b"\\n" only and returned without it; a CR before it stays and the csv
-    reader drops it, so CRLF and LF files read the same and a CRLF cut between two chunks
-    cannot produce an extra empty line.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._lines_done = 0
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """The lines completed by ``chunk``; the unfinished tail is kept for the next call."""
-        if b"\n" not in chunk:
-            self._keep(chunk)
-            return []
-        lines = chunk.split(b"\n")
-        if self._pending:
-            lines[0] = b"".join(self._pending) + lines[0]
-            self._pending.clear()
-            self._pending_bytes = 0
-        tail = lines.pop()
-        if max(map(len, lines)) > MAX_LINE_BYTES:
-            index = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)
-            raise LineTooLong(self._lines_done + index + 1)
-        self._lines_done += len(lines)
-        self._keep(tail)
-        return lines
-
-    def finish(self) -> list[bytes]:
-        """The last line when the file does not end with a line break."""
-        tail = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_bytes = 0
-        return [tail] if tail else []
-
-    def _keep(self, piece: bytes) -> None:
-        if piece:
-            self._pending.append(piece)
-            self._pending_bytes += len(piece)
-            if self._pending_bytes > MAX_LINE_BYTES:
-                raise LineTooLong(self._lines_done + 1)
-
-
-def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Lines of a file that arrives as ``chunks`` (see ``LineSplitter``)."""
-    splitter = LineSplitter()
-    for chunk in chunks:
-        yield from splitter.feed(chunk)
-    yield from splitter.finish()
-
-
 def read_stock_csv(
     lines: Iterable[bytes],
     *,
     target: ImportTarget = "expected",
     mode: ImportMode = "overwrite",
     encoding: str = "cp932",
+    allow_negative: bool = False,
 ) -> Iterator[StockImportRow | RowError]:
-    """Read a TEMPOSTAR stock file: one ``StockImportRow`` or ``RowError`` per data line.
+    """Read a TEMPOSTAR stock file: one ``StockImportRow`` or ``RowError`` per data record.
 
-    ``lines`` are the file's byte lines, each with or without its line break (a binary file
-    object, ``split_lines`` or ``LineSplitter`` output); the header is line 1. With
-    ``mode="per-row"`` each line's 更新モード and 更新対象 decide mode and target and ``target``
-    is not used; otherwise those columns may be absent and are ignored: the operator's choice
-    wins. A header problem is a single error for line 1 and nothing else is read. Checks that
-    need the ledger (unknown SKU, result below 0) are left to it: see ``apply_row`` and
-    ``unknown_sku_error``. Raises ValueError at once for an unknown encoding, target or mode.
+    ``lines`` are the file's byte lines, each with or without its line break (``split_lines``
+    or ``LineSplitter`` output, or a binary file object); the header is line 1. With
+    ``mode="per-row"`` each record's 更新モード and 更新対象 decide mode and target and
+    ``target`` is not used; otherwise those columns may be absent and are ignored: the
+    operator's choice wins. ``allow_negative`` lets a 想定在庫数 be set below 0 (a merchant
+    moving from TEMPOSTAR, whose download holds oversold counts). A header problem is a single
+    error for line 1 and nothing else is read. Checks that need the ledger (unknown SKU,
+    result below 0) are left to it: see ``apply_row`` and ``unknown_sku_error``. Raises
+    ValueError at once for an unknown encoding, target or mode.
     """
     codec = stock_codec(encoding)
     _check_choice("target", target, ImportTarget)
@@ -223,36 +176,59 @@ def read_stock_csv(
         (CODE, EXPECTED, UPDATE_MODE, UPDATE_TARGET) if mode == "per-row" else (CODE, EXPECTED)
     )
     return _read(
-        lines, codec, required, (RESERVE,), lambda columns: _StockLines(columns, target, mode)
+        lines,
+        codec,
+        required,
+        (RESERVE,),
+        lambda columns: _StockLines(columns, target, mode, allow_negative),
     )
 
 
 def read_catalog_csv(
     lines: Iterable[bytes], *, encoding: str = "cp932"
 ) -> Iterator[CatalogRow | RowError]:
-    """Read a TEMPOSTAR product catalog (商品コード,商品名): one row or error per data line.
+    """Read a TEMPOSTAR product catalog (商品コード,商品名): one row or error per data record.
 
-    Same line model, encodings and code checks as ``read_stock_csv``; a name may be empty but
-    may not hold control characters (they would break the one-line displays).
+    Same record model, encodings and code checks as ``read_stock_csv``; a name may be empty
+    but may not hold control characters (they would break the one-line displays).
     """
     return _read(lines, stock_codec(encoding), CATALOG_HEADER, (), _CatalogLines)
 
 
-class _CsvReader(Protocol):
-    """What a parser needs of ``csv.reader``: records, and the count of lines read so far."""
-
-    @property
-    def line_num(self) -> int: ...
-
-    def __next__(self) -> list[str]: ...
-
-    def __iter__(self) -> _CsvReader: ...
+class _MultiLine:
+    """A parser's answer for a record over several lines that it was not asked to take."""
 
 
-# A parser reads one csv reader's run of lines, yielding rows and errors; ``offset`` + the
-# reader's line number is the physical line number. It returns how many lines its complete
-# records used and, when it stopped early, why the next line is not a record of its own.
-_LinesParser = Callable[[_CsvReader, int], Generator[_Row | RowError, None, tuple[int, str | None]]]
+_MULTI_LINE: Final = _MultiLine()
+
+# A parser reads the records of ``lines[start:stop]`` (``whole``: exactly one record, which
+# may run over several lines), yielding rows and errors; ``offset`` + a line's position in
+# the run is its line number. It returns how many lines its complete records used, why it
+# stopped early (the reader's error, or ``_MULTI_LINE``: the record after them runs over
+# several lines) or None, and how many lines the reader had read by then.
+_Stopped = tuple[int, csv.Error | _MultiLine | None, int]
+_LinesParser = Callable[
+    [list[str], int, int, int, bool], Generator[_Row | RowError, None, _Stopped]
+]
+
+
+class _Block(NamedTuple):
+    """Decoded lines, each with its line break, from ``first_line`` on; ``undecodable``:
+    the raw line and its error, by index, for the lines that did not decode (their text is a
+    stand-in that only shows where their record ends)."""
+
+    lines: list[str]
+    undecodable: dict[int, tuple[bytes, UnicodeDecodeError]]
+    first_line: int
+
+    def tail(self, index: int) -> _Block:
+        bad = {i - index: e for i, e in self.undecodable.items() if i >= index}
+        return _Block(self.lines[index:], bad, self.first_line + index)
+
+    def followed_by(self, other: _Block) -> _Block:
+        shift = len(self.lines)
+        bad = self.undecodable | {i + shift: e for i, e in other.undecodable.items()}
+        return _Block(self.lines + other.lines, bad, self.first_line)
 
 
 def _read(
@@ -263,67 +239,171 @@ def _read(
     parser_for: Callable[[dict[str, int]], _LinesParser[_Row]],
 ) -> Iterator[_Row | RowError]:
     raw = iter(raw_lines)
-    columns = _read_header(next(raw, None), codec, required, optional)
+    header = next(raw, None)
+    if header is not None and b"\r" in header.rstrip(b"\r\n"):
+        # lines split at LF only (a file object) of a file whose lines end in CR alone
+        raw = split_lines(chain([header], raw))
+        header = next(raw, None)
+    columns = _read_header(header, codec, required, optional)
     if isinstance(columns, RowError):
         yield columns
         return
     parse = parser_for(columns)
-    for lines, errors, first_line in _decoded_blocks(raw, codec, first_line=2):
-        # Lines that did not decode split the block into runs that did.
-        start = 0
-        for stop in (*sorted(errors), len(lines)):
-            while start < stop:
-                reader = csv.reader(islice(lines, start, stop), strict=True)
-                done, problem = yield from parse(reader, first_line + start - 1)
-                if problem is None:
-                    break
-                yield RowError(line=first_line + start + done, reason=problem)
-                # Every line after the broken one is read again on its own.
-                start += done + 1
-            if stop in errors:
-                yield errors[stop]
-            start = stop + 1
+    carried: _Block | None = None
+    for block in _decoded_blocks(raw, codec, first_line=2):
+        if carried is not None:
+            block = carried.followed_by(block)
+        carried = yield from _read_block(block, parse, codec, final=False)
+    if carried is not None:
+        yield from _read_block(carried, parse, codec, final=True)
 
 
-def _csv_problem(reader: _CsvReader, done: int, error: csv.Error) -> str:
-    """Why the line after the ``done`` complete ones is not a record (the reader raised)."""
-    # Only an open quote makes the reader read past the line or reach the end of its lines
-    # ("unexpected end of data"); any other error stays within the line.
-    if reader.line_num != done + 1 or str(error) == "unexpected end of data":
-        return _UNCLOSED_QUOTE
-    return f"not valid CSV: {error}"
+def _read_block(
+    block: _Block, parse: _LinesParser[_Row], codec: str, *, final: bool
+) -> Generator[_Row | RowError, None, _Block | None]:
+    """The records of ``block``; returns the record still open at its end (unless ``final``),
+    to be read on with the next block."""
+    lines, undecodable, first_line = block
+    count = len(lines)
+    bad = sorted(undecodable)
+    position = 0
+    while position < count:
+        stop = next((index for index in bad if index >= position), count)
+        if stop == position:
+            # a record that starts on a line that did not decode
+            end = _record_end(lines, position, final)
+            if end is None:
+                return _carried(block, position)
+            yield _undecodable_record(block, position, end, codec)
+            position = end
+            continue
+        done, problem, read = yield from parse(
+            lines, position, stop, first_line + position - 1, False
+        )
+        if problem is None:
+            position = stop
+            continue
+        record = position + done
+        if isinstance(problem, _MultiLine):
+            end = position + read
+            if _chars(lines, record, end) > MAX_RECORD_CHARS:
+                reason = RECORD_TOO_LONG
+            else:
+                valid = yield from _whole_record(parse, lines, record, end, first_line + record - 1)
+                # when it is not, its error is out: read on from its second line
+                position = end if valid else record + 1
+                continue
+        elif str(problem) == _END_OF_DATA and stop < count:
+            # the record runs into a line that did not decode: that line's error is its own
+            end = _record_end(lines, record, final)
+            if end is None:
+                return _carried(block, record)
+            yield _undecodable_record(block, record, end, codec)
+            position = end
+            continue
+        elif str(problem) == _END_OF_DATA and not final:
+            carried = _carried(block, record)
+            if carried is not None:
+                return carried
+            reason = RECORD_TOO_LONG
+        else:
+            last = position + read  # one past the last line the reader read
+            reason = csv_problem(problem, first_line + last - 1 if last > record + 1 else None)
+        yield RowError(line=first_line + record, reason=reason)
+        position = record + 1  # read on from the line after the record's first
+    return None
+
+
+def _whole_record(
+    parse: _LinesParser[_Row], lines: list[str], start: int, end: int, offset: int
+) -> Generator[_Row | RowError, None, bool]:
+    """Parse the record over ``lines[start:end]``; True when it is a valid row (or a row to
+    skip), else its error is yielded and the caller reads its lines again: a record over
+    several lines that is not a valid row is most likely a stray quote that joined lines."""
+    results = list(parse(lines, start, end, offset, True))
+    error = next((item for item in results if isinstance(item, RowError)), None)
+    if error is not None:
+        yield error
+        return False
+    yield from results
+    return True
+
+
+def _carried(block: _Block, index: int) -> _Block | None:
+    """The open record from ``index`` on, to read on with the next block; None when it is
+    already longer than a record may be."""
+    tail = block.tail(index)
+    return tail if _chars(tail.lines, 0, len(tail.lines)) <= MAX_RECORD_CHARS else None
+
+
+def _chars(lines: list[str], start: int, end: int) -> int:
+    return sum(map(len, islice(lines, start, end)))
+
+
+def _record_end(lines: list[str], start: int, final: bool) -> int | None:
+    """Where the record that starts at ``lines[start]`` ends (one past its last line), read
+    with the stand-in text of undecodable lines; None when it is still open at the end of
+    ``lines`` and more lines follow."""
+    reader = csv.reader(islice(lines, start, None), strict=True)
+    try:
+        next(reader, None)
+    except csv.Error as error:
+        if str(error) == _END_OF_DATA and not final:
+            if _chars(lines, start, len(lines)) <= MAX_RECORD_CHARS:
+                return None
+        return start + 1
+    return start + reader.line_num
+
+
+def _undecodable_record(block: _Block, start: int, end: int, codec: str) -> RowError:
+    """The error of the record on ``lines[start:end]``, which holds a line that did not
+    decode: on the record's first line, naming the line where the byte is."""
+    index = min(i for i in block.undecodable if start <= i < end)
+    raw, error = block.undecodable[index]
+    line = block.first_line + start
+    where = block.first_line + index if index != start else None
+    return RowError(line=line, reason=undecodable_reason(raw, error, codec, codec, where))
 
 
 class _StockLines:
-    """The stock file's data lines; keeps the codes seen so far across blocks."""
+    """The stock file's data records; keeps the codes seen so far across blocks."""
 
-    def __init__(self, columns: dict[str, int], target: ImportTarget, mode: ImportMode) -> None:
+    def __init__(
+        self,
+        columns: dict[str, int],
+        target: ImportTarget,
+        mode: ImportMode,
+        allow_negative: bool,
+    ) -> None:
         self.columns = columns
         self.target = target
         self.mode: UpdateMode = "add" if mode == "add" else "overwrite"
         self.per_row = mode == "per-row"
+        self.allow_negative = allow_negative
         # Per target: a file may set both counts of one SKU, as a "both" download does.
         self.seen: dict[ImportTarget, set[str]] = {"expected": set(), "actual": set()}
 
     def __call__(
-        self, reader: _CsvReader, offset: int
-    ) -> Generator[StockImportRow | RowError, None, tuple[int, str | None]]:
+        self, lines: list[str], start: int, stop: int, offset: int, whole: bool
+    ) -> Generator[StockImportRow | RowError, None, _Stopped]:
         # The hot loop of a 1,000,000-line import: locals only, and one cheap test per field
         # that lets the usual value through; the exact checks run only when it fails.
+        reader = csv.reader(islice(lines, start, stop), strict=True)
         small_count = _SMALL_COUNTS.get
         columns, per_row, seen = self.columns, self.per_row, self.seen
         code_at, value_at = columns[CODE], columns[EXPECTED]
         reserve_at = columns.get(RESERVE, -1)
         mode_at, target_at = columns.get(UPDATE_MODE, -1), columns.get(UPDATE_TARGET, -1)
         row_mode, row_target = self.mode, self.target
+        allow_negative = self.allow_negative
         seen_codes = seen[row_target]
         done = 0
         try:
             for fields in reader:
-                number = reader.line_num
-                if number != done + 1:
-                    return done, _UNCLOSED_QUOTE
-                done = number
+                first = done + 1
+                done = reader.line_num
+                if done != first and not whole:
+                    return first - 1, _MULTI_LINE, done
                 try:
                     code = fields[code_at]
                     value_text = fields[value_at]
@@ -333,7 +413,7 @@ class _StockLines:
                         target_text = fields[target_at]
                 except IndexError:
                     if any(fields):
-                        yield _short_row(offset + number, fields, columns)
+                        yield _short_row(offset + first, fields, columns)
                     continue
                 if not (
                     0 < len(code) <= MAX_CODE_LENGTH
@@ -346,7 +426,7 @@ class _StockLines:
                     problem = code_problem(code)
                     if problem is not None:
                         yield RowError(
-                            line=offset + number, code=_shown(code), field=CODE, reason=problem
+                            line=offset + first, code=_shown(code), field=CODE, reason=problem
                         )
                         continue
                 if per_row:
@@ -354,17 +434,21 @@ class _StockLines:
                     line_target = TARGET_VALUES.get(target_text)
                     if line_mode is None or line_target is None:
                         yield _per_row_error(
-                            offset + number, code, mode_text, line_mode, target_text
+                            offset + first, code, mode_text, line_mode, target_text
                         )
                         continue
                     row_mode, row_target = line_mode, line_target
                     seen_codes = seen[row_target]
                 value = small_count(value_text)
                 if value is None:
-                    parsed = _parse_quantity(value_text, allow_negative=row_mode == "add")
+                    parsed = _parse_quantity(
+                        value_text,
+                        allow_negative=row_mode == "add"
+                        or (allow_negative and row_target == "expected"),
+                    )
                     if isinstance(parsed, str):
                         yield RowError(
-                            line=offset + number, code=code, field=EXPECTED, reason=parsed
+                            line=offset + first, code=code, field=EXPECTED, reason=parsed
                         )
                         continue
                     value = parsed
@@ -372,45 +456,44 @@ class _StockLines:
                 if reserve is None and reserve_text:
                     parsed = _parse_quantity(reserve_text, allow_negative=False)
                     if isinstance(parsed, str):
-                        yield RowError(
-                            line=offset + number, code=code, field=RESERVE, reason=parsed
-                        )
+                        yield RowError(line=offset + first, code=code, field=RESERVE, reason=parsed)
                         continue
                     reserve = parsed
                 if code in seen_codes:
                     yield RowError(
-                        line=offset + number,
+                        line=offset + first,
                         code=code,
                         field=CODE,
                         reason=_duplicate_reason(row_target),
                     )
                     continue
                 seen_codes.add(code)
-                yield StockImportRow(offset + number, code, value, reserve, row_mode, row_target)
+                yield StockImportRow(offset + first, code, value, reserve, row_mode, row_target)
         except csv.Error as error:
-            return done, _csv_problem(reader, done, error)
-        return done, None
+            return done, error, reader.line_num
+        return done, None, done
 
 
 class _CatalogLines:
-    """The catalog's data lines; keeps the codes seen so far across blocks."""
+    """The catalog's data records; keeps the codes seen so far across blocks."""
 
     def __init__(self, columns: dict[str, int]) -> None:
         self.columns = columns
         self.seen: set[str] = set()
 
     def __call__(
-        self, reader: _CsvReader, offset: int
-    ) -> Generator[CatalogRow | RowError, None, tuple[int, str | None]]:
+        self, lines: list[str], start: int, stop: int, offset: int, whole: bool
+    ) -> Generator[CatalogRow | RowError, None, _Stopped]:
+        reader = csv.reader(islice(lines, start, stop), strict=True)
         code_at, name_at = self.columns[CODE], self.columns[NAME]
         done = 0
         try:
             for fields in reader:
-                number = reader.line_num
-                if number != done + 1:
-                    return done, _UNCLOSED_QUOTE
-                done = number
-                line = offset + number
+                first = done + 1
+                done = reader.line_num
+                if done != first and not whole:
+                    return first - 1, _MULTI_LINE, done
+                line = offset + first
                 if not any(fields):
                     continue
                 if len(fields) <= max(code_at, name_at):
@@ -428,8 +511,8 @@ class _CatalogLines:
                     self.seen.add(code)
                     yield CatalogRow(line, code, name)
         except csv.Error as error:
-            return done, _csv_problem(reader, done, error)
-        return done, None
+            return done, error, reader.line_num
+        return done, None, done
 
 
 def apply_row(current: int, row: StockImportRow) -> int | str:
@@ -606,59 +689,54 @@ def _check_choice(option: str, value: str, choices: object) -> None:
         raise ValueError(f"unknown {option} {value!r}: use {' or '.join(get_args(choices))}")
 
 
-def _decoded_blocks(
-    raw: Iterator[bytes], codec: str, first_line: int
-) -> Iterator[tuple[list[str], dict[int, RowError], int]]:
-    """(decoded lines, errors by index for the lines that did not decode, first line number)."""
+def _decoded_blocks(raw: Iterator[bytes], codec: str, first_line: int) -> Iterator[_Block]:
+    """The file's lines after the header, decoded in blocks, each line with its line break."""
     while batch := list(islice(raw, _BLOCK_LINES)):
         lines = _decode_block(batch, codec)
         if lines is not None:
-            yield lines, {}, first_line
+            yield _Block(lines, {}, first_line)
         else:
-            yield *_decode_lines(batch, codec, first_line), first_line
+            yield _decode_lines(batch, codec, first_line)
         first_line += len(batch)
 
 
 def _decode_block(batch: list[bytes], codec: str) -> list[str] | None:
     """The block's lines decoded with one ``decode`` call, or None to go line by line."""
-    # 0x0A is never part of a cp932 or UTF-8 multibyte character, so splitting the decoded
-    # text at "\n" gives back the lines.
-    separator = b"" if batch[0].endswith(b"\n") else b"\n"
+    # 0x0A and 0x0D are never part of a cp932 or UTF-8 multibyte character, so splitting the
+    # decoded text at its line breaks gives back the lines, each with its line break: the
+    # csv reader then keeps a line break inside a quoted field.
+    data = b"".join(batch) if batch[0].endswith(b"\n") else b"\n".join(batch) + b"\n"
     try:
-        text = separator.join(batch).decode(codec)
+        text = data.decode(codec)
     except UnicodeDecodeError:
         return None
     # Python's cp932 turns a few lone bytes into characters no file means (see
     # CP932_LAX_CHARACTERS); a search per character is ~100x cheaper than a pass per code point.
     if codec == "cp932" and any(char in text for char in CP932_LAX_CHARACTERS):
         return None
-    lines = text.split("\n")
-    if len(lines) == len(batch) + 1 and not lines[-1]:
-        lines.pop()
-    # Another count means the items mix ended and unended lines: decode them one by one.
+    lines = text.splitlines(keepends=True)
+    # Another count means a line holds another line break (a CR alone, a form feed) or the
+    # items mix ended and unended lines: decode them one by one.
     return lines if len(lines) == len(batch) else None
 
 
-def _decode_lines(
-    batch: list[bytes], codec: str, first_line: int
-) -> tuple[list[str], dict[int, RowError]]:
+def _decode_lines(batch: list[bytes], codec: str, first_line: int) -> _Block:
     lines: list[str] = []
-    errors: dict[int, RowError] = {}
+    undecodable: dict[int, tuple[bytes, UnicodeDecodeError]] = {}
     for index, raw in enumerate(batch):
         try:
-            lines.append(decode_strict(raw, codec))
+            text = decode_strict(raw, codec)
         except UnicodeDecodeError as error:
-            lines.append("")
-            errors[index] = _undecodable(first_line + index, raw, error, codec)
-    return lines, errors
+            # a stand-in that only shows where the record ends: quotes, commas and line
+            # breaks are ASCII, which no multibyte character of cp932 or UTF-8 holds
+            text = raw.decode(codec, "replace")
+            undecodable[index] = (raw, error)
+        lines.append(text if text.endswith("\n") else text + "\n")
+    return _Block(lines, undecodable, first_line)
 
 
 def _undecodable(line: int, raw: bytes, error: UnicodeDecodeError, codec: str) -> RowError:
-    return RowError(
-        line=line,
-        reason=f"byte 0x{raw[error.start]:02X} at column {error.start + 1} is not valid {codec}"
-        + undecodable_hint(raw, codec),
-    )
+    return RowError(line=line, reason=undecodable_reason(raw, error, codec, codec))
 
 
 def _short_row(line: int, fields: list[str], columns: dict[str, int]) -> RowError:
@@ -711,7 +789,7 @@ def _parse_quantity(text: str, *, allow_negative: bool) -> int | str:
     value = int(significant or "0")
     if text[0] == "-" and value:
         if not allow_negative:
-            return f"below 0: {text} (an import never sets a negative count)"
+            return f"below 0: {text} ({_NEGATIVE_HINT})"
         value = -value
     return value
 

@@ -102,7 +102,9 @@ async def test_modes_and_targets(config: Config, tmp_path: Path) -> None:
         minus = write(tmp_path, "m.csv", HEADER + "000123,-25,,,\r\nA-1,-3,,,\r\n")
         job = await import_file(client, minus, mode="add")
         assert (job.success, job.failure) == (1, 1)
-        assert job.messages == ("line 2 [000123]: result below 0: 20 - 25 = -5",)
+        assert job.messages == (
+            "line 2 [000123]: result below 0: 20 - 25 = -5; --allow-negative takes 想定在庫数 below 0",
+        )
         assert (await stock(client, "A-1")).expected == 5
         # per-row: 上書き/追加 and 想定在庫数/実在庫数 given in the file, by number or by name
         per_row = write(

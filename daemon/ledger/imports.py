@@ -16,6 +16,7 @@ from typing import Literal
 from daemon.commands import ApplyImport, FinishJob
 from daemon.ledger import catalog, jobs, orders, stock
 from daemon.ledger.jobs import MAX_ROW_ERRORS
+from daemon.ledger.listings import LISTING_UPDATE
 from daemon.ledger.tx import DomainError, Tx, Undo
 from protocols import control, tempostar
 from protocols.malls.base import RowError
@@ -63,6 +64,7 @@ def apply_import(tx: Tx, command: ApplyImport) -> control.Job:
         nothing = "nothing would be applied" if start.dry_run else "nothing was applied"
         messages.append(f"all-or-nothing: {failure} row(s) failed; {nothing}")
     messages += row_messages
+    messages += source.notes
     if start.dry_run and not refused:
         messages += notes
     outcome = FinishJob(
@@ -108,6 +110,8 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[s
             "line INTEGER NOT NULL, PRIMARY KEY (code, what)) WITHOUT ROWID"
         )
     context = stock.journal_context(tx, "import", f"job:{command.job}")
+    # --allow-negative: a TEMPOSTAR download's oversold items keep their negative 想定在庫数
+    lowest_expected = -MAX_QUANTITY if start.allow_negative else 0
     (journal_from,) = db.execute("SELECT coalesce(max(id), 0) + 1 FROM journal_entries").fetchone()
     flags = {"is_add": start.mode == "add", "is_actual": start.target == "actual"}
     known = catalog.KnownCodes(db)
@@ -134,12 +138,15 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[s
                 (batch.rows,),
             ).rowcount
             if start.shop:
-                db.execute(
-                    "UPDATE temp.import_batch SET code = l.sku FROM listings l "
-                    "WHERE l.shop = ? AND l.item_id = import_batch.item_id "
-                    "AND l.variation = import_batch.variation",
-                    (start.shop,),
-                )
+                # by either identifier of the item; 商品管理番号 (item_id) wins, so it goes last
+                for column in ("alt_item_id", "item_id"):
+                    db.execute(
+                        "UPDATE temp.import_batch SET code = l.sku FROM listings l "
+                        f"WHERE l.shop = ? AND l.{column} = import_batch.item_id "
+                        "AND import_batch.item_id != '' "
+                        "AND l.variation = import_batch.variation",
+                        (start.shop,),
+                    )
             db.execute(
                 "UPDATE temp.import_batch SET current = CASE is_actual WHEN 1 THEN s.actual "
                 "ELSE s.expected END, current_reserve = s.reserve, head = s.journal_head, "
@@ -172,15 +179,17 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[s
                 )
                 bad.add(pos)
         unregistered: list[tuple[str]] = []
-        for pos, line, code, value, current, new in db.execute(
-            "SELECT pos, coalesce(line, ? + pos), code, value, current, new "
-            "FROM temp.import_batch WHERE current IS NULL OR new < 0 OR new > ? "
+        for pos, line, code, value, current, new, is_actual in db.execute(
+            "SELECT pos, coalesce(line, ? + pos), code, value, current, new, is_actual "
+            "FROM temp.import_batch WHERE current IS NULL "
+            "OR new < CASE is_actual WHEN 0 THEN ? ELSE 0 END OR new > ? "
             "OR (registered = 0 AND is_actual = 0 AND new = current) ORDER BY pos",
-            (first, MAX_QUANTITY),
+            (first, lowest_expected, MAX_QUANTITY),
         ).fetchall():
             if pos in bad:
                 continue
-            if current is not None and 0 <= new <= MAX_QUANTITY:
+            lowest = 0 if is_actual else lowest_expected
+            if current is not None and lowest <= new <= MAX_QUANTITY:
                 # valid but unchanged, so not journaled: its stock still becomes registered
                 unregistered.append((code,))
                 continue
@@ -198,11 +207,16 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[s
             else:
                 sign = "-" if value < 0 else "+"
                 limit = "below 0" if new < 0 else f"above {MAX_QUANTITY}"
+                hint = (
+                    "; --allow-negative takes 想定在庫数 below 0"
+                    if new < 0 and not is_actual
+                    else ""
+                )
                 failed.add(
                     RowError(
                         line=line,
                         code=code,
-                        reason=f"result {limit}: {current} {sign} {abs(value)} = {new}",
+                        reason=f"result {limit}: {current} {sign} {abs(value)} = {new}{hint}",
                     )
                 )
             bad.add(pos)
@@ -211,11 +225,14 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[s
         if start.dry_run:
             if len(notes) < MAX_DRY_RUN_ROWS:
                 notes.extend(_dry_run_notes(tx, first, MAX_DRY_RUN_ROWS - len(notes)))
-        elif batch.uniform:
-            _write_uniform_batch(tx, context, start.target)
-            db.executemany("UPDATE stock SET registered = 1 WHERE sku = ?", unregistered)
         else:
-            _write_import_batch(tx, context)
+            if start.allow_negative:
+                _oversells(tx, start.shop, f"job:{command.job}")
+            if batch.uniform:
+                _write_uniform_batch(tx, context, start.target)
+                db.executemany("UPDATE stock SET registered = 1 WHERE sku = ?", unregistered)
+            else:
+                _write_import_batch(tx, context)
         success += staged - len(bad)
         db.execute("DELETE FROM temp.import_batch")
     if success > MAX_DRY_RUN_ROWS and start.dry_run:
@@ -233,6 +250,20 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[s
     db.execute("DROP TABLE temp.import_batch")
     db.execute("DROP TABLE IF EXISTS temp.import_seen")
     return success, failed, notes
+
+
+def _oversells(tx: Tx, shop: str, ref: str) -> None:
+    """An oversell row and event for each SKU the batch takes below 0 (``--allow-negative``),
+    as a sale that takes it there raises one (``ledger.orders``)."""
+    for code, new in tx.db.execute(
+        "SELECT code, new FROM temp.import_batch WHERE is_actual = 0 AND new < 0 "
+        "AND new != current ORDER BY pos"
+    ).fetchall():
+        tx.db.execute(
+            "INSERT INTO oversells(at, sku, expected, shop, ref) VALUES (?, ?, ?, ?, ?)",
+            (tx.now(), code, new, shop, ref),
+        )
+        tx.publish(control.Oversell(sku=code, expected=new, shop=shop, ref=ref))
 
 
 def _dry_run_notes(tx: Tx, first: int, limit: int) -> list[str]:
@@ -326,14 +357,15 @@ def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list
     db.execute("DROP TABLE IF EXISTS temp.catalog_batch")
     db.execute(
         "CREATE TEMP TABLE catalog_batch (line INTEGER PRIMARY KEY, code TEXT NOT NULL, "
-        "name TEXT NOT NULL, item_id TEXT NOT NULL, variation TEXT NOT NULL)"
+        "name TEXT NOT NULL, item_id TEXT NOT NULL, variation TEXT NOT NULL, "
+        "alt_item_id TEXT NOT NULL)"
     )
     # the catalog names products; a mall file's name may be an option label ("Ｓ ホワイト"),
-    # so it only names SKUs it creates
+    # so it only names SKUs it creates or that have no name yet
     on_conflict = (
         "DO UPDATE SET name = excluded.name WHERE excluded.name != '' AND skus.name != excluded.name"
         if start.format == "tempostar"
-        else "DO NOTHING"
+        else "DO UPDATE SET name = excluded.name WHERE excluded.name != '' AND skus.name = ''"
     )
     now = tx.now()
     success = new_skus = 0
@@ -341,7 +373,7 @@ def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list
     for batch in command.source:
         db.execute(
             "INSERT INTO temp.catalog_batch SELECT value->>0, value->>1, value->>2, "
-            "value->>3, value->>4 FROM json_each(?)",
+            "value->>3, value->>4, coalesce(value->>5, '') FROM json_each(?)",
             (batch.rows,),
         )
         bad: list[tuple[int]] = []
@@ -396,9 +428,8 @@ def _write_catalog_batch(tx: Tx, now: str, on_conflict: str, shop: str) -> None:
     )
     if shop:
         db.execute(
-            "INSERT INTO listings(shop, sku, item_id, variation, linked) "
-            "SELECT ?, code, item_id, variation, 1 FROM temp.catalog_batch WHERE item_id != '' "
-            "ON CONFLICT(shop, sku) DO UPDATE SET item_id = excluded.item_id, "
-            "variation = excluded.variation",
+            "INSERT INTO listings(shop, sku, item_id, variation, linked, alt_item_id) "
+            "SELECT ?, code, item_id, variation, 1, alt_item_id FROM temp.catalog_batch "
+            f"WHERE item_id != '' ON CONFLICT(shop, sku) DO UPDATE SET {LISTING_UPDATE}",
             (shop,),
         )

@@ -8,13 +8,25 @@ unlinks it; under ``"explicit"`` only SKUs with a linked listing row are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from daemon.ledger import catalog, orders, sets, shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
+from protocols.listings import code_prefixes, match_by_choices, variation_key
 from protocols.malls import capability, module
+from protocols.malls.base import identifier
 from protocols.settings import ShopSettings
+
+# ON CONFLICT(shop, sku): the listing takes the row's identifiers; the item's other
+# identifier is kept when the row names the same item without one.
+LISTING_UPDATE = (
+    "item_id = excluded.item_id, variation = excluded.variation, "
+    "alt_item_id = CASE WHEN excluded.alt_item_id != '' THEN excluded.alt_item_id "
+    "WHEN excluded.item_id = listings.item_id THEN listings.alt_item_id ELSE '' END"
+)
 
 
 def linked_clause(shop: ShopSettings) -> str:
@@ -61,16 +73,15 @@ def sku_for_item(
     item_id: str,
     variation: tuple[str, ...],
     default_sku: str | None,
+    choices: Sequence[str] = (),
 ) -> str:
-    """The SKU a shop's mall item (and variation) maps to: its listing row, else the mall's
-    default rule (``default_sku``, or the mall module's ``join_sku``) when that SKU exists;
-    empty when neither. An unlinked listing still maps: linking is about what is pushed."""
-    found = tx.db.execute(
-        "SELECT sku FROM listings WHERE shop = ? AND item_id = ? AND variation = ?",
-        (shop.id, item_id, msgspec.json.encode(variation).decode()),
-    ).fetchone()
-    if found is not None:
-        return str(found[0])
+    """The SKU an order line of a shop's mall item maps to: its listing (``listed_sku``),
+    else the mall's default rule (``default_sku``, or the mall module's ``join_sku``) when
+    that SKU exists; empty when neither. An unlinked listing still maps: linking is about
+    what is pushed, not what was sold."""
+    listed = listed_sku(tx, shop.id, item_id, variation, choices)
+    if listed is not None:
+        return listed
     sku: str = (
         default_sku if default_sku is not None else module(shop.mall).join_sku(item_id, variation)
     )
@@ -83,20 +94,20 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
     problems = []
     items: dict[tuple[str, str], str] = {}
     for index, row in enumerate(command.rows, start=1):
-        variation = msgspec.json.encode(row.variation).decode()
+        variation = variation_key(row.variation)
         if not catalog.exists(tx.db, row.sku):
             problems.append(f"row {index} [{row.sku}]: unknown SKU")
-        elif not row.item_id:
+        elif not identifier(row.item_id):
             problems.append(f"row {index} [{row.sku}]: empty mall item id")
-        elif (other := items.get((row.item_id, variation))) is not None:
+        elif (other := items.get((identifier(row.item_id), variation))) is not None:
             problems.append(
                 f"row {index} [{row.sku}]: item {row.item_id} {variation} is also given to {other}"
             )
         else:
-            items[(row.item_id, variation)] = row.sku
+            items[(identifier(row.item_id), variation)] = row.sku
             listed = tx.db.execute(
                 "SELECT sku FROM listings WHERE shop = ? AND item_id = ? AND variation = ? AND sku != ?",
-                (command.shop, row.item_id, variation, row.sku),
+                (command.shop, identifier(row.item_id), variation, row.sku),
             ).fetchone()
             if listed and listed[0] not in {r.sku for r in command.rows}:
                 problems.append(
@@ -115,11 +126,18 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
         [(command.shop, item, variation, sku) for (item, variation), sku in items.items()],
     )
     tx.db.executemany(
-        "INSERT INTO listings(shop, sku, item_id, variation, linked) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(shop, sku) DO UPDATE SET item_id = excluded.item_id, "
-        "variation = excluded.variation, linked = excluded.linked",
+        "INSERT INTO listings(shop, sku, item_id, variation, linked, alt_item_id) "
+        "VALUES (?, ?, ?, ?, ?, ?) "
+        f"ON CONFLICT(shop, sku) DO UPDATE SET {LISTING_UPDATE}, linked = excluded.linked",
         [
-            (command.shop, r.sku, r.item_id, msgspec.json.encode(r.variation).decode(), r.linked)
+            (
+                command.shop,
+                r.sku,
+                identifier(r.item_id),
+                variation_key(r.variation),
+                r.linked,
+                identifier(r.alt_item_id),
+            )
             for r in command.rows
         ],
     )
@@ -127,6 +145,50 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
     orders.rematch(tx)
     tx.publish(control.ListingsChanged(shop=command.shop, rows=len(command.rows)))
     return control.ListingsReply(id=command.id, imported=len(command.rows))
+
+
+def listed_sku(
+    tx: Tx,
+    shop_id: str,
+    item_id: str,
+    variation: Sequence[str] = (),
+    choices: Sequence[str] = (),
+) -> str | None:
+    """The SKU a shop's mall item (and variation) is listed as, or None: then the mall's
+    default rule decides (``OrderLine.sku``). What order intake asks of every line.
+
+    The item is found by either of its identifiers (商品管理番号 or 商品番号, as an order mail
+    prints it) and, where the mall says so, in the forms its printed code may stand for
+    (Rakuten keeps 商品管理番号 in lower case). A line whose variation the printed code does
+    not hold (a Rakuten choice whose 子番号 is empty) is matched by the choice names printed
+    with it (``protocols.listings.match_by_choices``).
+    """
+    shop = shops.get(tx, shop_id)
+    key = variation_key(variation)
+    forms = getattr(module(shop.mall), "item_id_forms", lambda code: (code,))
+    for item in dict.fromkeys(forms(identifier(item_id))):
+        for column in ("item_id", "alt_item_id"):
+            row = tx.db.execute(
+                f"SELECT sku FROM listings WHERE shop = ? AND {column} = ? AND variation = ? "
+                "ORDER BY sku LIMIT 2",
+                (shop.id, item, key),
+            ).fetchall()
+            if len(row) == 1:
+                sku: str = row[0][0]
+                return sku
+        if choices:
+            prefixes = code_prefixes(item)
+            marks = ", ".join("?" * len(prefixes))
+            listed = tx.db.execute(
+                "SELECT item_id, alt_item_id, variation, sku FROM listings WHERE shop = ? "
+                f"AND item_id IN ({marks}) UNION SELECT item_id, alt_item_id, variation, sku "
+                f"FROM listings WHERE shop = ? AND alt_item_id IN ({marks})",
+                (shop.id, *prefixes, shop.id, *prefixes),
+            ).fetchall()
+            found = match_by_choices(item, listed, choices)
+            if found is not None:
+                return found
+    return None
 
 
 def shop_quantities(

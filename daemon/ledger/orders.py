@@ -188,11 +188,13 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
             if line.line_no in cancelled or missing_option is not None:
                 continue  # never taken: nothing to give back
             stock.claim_key(tx, key, payload)
-            sku = listings.sku_for_item(tx, shop, line.item_id, line.variation, line.sku)
+            sku = listings.sku_for_item(
+                tx, shop, line.item_id, line.variation, line.sku, line.choices
+            )
             status = _arrival_status(shop, sku, waiting)
             db.execute(
                 "INSERT INTO order_lines(shop, order_no, line_no, sku, item_id, variation, "
-                "quantity, name, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "quantity, name, status, choices) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     shop.id,
                     order.order_no,
@@ -203,6 +205,7 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
                     line.quantity,
                     line.name,
                     status,
+                    msgspec.json.encode(line.choices).decode(),
                 ),
             )
             if status in MOVED:
@@ -329,7 +332,8 @@ def rematch(tx: Tx) -> None:
     """Take the unmatched lines that map to a SKU by now (a listing or a SKU was added), as
     their shop's intake mode says."""
     waiting = tx.db.execute(
-        "SELECT l.shop, l.order_no, l.line_no, l.item_id, l.variation, l.quantity, o.mall_state "
+        "SELECT l.shop, l.order_no, l.line_no, l.item_id, l.variation, l.choices, l.quantity, "
+        "o.mall_state "
         "FROM order_lines l JOIN orders o ON o.shop = l.shop AND o.order_no = l.order_no "
         "WHERE l.status = 'unmatched' ORDER BY l.shop, l.order_no, l.line_no"
     ).fetchall()
@@ -337,9 +341,16 @@ def rematch(tx: Tx) -> None:
         return
     settings = {shop.id: shop for shop in shops.all_shops(tx)}
     refreshed: set[tuple[str, str]] = set()
-    for shop_id, order_no, line_no, item_id, variation, quantity, mall_state in waiting:
+    for shop_id, order_no, line_no, item_id, variation, choices, quantity, mall_state in waiting:
         shop = settings[shop_id]
-        sku = listings.sku_for_item(tx, shop, item_id, tuple(msgspec.json.decode(variation)), None)
+        sku = listings.sku_for_item(
+            tx,
+            shop,
+            item_id,
+            tuple(msgspec.json.decode(variation)),
+            None,
+            tuple(msgspec.json.decode(choices)),
+        )
         if not sku:
             continue
         status = _arrival_status(shop, sku, mall_state in ("pending", "unpaid"))
@@ -365,7 +376,7 @@ def order_apply(tx: Tx, command: control.OrderApply) -> control.OrderReply:
     for line in doc.lines:
         sku = line.sku
         if line.status == "unmatched":
-            sku = listings.sku_for_item(tx, shop, line.item_id, line.variation, None)
+            sku = listings.sku_for_item(tx, shop, line.item_id, line.variation, None, line.choices)
             if not sku:
                 still_unmatched.append(line.line_no)
                 continue
@@ -436,9 +447,11 @@ def _order(tx: Tx, shop: str, order_no: str) -> control.OrderDoc:
             quantity=quantity,
             status=status,
             name=name,
+            choices=tuple(msgspec.json.decode(choices)),
         )
-        for line_no, item_id, variation, sku, quantity, status, name in tx.db.execute(
-            "SELECT line_no, item_id, variation, sku, quantity, status, name FROM order_lines "
+        for line_no, item_id, variation, sku, quantity, status, name, choices in tx.db.execute(
+            "SELECT line_no, item_id, variation, sku, quantity, status, name, choices "
+            "FROM order_lines "
             "WHERE shop = ? AND order_no = ? ORDER BY line_no",
             (shop, order_no),
         )

@@ -8,12 +8,15 @@ in its own transaction, so a crash leaves the file at the last complete version.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
+
+from protocols.listings import variation_key
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,24 @@ Migration = str | Callable[[sqlite3.Connection], None]
 
 class SchemaError(Exception):
     """The database cannot be used by this zaiko; the message says why and what to do."""
+
+
+def _listing_identifiers(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE listings ADD COLUMN alt_item_id TEXT NOT NULL DEFAULT ''")
+    db.execute("CREATE INDEX listings_alt_item ON listings(shop, alt_item_id)")
+    rows = db.execute("SELECT shop, sku, variation FROM listings").fetchall()
+    for shop, sku, variation in rows:
+        key = variation_key(json.loads(variation))
+        if key != variation:
+            # two rows that become one variation keep the older form: logged, not lost
+            changed = db.execute(
+                "UPDATE OR IGNORE listings SET variation = ? WHERE shop = ? AND sku = ?",
+                (key, shop, sku),
+            ).rowcount
+            if not changed:
+                log.warning(
+                    "listing %s/%s keeps variation %s (%s is taken)", shop, sku, variation, key
+                )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -195,6 +216,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE job_messages ADD COLUMN reason TEXT;
     ALTER TABLE jobs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0
     """,
+    # a listing keeps the mall's other identifier of its item (Rakuten 商品番号 beside
+    # 商品管理番号: order mails print it); variations are stored without trailing empty
+    # components (protocols.listings.variation_key)
+    _listing_identifiers,
     # order intake: each line has its own status (one order may have an allocated line and an
     # unmatched one), the mall's item and variation, and the order what the mall says of it;
     # a shop's intake keeps its API cursor and its stop/resume bookkeeping; a cancellation finds
@@ -205,6 +230,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE order_lines ADD COLUMN variation TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE order_lines ADD COLUMN name TEXT NOT NULL DEFAULT '';
     ALTER TABLE order_lines ADD COLUMN status TEXT NOT NULL DEFAULT 'allocated';
+    ALTER TABLE order_lines ADD COLUMN choices TEXT NOT NULL DEFAULT '[]';
     UPDATE order_lines SET status = CASE WHEN cancelled = 1 THEN 'cancelled' ELSE
         (SELECT o.status FROM orders o WHERE o.shop = order_lines.shop
         AND o.order_no = order_lines.order_no) END;

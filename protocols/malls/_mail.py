@@ -19,7 +19,7 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 from html.parser import HTMLParser
 
-from protocols.malls.base import MailError, MallOrder, NotAnOrderMail, OrderLine
+from protocols.malls.base import MailError, MallOrder, NotAnOrderMail, OrderLine, identifier
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -546,8 +546,10 @@ def _labelled_order(
     lines: list[OrderLine] = []
     for line_no, item in enumerate(items, start=1):
         at = f"{where} {order_no} item {line_no}"
-        item_id = required(item, layout.item_code, at)
-        variation = tuple(value for label in layout.variation if (value := item.get(label, "")))
+        item_id = identifier(required(item, layout.item_code, at))
+        variation = tuple(
+            value for label in layout.variation if (value := identifier(item.get(label, "")))
+        )
         quantity = parse_count(required(item, layout.quantity, at), f"{at} {layout.quantity}")
         if quantity < 1:
             raise MailError(f"{at}: {layout.quantity} is 0")

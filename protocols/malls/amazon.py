@@ -39,6 +39,8 @@ from protocols.malls.base import (
     OrderLine,
     OrderPoll,
     StockUpdate,
+    identifier,
+    joined,
 )
 
 CAPABILITY = Capability(
@@ -76,7 +78,7 @@ _RENDERED_STATUS: dict[MallOrderState, str] = {
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = the seller SKU, as is (Amazon has no separate variation codes)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 # --- Listings Items: quantity -------------------------------------------------------------
@@ -421,7 +423,7 @@ class _OrdersPoll(ApiOrderPoll):
         lines = []
         for line_no, item in enumerate(items, start=1):
             # An item without a seller SKU (rare) keeps its ASIN, so the line is never lost.
-            item_id = item.SellerSKU or item.ASIN
+            item_id = identifier(item.SellerSKU) or identifier(item.ASIN)
             if not item_id:
                 raise MallApiError(f"{where} item {item.OrderItemId}: no SellerSKU and no ASIN")
             lines.append(

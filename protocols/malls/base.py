@@ -6,7 +6,8 @@ It exports ``CAPABILITY`` and, depending on what the mall supports, these functi
 - ``join_sku(item_id, variation) -> str``: the default rule that joins the mall's identifiers
   into zaiko's SKU code (SPEC §2).
 - stock files (``"ftp" in CAPABILITY.stock_out`` or importable formats):
-  ``read_stock_file(name, lines) -> Iterator[StockRow | RowError]`` over decoded text lines and
+  ``read_stock_file(name, records) -> Iterator[StockRow | RowError]`` over ``csv_records(...)``
+  (records, each numbered by its first line), and
   ``write_stock_files(updates) -> dict[str, bytes]`` (file name → encoded content).
 - stock API (``"api" in CAPABILITY.stock_out``): ``build_stock_requests(updates, account)`` →
   ``list[HttpRequest]`` (each within the batch limit) and ``parse_stock_request(request)`` →
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -79,7 +82,13 @@ class StockUpdate(msgspec.Struct, frozen=True):
 
 
 class StockRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One row read from a mall's stock or product file."""
+    """One record read from a mall's stock or product file (``line``: its first line).
+
+    ``alt_item_id`` is the mall's other identifier of the item when the file has one (Rakuten
+    商品番号 beside 商品管理番号: order mails print it); ``note`` is for the job log (how the
+    SKU code was made, when the default rule could not make it); ``code_hint`` ends the
+    message when ``sku`` cannot be a SKU code (how to give the row a usable one).
+    """
 
     line: int
     sku: str
@@ -87,6 +96,9 @@ class StockRow(msgspec.Struct, frozen=True, kw_only=True):
     variation: tuple[str, ...] = ()
     quantity: int | None = None
     name: str = ""
+    alt_item_id: str = ""
+    note: str = ""
+    code_hint: str = ""
 
 
 class RowError(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +118,42 @@ class RowError(msgspec.Struct, frozen=True, kw_only=True):
         return f"{where}: {self.reason}"
 
 
+# A variation component that names a choice instead of giving its code: a Rakuten legacy
+# choice whose 子番号 is empty (real downloads have such items) is told apart by its name.
+CHOICE_PREFIX = "choice:"
+
+
+def identifier(value: str) -> str:
+    """A mall identifier (item code, 子番号, option code) as it becomes part of a SKU code.
+
+    The one rule for every mall, in stock files, product files, order mails and order APIs:
+    surrounding whitespace (full-width spaces too) is dropped, so a component of only
+    whitespace is empty and a 子番号 of one space adds nothing to the code.
+    """
+    return value.strip()
+
+
+def identifiers(values: Iterable[str]) -> tuple[str, ...]:
+    """Each of ``values`` by ``identifier``."""
+    return tuple(value.strip() for value in values)
+
+
+def joined(item_id: str, parts: Iterable[str]) -> str:
+    """``item_id`` followed by ``parts``, each by ``identifier``: the usual SKU join."""
+    return item_id.strip() + "".join(part.strip() for part in parts)
+
+
+_LINE_BREAK_TAG = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+
+
+def display_name(*parts: str) -> str:
+    """A product name made of ``parts`` (an item name, choice names) as one line: ``<br>``
+    tags and runs of whitespace (line breaks too) become one space, and a part that is only
+    whitespace adds nothing."""
+    text = " ".join(_LINE_BREAK_TAG.sub(" ", part) for part in parts)
+    return " ".join(text.split())
+
+
 class MailError(ValueError):
     """An order mail that does not parse; the message says why (never a guess)."""
 
@@ -116,12 +164,17 @@ class NotAnOrderMail(MailError):
 
 
 class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of an order. ``sku`` is the default rule's code; ``choices`` are the option
+    values printed with the item (Rakuten), which tell variations apart when the item's
+    子番号 is empty (see ``daemon.ledger.listings.listed_sku``)."""
+
     line_no: int
     item_id: str
     variation: tuple[str, ...] = ()
     sku: str
     quantity: int
     name: str = ""
+    choices: tuple[str, ...] = ()
 
 
 class MallOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -252,44 +305,250 @@ def misread_header_hint(names: Iterable[str], wanted: Iterable[str]) -> str:
     return ""
 
 
-def decoded_lines(
-    raw_lines: Iterable[bytes], encoding: str = "cp932"
-) -> Iterator[tuple[int, str | RowError]]:
-    """Decode a file line by line, numbering from 1; a byte that does not decode is a RowError.
+# --- CSV files as merchants have them ---------------------------------------------------
+#
+# A file is read as records, not lines: a quoted field may hold line breaks (RMS item.csv
+# carries multi-line HTML descriptions), and a record is numbered by its first line. Line
+# breaks are CRLF, LF or CR alone (Excel for Mac), whichever the file's first line break is.
 
-    A UTF-8 BOM is tolerated on the first line. Never replaces a byte silently.
+# Longer lines cannot be a row of any file zaiko reads; the cap keeps a file without line
+# breaks from filling memory. It matches the csv module's default field size limit.
+MAX_LINE_BYTES = 131_072
+# A record (its lines, line breaks included) may be this long: a quoted field that is never
+# closed ends here, and the lines after the record's first are read again on their own.
+MAX_RECORD_CHARS = 1_048_576
+
+
+class LineTooLong(ValueError):
+    """A line exceeds ``MAX_LINE_BYTES``: the file is not a CSV of stock or products."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(
+            f"line {line} is longer than {MAX_LINE_BYTES} bytes: not a CSV stock or product file"
+        )
+
+
+class LineSplitter:
+    """Turns byte chunks (as they arrive over the websocket) into lines, without line breaks.
+
+    The file's line break is its first one: LF, CRLF, or a CR not followed by LF (files
+    re-saved by Excel for Mac). With LF or CRLF lines are split at b"\\n" only and a CR before
+    it stays (the csv reader drops it), so a CRLF cut between two chunks cannot produce an
+    extra empty line, and a CR at the end of a chunk waits for the next byte before the line
+    break is decided.
     """
-    codec = codec_name(encoding)
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            text = decode_strict(raw, codec if number == 1 else codec.replace("-sig", ""))
-        except UnicodeDecodeError as exc:
-            yield (
-                number,
-                RowError(
-                    line=number,
-                    reason=f"byte 0x{raw[exc.start]:02X} at column {exc.start + 1} is not valid "
-                    f"{encoding}{undecodable_hint(raw, codec)}",
-                ),
-            )
-            continue
-        yield number, text.rstrip("\r\n")
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._lines_done = 0
+        self._separator: bytes | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines completed by ``chunk``; the unfinished tail is kept for the next call."""
+        separator = self._separator
+        if separator is None:
+            separator = self._separator = self._detect(chunk)
+            if separator is None:
+                self._keep(chunk)
+                return []
+            if self._pending:  # it may end with the line break just decided (a CR)
+                chunk = b"".join(self._pending) + chunk
+                self._pending.clear()
+                self._pending_bytes = 0
+        if separator not in chunk:
+            self._keep(chunk)
+            return []
+        lines = chunk.split(separator)
+        if self._pending:
+            lines[0] = b"".join(self._pending) + lines[0]
+            self._pending.clear()
+            self._pending_bytes = 0
+        tail = lines.pop()
+        if max(map(len, lines)) > MAX_LINE_BYTES:
+            index = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)
+            raise LineTooLong(self._lines_done + index + 1)
+        self._lines_done += len(lines)
+        self._keep(tail)
+        return lines
+
+    def finish(self) -> list[bytes]:
+        """The last line when the file does not end with a line break."""
+        tail = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        return [tail] if tail else []
+
+    def _detect(self, chunk: bytes) -> bytes | None:
+        """The file's line break, from its first one; None until it is known. What is kept
+        meanwhile holds no line break, but for a CR that ended the last chunk."""
+        if self._pending and self._pending[-1].endswith(b"\r"):
+            if not chunk:
+                return None
+            return b"\n" if chunk[0] == 0x0A else b"\r"
+        cr, lf = chunk.find(b"\r"), chunk.find(b"\n")
+        if cr == -1 and lf == -1:
+            return None
+        if cr == -1 or -1 < lf < cr:
+            return b"\n"
+        if cr + 1 == len(chunk):
+            return None  # a CR ends the chunk: the next byte says whether LF follows
+        return b"\n" if chunk[cr + 1] == 0x0A else b"\r"
+
+    def _keep(self, piece: bytes) -> None:
+        if piece:
+            self._pending.append(piece)
+            self._pending_bytes += len(piece)
+            if self._pending_bytes > MAX_LINE_BYTES:
+                raise LineTooLong(self._lines_done + 1)
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Lines of a file that arrives as ``chunks`` (see ``LineSplitter``)."""
+    splitter = LineSplitter()
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.finish()
+
+
+def undecodable_reason(
+    raw: bytes, error: UnicodeDecodeError, encoding: str, codec: str, line: int | None = None
+) -> str:
+    """Why a line does not decode: the byte, where it is (``line`` when it is not the line the
+    message is about) and, when the line reads in the other encoding, which to use."""
+    where = f"line {line}, column" if line is not None else "column"
+    return (
+        f"byte 0x{raw[error.start]:02X} at {where} {error.start + 1} is not valid {encoding}"
+        + undecodable_hint(raw, codec)
+    )
+
+
+def csv_problem(error: csv.Error, last_line: int | None = None) -> str:
+    """The csv module's complaint about a record, said for an operator; ``last_line`` is the
+    line it was reading when the record runs over several lines."""
+    text = str(error)
+    if text == "unexpected end of data":
+        return "a quoted field opened on this line is not closed by the end of the file"
+    if text.startswith("field larger than field limit"):
+        return (
+            f"a field is longer than {csv.field_size_limit():,} characters: "
+            "is a closing quote missing?"
+        )
+    if text.startswith("new-line character seen in unquoted field"):
+        text = "a line break (CR) inside a field that is not quoted"
+    if last_line is not None:
+        # a quote that should have closed on this line ran on, and the text after it broke
+        return f"a quoted field opened on this line is not closed before line {last_line} ({text})"
+    return f"not valid CSV: {text}"
+
+
+RECORD_TOO_LONG = (
+    f"the record starting on this line is longer than {MAX_RECORD_CHARS:,} characters: "
+    "is a closing quote missing?"
+)
+
+
+class _Line(NamedTuple):
+    number: int
+    text: str  # with a line break, so that the csv reader keeps it inside a quoted field
+    # the raw line and its decode error, when it does not decode
+    undecodable: tuple[bytes, UnicodeDecodeError] | None
+
+
+class _RecordTooLong(Exception):
+    pass
+
+
+class _RecordLines:
+    """What the csv reader reads: lines handed back for a re-read first, then the file's.
+
+    Keeps the lines of the record being read, so that a record the reader gives up on can be
+    handed back but for its first line.
+    """
+
+    def __init__(self, lines: Iterator[_Line]) -> None:
+        self.lines = lines
+        self.again: deque[_Line] = deque()
+        self.taken: list[_Line] = []
+        self.chars = 0
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.again.popleft() if self.again else next(self.lines)
+        self.taken.append(line)
+        self.chars += len(line.text)
+        if self.chars > MAX_RECORD_CHARS and len(self.taken) > 1:
+            raise _RecordTooLong
+        return line.text
+
+    def start_record(self) -> None:
+        self.taken.clear()
+        self.chars = 0
+
+    def read_again_after_first(self) -> None:
+        self.again.extendleft(reversed(self.taken[1:]))
+
+
+# What ``csv_records`` yields and a mall module's ``read_stock_file`` reads.
+CsvRecords = Iterable[tuple[int, list[str] | RowError]]
 
 
 def csv_records(
-    numbered: Iterable[tuple[int, str | RowError]],
+    chunks: Iterable[bytes], encoding: str = "cp932"
 ) -> Iterator[tuple[int, list[str] | RowError]]:
-    """Split decoded lines into CSV fields, keeping each record's line number."""
-    for number, text in numbered:
-        if isinstance(text, RowError):
-            yield number, text
-            continue
-        if text == "":
-            continue
+    """The records of a CSV file that arrives as byte ``chunks`` (any size: a file object's
+    lines, spool reads), each with the number of its first line; streams.
+
+    A record the reader cannot finish (a quoted field not closed by the end of the file or
+    within ``MAX_RECORD_CHARS``, a stray quote) is a RowError on its first line, and the
+    lines after that first line are read again on their own, so one stray quote never hides
+    the rest. A byte that does not decode makes its record a RowError naming the line where
+    the byte is; it is never replaced silently. A UTF-8 BOM is tolerated on line 1. Blank
+    lines are skipped. Raises ``LineTooLong`` for a line over ``MAX_LINE_BYTES``.
+    """
+    codec = codec_name(encoding)
+    lines = _RecordLines(_decoded_lines(split_lines(chunks), codec))
+    reader = csv.reader(lines, strict=True)
+    while True:
+        lines.start_record()
         try:
-            yield number, next(csv.reader([text]))
-        except csv.Error as exc:
-            yield number, RowError(line=number, reason=f"not valid CSV: {exc}")
+            fields = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, _RecordTooLong) as error:
+            first, last = lines.taken[0].number, lines.taken[-1].number
+            if isinstance(error, csv.Error):
+                reason = csv_problem(error, last if last != first else None)
+            else:
+                reason = RECORD_TOO_LONG
+            yield first, RowError(line=first, reason=reason)
+            lines.read_again_after_first()
+            continue
+        if not fields:
+            continue  # a blank line
+        first = lines.taken[0].number
+        bad = next((line for line in lines.taken if line.undecodable), None)
+        if bad is None or bad.undecodable is None:
+            yield first, fields
+        else:
+            raw, decode_error = bad.undecodable
+            line = bad.number if bad.number != first else None
+            reason = undecodable_reason(raw, decode_error, encoding, codec, line)
+            yield first, RowError(line=first, reason=reason)
+
+
+def _decoded_lines(raw_lines: Iterable[bytes], codec: str) -> Iterator[_Line]:
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            text = decode_strict(raw, codec if number == 1 else codec.replace("-sig", ""))
+        except UnicodeDecodeError as error:
+            # decoded with stand-ins only to find where the record ends: quotes, commas and
+            # line breaks are ASCII, which no multibyte character of cp932 or UTF-8 holds
+            yield _Line(number, raw.decode(codec, "replace") + "\n", (raw, error))
+            continue
+        yield _Line(number, text + "\n", None)
 
 
 def encode_csv(
@@ -336,6 +595,8 @@ def header_records(
             continue
         if isinstance(record, RowError):
             yield number, record
+        elif not any(field.strip() for field in record):
+            continue  # an all-empty row, as Excel leaves below the data
         elif len(record) < len(columns):
             yield (
                 number,

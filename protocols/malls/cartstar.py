@@ -14,7 +14,7 @@ from protocols.malls._mail import (
     render_mail,
     require_new,
 )
-from protocols.malls.base import Capability, MallOrder
+from protocols.malls.base import Capability, MallOrder, joined
 
 CAPABILITY = Capability(
     kind="cartstar",
@@ -49,7 +49,7 @@ render_error = _API.render_error
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = 商品コード + 横軸コード + 縦軸コード (absent axes are skipped)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 def parse_order_mail(raw: bytes) -> MallOrder:

@@ -9,7 +9,7 @@ documented example; the order-mail layout is zaiko's design (no sample is public
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import quote, unquote
 
 import msgspec
@@ -26,15 +26,18 @@ from protocols.malls._mail import (
 from protocols.malls.base import (
     ApiAccount,
     Capability,
+    CsvRecords,
     HttpRequest,
     MallOrder,
     RowError,
     StockRow,
     StockUpdate,
-    csv_records,
     encode_csv,
     header_records,
+    identifier,
+    identifiers,
     int_field,
+    joined,
 )
 
 CAPABILITY = Capability(
@@ -87,28 +90,26 @@ _SENDER = "order@shop-pro.example"
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = 商品ID + option value 1 + option value 2 (absent options are skipped)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 # --- option CSV ---------------------------------------------------------------------------
 
 
-def read_stock_file(
-    name: str, lines: Iterable[tuple[int, str | RowError]]
-) -> Iterator[StockRow | RowError]:
+def read_stock_file(name: str, records: CsvRecords) -> Iterator[StockRow | RowError]:
     """Read the option CSV; one StockRow per "item" row (blank 在庫数 → quantity None)."""
     if name not in _OPTION_FORMATS:
         raise ValueError(
             f"unknown colorme stock file {name!r} (known: {', '.join(_OPTION_FORMATS)})"
         )
-    for number, row in header_records(csv_records(lines), OPTION_COLUMNS):
+    for number, row in header_records(records, OPTION_COLUMNS):
         if isinstance(row, RowError):
             yield row
             continue
         kind = row["登録種別"].strip()
         if kind == _AXIS_ROW:
             continue
-        item_id = row["商品ID"]
+        item_id = identifier(row["商品ID"])
         if kind != _COMBINATION_ROW:
             yield RowError(
                 line=number,
@@ -120,7 +121,7 @@ def read_stock_file(
         if not item_id:
             yield RowError(line=number, field="商品ID", reason="empty")
             continue
-        variation = tuple(v for v in (row["オプション名1"], row["オプション名2"]) if v)
+        variation = tuple(v for v in identifiers((row["オプション名1"], row["オプション名2"])) if v)
         sku = join_sku(item_id, variation)
         quantity: int | RowError | None = None
         if row["在庫数"].strip():

@@ -9,7 +9,7 @@ GOODS_STOCK_COLUMNS / GOODS_VARIATION_COLUMNS); the mail layout follows a public
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 
@@ -24,14 +24,17 @@ from protocols.malls._mail import (
 )
 from protocols.malls.base import (
     Capability,
+    CsvRecords,
     MallOrder,
     RowError,
     StockRow,
     StockUpdate,
-    csv_records,
+    display_name,
     encode_csv,
     header_records,
+    identifier,
     int_field,
+    joined,
 )
 
 CAPABILITY = Capability(
@@ -83,32 +86,32 @@ _SENDER = "order@futureshop.example"
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = 商品番号 + 規格コード (the variation's spec code), or 商品番号 alone."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
-def read_stock_file(
-    name: str, lines: Iterable[tuple[int, str | RowError]]
-) -> Iterator[StockRow | RowError]:
-    """Read goodsStock.csv / goodsVariation.csv (by file name or import format) from decoded lines."""
+def read_stock_file(name: str, records: CsvRecords) -> Iterator[StockRow | RowError]:
+    """Read goodsStock.csv / goodsVariation.csv (by file name or import format) from CSV
+    records; a 商品名 column, when the file has one, names the product."""
     columns = _FORMATS.get(name)
     if columns is None:
         raise ValueError(f"unknown FutureShop stock file {name!r} (known: {', '.join(_FORMATS)})")
     has_variation = columns is GOODS_VARIATION_COLUMNS
     required_columns = [c for c in columns if c != "コントロールカラム"]
-    for number, row in header_records(csv_records(lines), required_columns):
+    for number, row in header_records(records, required_columns):
         if isinstance(row, RowError):
             yield row
             continue
-        item_id = row["商品番号"]
+        item_id = identifier(row["商品番号"])
         if not item_id:
             yield RowError(line=number, field="商品番号", reason="empty")
             continue
         variation: tuple[str, ...] = ()
         if has_variation:
-            if not row["規格コード"]:
+            spec_code = identifier(row["規格コード"])
+            if not spec_code:
                 yield RowError(line=number, code=item_id, field="規格コード", reason="empty")
                 continue
-            variation = (row["規格コード"],)
+            variation = (spec_code,)
         sku = join_sku(item_id, variation)
         control = row.get("コントロールカラム", "").strip()
         if control == _CONTROL_ZERO:
@@ -126,7 +129,12 @@ def read_stock_file(
             yield quantity
             continue
         yield StockRow(
-            line=number, sku=sku, item_id=item_id, variation=variation, quantity=quantity
+            line=number,
+            sku=sku,
+            item_id=item_id,
+            variation=variation,
+            quantity=quantity,
+            name=display_name(row.get("商品名", "")),
         )
 
 

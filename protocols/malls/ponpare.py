@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from protocols.malls import _api, _mail, yahoo
 from protocols.malls.base import (
     ApiAccount,
     Capability,
+    CsvRecords,
     HttpRequest,
     MailError,
     MallOrder,
@@ -23,6 +24,8 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
+    identifier,
+    joined,
 )
 
 BATCH_SIZE = 1000
@@ -50,12 +53,10 @@ join_sku = yahoo.join_sku
 # --- quantity CSV (``code,sub-code,quantity,allow-overdraft``, as Yahoo) ------------------
 
 
-def read_stock_file(
-    name: str, lines: Iterable[tuple[int, str | RowError]]
-) -> Iterator[StockRow | RowError]:
+def read_stock_file(name: str, records: CsvRecords) -> Iterator[StockRow | RowError]:
     if name not in (QUANTITY_CSV, "ponpare_quantity"):
         raise ValueError(f"unknown ponpare stock file {name!r} (known: {QUANTITY_CSV})")
-    return yahoo.read_quantity_csv(lines)
+    return yahoo.read_quantity_csv(records)
 
 
 def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
@@ -157,7 +158,7 @@ def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
         name_code = _NAME_CODE.match(block[0])
         if name_code is None:
             raise MailError(f"item {number} has no （code） at the end of its name line")
-        name, item_id = name_code.group(1).strip(), name_code.group(2).strip()
+        name, item_id = name_code.group(1).strip(), identifier(name_code.group(2))
         option_codes = []
         quantity: int | None = None
         for line in block[1:]:
@@ -173,7 +174,7 @@ def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
             raise MailError(f"item {number} has no quantity (価格 … × N(個) line)")
         if quantity == 0:
             raise MailError(f"item {number} has quantity 0")
-        variation = (item_id + "".join(option_codes),) if option_codes else ()
+        variation = (joined(item_id, option_codes),) if option_codes else ()
         yield OrderLine(
             line_no=number,
             item_id=item_id,

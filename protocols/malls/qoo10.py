@@ -41,6 +41,8 @@ from protocols.malls.base import (
     OrderLine,
     OrderPoll,
     StockUpdate,
+    identifier,
+    joined,
 )
 
 CAPABILITY = Capability(
@@ -83,7 +85,12 @@ _UNPAID, _PAID, _CANCELLED = "入金待ち", "配送要請", "キャンセル"
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = SellerCode (販売者商品コード) + option code, or SellerCode alone."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
+
+
+def _option_variation(option_code: str) -> tuple[str, ...]:
+    code = identifier(option_code)
+    return (code,) if code else ()
 
 
 def _call(method: str, account: ApiAccount, params: list[tuple[str, str]]) -> HttpRequest:
@@ -354,9 +361,9 @@ def _cart_order(pack_no: str, rows: list[_OrderRow]) -> MallOrder:
     lines = tuple(
         OrderLine(
             line_no=line_no,
-            item_id=row.sellerItemCode,
-            variation=(row.optionCode,) if row.optionCode else (),
-            sku=join_sku(row.sellerItemCode, (row.optionCode,) if row.optionCode else ()),
+            item_id=identifier(row.sellerItemCode),
+            variation=_option_variation(row.optionCode),
+            sku=join_sku(row.sellerItemCode, _option_variation(row.optionCode)),
             quantity=row.orderQty,
             name=row.itemTitle,
         )

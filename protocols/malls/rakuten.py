@@ -13,14 +13,16 @@ import base64
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
 from protocols.malls import _api, _mail
 from protocols.malls.base import (
+    CHOICE_PREFIX,
     ApiAccount,
     Capability,
+    CsvRecords,
     HttpRequest,
     MailError,
     MallApiError,
@@ -31,9 +33,10 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    csv_records,
+    display_name,
     encode_csv,
     header_records,
+    identifier,
     int_field,
 )
 
@@ -118,23 +121,58 @@ _CONTROL_DELETE = "d"
 
 # --- identifiers -------------------------------------------------------------------------
 
+# A legacy choice whose 子番号 is empty is told apart by its choice name: the variation's
+# component for that axis is base.CHOICE_PREFIX + the name, and joins into the SKU as
+# "-" + the name.
+_CHOICE_JOINER = "-"
+
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
-    """SKU管理番号 for an SKU-format variant, else 商品管理番号 + 横軸子番号 + 縦軸子番号."""
+    """SKU管理番号 for an SKU-format variant, else 商品管理番号 + 横軸子番号 + 縦軸子番号, where
+    an axis named by its choice (its 子番号 is empty) adds "-" + the choice name. Every
+    component by ``base.identifier`` (surrounding whitespace dropped)."""
     variant = _variant_id(variation)
     if variant is not None:
-        return item_id if variant == NORMAL_INVENTORY else variant
-    return item_id + "".join(variation)
+        return identifier(item_id) if variant == NORMAL_INVENTORY else variant
+    return identifier(item_id) + "".join(map(_joined_axis, variation))
+
+
+def _joined_axis(component: str) -> str:
+    if component.startswith(CHOICE_PREFIX):
+        return _CHOICE_JOINER + component[len(CHOICE_PREFIX) :]
+    return identifier(component)
+
+
+def item_id_forms(item_id: str) -> tuple[str, ...]:
+    """The 商品管理番号 an order's printed code may stand for: itself, and lower-cased (RMS
+    keeps 商品管理番号 in lower case; 商品番号, which mails print, may have capitals)."""
+    return (item_id, item_id.lower())
+
+
+def choice_axis(sub_code: str, choice_name: str) -> str:
+    """One axis of a legacy choice: its 子番号, or, when that is empty (a real download can
+    have it so), its choice name, so that two choices never join into one SKU."""
+    code = identifier(sub_code)
+    if code:
+        return code
+    name = display_name(choice_name)
+    return CHOICE_PREFIX + name if name else ""
+
+
+def is_named_by_choice(variation: tuple[str, ...]) -> bool:
+    """Whether an axis of this variation is a choice name (its 子番号 was empty)."""
+    return any(component.startswith(CHOICE_PREFIX) for component in variation)
 
 
 def sku_variation(variant_id: str) -> tuple[str, ...]:
     """The variation that addresses an SKU-format variant (SKU管理番号 / API variantId)."""
-    return () if variant_id == NORMAL_INVENTORY else (SKU_PREFIX + variant_id,)
+    variant = identifier(variant_id)
+    return () if variant in ("", NORMAL_INVENTORY) else (SKU_PREFIX + variant,)
 
 
 def _variant_id(variation: tuple[str, ...]) -> str | None:
     if len(variation) == 1 and variation[0].startswith(SKU_PREFIX):
-        return variation[0][len(SKU_PREFIX) :]
+        return identifier(variation[0][len(SKU_PREFIX) :])
     return None
 
 
@@ -159,33 +197,42 @@ _FORMATS = {
 }
 
 
-def read_stock_file(
-    name: str, lines: Iterable[tuple[int, str | RowError]]
-) -> Iterator[StockRow | RowError]:
+def read_stock_file(name: str, records: CsvRecords) -> Iterator[StockRow | RowError]:
     """Rows of item.csv, select.csv or normal-item.csv (by file name or import format name).
 
-    ``lines`` are ``decoded_lines(...)``. Rows without stock of their own (在庫タイプ 0/2,
-    Select/Checkbox options, deletions, SKU parent rows) yield nothing.
+    ``records`` are ``csv_records(...)``. Rows without stock of their own (在庫タイプ 0/2,
+    Select/Checkbox options, deletions, SKU parent rows) yield nothing. Extra columns are
+    read where they help: 商品名 names the product, 商品番号 is kept beside 商品管理番号.
     """
     file_name = _FORMATS.get(name, name)
     if file_name == ITEM_CSV:
-        return _read_item_csv(lines)
+        return _read_item_csv(records)
     if file_name == SELECT_CSV:
-        return _read_select_csv(lines)
+        return _read_select_csv(records)
     if file_name == NORMAL_ITEM_CSV:
-        return _read_normal_item_csv(lines)
+        return _read_normal_item_csv(records)
     known = ", ".join([*_FORMATS.values(), *_FORMATS])
     raise ValueError(f"unknown rakuten stock file {name!r} (known: {known})")
 
 
-def _read_item_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[StockRow | RowError]:
+_ITEM_NUMBER = "商品番号"
+_ITEM_NAME = "商品名"
+
+
+def _alt_item_id(row: dict[str, str], item_id: str) -> str:
+    """商品番号, which order mails print, when the file has it and it is not 商品管理番号."""
+    item_number = identifier(row.get(_ITEM_NUMBER, ""))
+    return item_number if item_number != item_id else ""
+
+
+def _read_item_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
     required = (_MANAGE_NUMBER, "在庫タイプ", "在庫数")
-    for number, row in header_records(csv_records(lines), required):
+    for number, row in header_records(records, required):
         if isinstance(row, RowError):
             yield row
             continue
-        item_id = row[_MANAGE_NUMBER]
-        if row.get("コントロールカラム", "") == _CONTROL_DELETE:
+        item_id = identifier(row[_MANAGE_NUMBER])
+        if row.get("コントロールカラム", "").strip() == _CONTROL_DELETE:
             continue
         if not item_id:
             yield RowError(line=number, field=_MANAGE_NUMBER, reason="is empty")
@@ -205,74 +252,165 @@ def _read_item_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[Stoc
         if isinstance(quantity, RowError):
             yield quantity
             continue
-        yield StockRow(line=number, sku=item_id, item_id=item_id, quantity=quantity)
+        yield StockRow(
+            line=number,
+            sku=item_id,
+            item_id=item_id,
+            quantity=quantity,
+            name=display_name(row.get(_ITEM_NAME, "")),
+            alt_item_id=_alt_item_id(row, item_id),
+        )
 
 
-def _read_select_csv(
-    lines: Iterable[tuple[int, str | RowError]],
-) -> Iterator[StockRow | RowError]:
-    horizontal = "項目選択肢別在庫用横軸選択肢子番号"
-    vertical = "項目選択肢別在庫用縦軸選択肢子番号"
-    count = "項目選択肢別在庫用在庫数"
-    required = (_MANAGE_NUMBER, "選択肢タイプ", horizontal, vertical, count)
-    for number, row in header_records(csv_records(lines), required):
+_HORIZONTAL_CODE = "項目選択肢別在庫用横軸選択肢子番号"
+_VERTICAL_CODE = "項目選択肢別在庫用縦軸選択肢子番号"
+_HORIZONTAL_NAME = "項目選択肢別在庫用横軸選択肢"
+_VERTICAL_NAME = "項目選択肢別在庫用縦軸選択肢"
+
+
+_AXIS_COLUMNS = ((_HORIZONTAL_CODE, _HORIZONTAL_NAME), (_VERTICAL_CODE, _VERTICAL_NAME))
+
+
+class _Choice(NamedTuple):
+    """One stock choice row of select.csv, as read."""
+
+    line: int
+    codes: tuple[str, str]  # 横軸/縦軸 子番号, by base.identifier
+    names: tuple[str, str]  # 横軸/縦軸 choice names
+    quantity: str
+
+
+_COUNT = "項目選択肢別在庫用在庫数"
+
+
+def _read_select_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
+    """The stock choices of select.csv, an item's rows at a time (RMS writes them together):
+    the default rule's codes when they tell the item's choices apart, else see
+    ``_item_choices``."""
+    required = (_MANAGE_NUMBER, "選択肢タイプ", _HORIZONTAL_CODE, _VERTICAL_CODE, _COUNT)
+    item_id, choices = "", list[_Choice]()
+    for number, row in header_records(records, required):
         if isinstance(row, RowError):
             yield row
             continue
-        item_id = row[_MANAGE_NUMBER]
+        row_item = identifier(row[_MANAGE_NUMBER])
         choice_type = row["選択肢タイプ"].strip()
-        if row.get("項目選択肢用コントロールカラム", "") == _CONTROL_DELETE:
+        if row.get("項目選択肢用コントロールカラム", "").strip() == _CONTROL_DELETE:
             continue
         if choice_type in _CHOICE_TYPES_WITHOUT_STOCK:
             continue
         if choice_type != _CHOICE_TYPE_STOCK:
             yield RowError(
                 line=number,
-                code=item_id,
+                code=row_item,
                 field="選択肢タイプ",
                 reason=f"unknown value {choice_type!r}",
             )
             continue
-        if not item_id:
+        if not row_item:
             yield RowError(line=number, field=_MANAGE_NUMBER, reason="is empty")
             continue
-        variation = (row[horizontal], row[vertical])
+        if row_item != item_id:
+            yield from _item_choices(item_id, choices)
+            item_id, choices = row_item, []
+        choices.append(
+            _Choice(
+                number,
+                (identifier(row[_HORIZONTAL_CODE]), identifier(row[_VERTICAL_CODE])),
+                (
+                    display_name(row.get(_HORIZONTAL_NAME, "")),
+                    display_name(row.get(_VERTICAL_NAME, "")),
+                ),
+                row[_COUNT],
+            )
+        )
+    yield from _item_choices(item_id, choices)
+
+
+def _item_choices(item_id: str, choices: list[_Choice]) -> Iterator[StockRow | RowError]:
+    """One item's stock choices. Two choices never become one SKU: where the default rule
+    (商品管理番号 + 子番号) gives several of them one code (a 子番号 is empty, as real downloads
+    have it), each axis of theirs without 子番号 is told apart by its choice name
+    (``choice_axis``), and the job log says so; choices that even their names do not tell
+    apart are refused, all of them, naming the fix."""
+    by_code: dict[str, list[_Choice]] = {}
+    for choice in choices:
+        by_code.setdefault(join_sku(item_id, choice.codes), []).append(choice)
+    variations: dict[int, tuple[str, ...]] = {}
+    for same in by_code.values():
+        for choice in same:
+            variations[choice.line] = (
+                choice.codes
+                if len(same) == 1
+                else tuple(map(choice_axis, choice.codes, choice.names))
+            )
+    lines_of: dict[str, list[int]] = {}
+    for line, variation in variations.items():
+        lines_of.setdefault(join_sku(item_id, variation), []).append(line)
+    named = [choice for choice in choices if is_named_by_choice(variations[choice.line])]
+    note = (
+        f"line {named[0].line} [{item_id}]: 子番号 is empty for {len(named)} choices, so "
+        f"their SKU codes are made from the choice names ({item_id}-<choice name>); to use "
+        "other codes, map them with zaiko listings import"
+        if named
+        else ""
+    )
+    for choice in choices:
+        variation = variations[choice.line]
         sku = join_sku(item_id, variation)
-        quantity = int_field(row[count], line=number, field=count, code=sku)
+        others = [line for line in lines_of[sku] if line != choice.line]
+        if others:
+            yield RowError(
+                line=choice.line,
+                code=sku,
+                field=_HORIZONTAL_CODE,
+                reason=f"is empty and the choice names do not tell this choice from line "
+                f"{others[0]}'s either (no listing can): none of them is read; give them "
+                "their 子番号 in RMS and download the file again",
+            )
+            continue
+        quantity = int_field(choice.quantity, line=choice.line, field=_COUNT, code=sku)
         if isinstance(quantity, RowError):
             yield quantity
             continue
-        names = (
-            row.get("項目選択肢別在庫用横軸選択肢", ""),
-            row.get("項目選択肢別在庫用縦軸選択肢", ""),
-        )
+        is_named = is_named_by_choice(variation)
         yield StockRow(
-            line=number,
+            line=choice.line,
             sku=sku,
             item_id=item_id,
             variation=variation,
             quantity=quantity,
-            name=" ".join(n for n in names if n),
+            name=display_name(*choice.names),
+            note=note if is_named else "",
+            code_hint=(
+                "; 子番号 is empty, so the code is made from the choice name: set the 子番号 "
+                "in RMS, or map the choice to a SKU with zaiko listings import (variation "
+                f"{CHOICE_PREFIX}<choice name>) and import with --shop"
+                if is_named
+                else ""
+            ),
         )
+        if is_named:
+            note = ""  # said once per item
 
 
-def _read_normal_item_csv(
-    lines: Iterable[tuple[int, str | RowError]],
-) -> Iterator[StockRow | RowError]:
+def _read_normal_item_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
     required = (_MANAGE_NUMBER, "SKU管理番号", "在庫数")
-    parent = ""
-    for number, row in header_records(csv_records(lines), required):
+    parent = parent_number = parent_name = ""
+    for number, row in header_records(records, required):
         if isinstance(row, RowError):
             yield row
             continue
-        variant = row["SKU管理番号"]
+        variant = identifier(row["SKU管理番号"])
         if not variant:
             # A parent row (item-level fields only); its SKU rows may leave the item id blank.
-            parent = row[_MANAGE_NUMBER]
+            parent = identifier(row[_MANAGE_NUMBER])
+            parent_number = _alt_item_id(row, parent)
+            parent_name = display_name(row.get(_ITEM_NAME, ""))
             continue
-        if row.get("コントロールカラム", "") == _CONTROL_DELETE:
+        if row.get("コントロールカラム", "").strip() == _CONTROL_DELETE:
             continue
-        item_id = row[_MANAGE_NUMBER] or parent
+        item_id = identifier(row[_MANAGE_NUMBER]) or parent
         if not item_id:
             yield RowError(
                 line=number, code=variant, field=_MANAGE_NUMBER, reason="is empty and no parent row"
@@ -284,13 +422,15 @@ def _read_normal_item_csv(
         if isinstance(quantity, RowError):
             yield quantity
             continue
+        own_parent = item_id == parent
         yield StockRow(
             line=number,
             sku=sku,
             item_id=item_id,
             variation=variation,
             quantity=quantity,
-            name=row.get("商品名", ""),
+            name=display_name(row.get(_ITEM_NAME, "")) or (parent_name if own_parent else ""),
+            alt_item_id=_alt_item_id(row, item_id) or (parent_number if own_parent else ""),
         )
 
 
@@ -322,20 +462,19 @@ def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
         elif variant is not None:
             skus.append(["u", update.item_id, variant, quantity])
         else:
-            horizontal, vertical = _axes(update)
-            choices.append(
-                _in_columns(
-                    SELECT_HEADER,
-                    {
-                        "項目選択肢用コントロールカラム": "u",
-                        _MANAGE_NUMBER: update.item_id,
-                        "選択肢タイプ": _CHOICE_TYPE_STOCK,
-                        "項目選択肢別在庫用横軸選択肢子番号": horizontal,
-                        "項目選択肢別在庫用縦軸選択肢子番号": vertical,
-                        "項目選択肢別在庫用在庫数": quantity,
-                    },
-                )
-            )
+            values = {
+                "項目選択肢用コントロールカラム": "u",
+                _MANAGE_NUMBER: update.item_id,
+                "選択肢タイプ": _CHOICE_TYPE_STOCK,
+                "項目選択肢別在庫用在庫数": quantity,
+            }
+            # an axis without 子番号 is addressed by its choice name
+            for axis, (code_column, name_column) in zip(_axes(update), _AXIS_COLUMNS, strict=True):
+                if axis.startswith(CHOICE_PREFIX):
+                    values[name_column] = axis[len(CHOICE_PREFIX) :]
+                else:
+                    values[code_column] = axis
+            choices.append(_in_columns(SELECT_HEADER, values))
     files: dict[str, bytes] = {}
     if items:
         files[ITEM_CSV] = encode_csv(ITEM_HEADER, items)
@@ -528,6 +667,8 @@ class _Item(msgspec.Struct, rename="camel"):
     manage_number: str
     units: int
     delete_item_flag: int = 0
+    # legacy choices as "label:value" lines, e.g. "カラー:レッド\nサイズ:M"
+    selected_choice: str = ""
     skus: list[_Sku] = msgspec.field(name="SkuModelList", default_factory=list)
 
 
@@ -703,11 +844,12 @@ def _mall_order(order: _Order) -> MallOrder:
         lines.append(
             OrderLine(
                 line_no=line_no,
-                item_id=item.manage_number,
+                item_id=identifier(item.manage_number),
                 variation=variation,
                 sku=join_sku(item.manage_number, variation),
                 quantity=item.units,
                 name=item.item_name,
+                choices=_choice_values(item.selected_choice.splitlines()),
             )
         )
         if item.delete_item_flag:
@@ -808,6 +950,7 @@ def _rendered_order(order: MallOrder) -> _Order:
             manage_number=line.item_id,
             units=line.quantity,
             delete_item_flag=int(line.line_no in order.cancelled_lines and not cancelled),
+            selected_choice="\n".join(_choice_lines(line)),
             skus=[_Sku(variant_id=_api_variant_id(line.item_id, line.variation))],
         )
         for line in order.lines
@@ -882,16 +1025,20 @@ def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
             raise MailError(
                 f"item block {number} has no item code in (...) at the end of its name line"
             )
-        name, code = name_code.group(1).strip(), name_code.group(2).strip()
+        name, code = name_code.group(1).strip(), identifier(name_code.group(2))
         variation: tuple[str, ...] = ()
         quantity: int | None = None
+        options: list[str] = []
         for line in block[1:]:
             sku_line = _SKU_LINE.match(line)
             if sku_line is not None:
                 variation = sku_variation(sku_line.group(1))
-            found = _QUANTITY.search(line) if line.startswith("価格") else None
-            if found is not None:
-                quantity = _mail.parse_count(found.group(1), f"item block {number} quantity")
+            elif line.startswith("価格"):
+                found = _QUANTITY.search(line)
+                if found is not None:
+                    quantity = _mail.parse_count(found.group(1), f"item block {number} quantity")
+            else:
+                options.append(line)
         if quantity is None:
             raise MailError(f"item block {number} has no quantity")
         if quantity == 0:
@@ -903,7 +1050,26 @@ def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
             sku=join_sku(code, variation),
             quantity=quantity,
             name=name,
+            choices=_choice_values(options),
         )
+
+
+def _choice_values(lines: Iterable[str]) -> tuple[str, ...]:
+    """The values of ``label:value`` option lines (full- or half-width colon), as a choice
+    name reads in select.csv; a legacy choice's 子番号 is already in the printed code, but
+    an item whose 子番号 is empty is told apart by these (``protocols.listings``)."""
+    values = []
+    for line in lines:
+        label, colon, value = line.replace("：", ":").partition(":")
+        if colon and label.strip() and (name := display_name(value)):
+            values.append(name)
+    return tuple(values)
+
+
+def _choice_lines(line: OrderLine) -> list[str]:
+    """Option lines for ``line``: the names of its choice axes, else its ``choices``."""
+    names = [c[len(CHOICE_PREFIX) :] for c in line.variation if c.startswith(CHOICE_PREFIX)]
+    return [f"選択肢{n}:{name}" for n, name in enumerate(names or line.choices, start=1)]
 
 
 def _item_blocks(lines: list[str]) -> list[list[str]]:
@@ -987,9 +1153,13 @@ def render_order_mail(order: MallOrder, shop_name: str) -> bytes:
 
 def _render_item(line: OrderLine) -> str:
     variant = _variant_id(line.variation)
-    # Legacy choices: the order shows 商品番号 + 子番号, i.e. the joined code.
-    code = line.item_id if variant is not None else join_sku(line.item_id, line.variation)
-    options = f"\nSKU管理番号:{variant}" if variant is not None else ""
+    # Legacy choices: the order shows 商品番号 + 子番号, i.e. the joined code (an axis whose
+    # 子番号 is empty adds nothing there: only its option line names it).
+    codes = tuple(c for c in line.variation if not c.startswith(CHOICE_PREFIX))
+    code = line.item_id if variant is not None else join_sku(line.item_id, codes)
+    options = "".join(f"\n{option}" for option in _choice_lines(line))
+    if variant is not None:
+        options += f"\nSKU管理番号:{variant}"
     amount = line.quantity * 1000
     return (
         f"{line.name} ({code}){options}\n"

@@ -15,7 +15,7 @@ from protocols.malls._mail import (
     render_mail,
     require_new,
 )
-from protocols.malls.base import Capability, MallOrder
+from protocols.malls.base import Capability, MallOrder, joined
 
 CAPABILITY = Capability(
     kind="shoplist",
@@ -50,7 +50,7 @@ render_error = _API.render_error
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = 品番 + カラーコード + サイズコード (absent codes are skipped)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 def parse_order_mail(raw: bytes) -> MallOrder:

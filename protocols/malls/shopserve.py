@@ -17,7 +17,7 @@ from protocols.malls._mail import (
     render_mail,
     require_new,
 )
-from protocols.malls.base import Capability, MallOrder
+from protocols.malls.base import Capability, MallOrder, joined
 
 CAPABILITY = Capability(
     kind="shopserve",
@@ -53,7 +53,7 @@ render_error = _API.render_error
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = 品番 followed by any variation codes (ShopServe mails carry the 品番 only)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 def parse_order_mail(raw: bytes) -> MallOrder:

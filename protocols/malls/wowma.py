@@ -8,12 +8,13 @@ Unverified: stock.csv and updateStock XML follow public third-party code; the ba
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from protocols.malls import _api, _mail
 from protocols.malls.base import (
     ApiAccount,
     Capability,
+    CsvRecords,
     HttpRequest,
     MailError,
     MallOrder,
@@ -22,9 +23,11 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    csv_records,
+    display_name,
     encode_csv,
     header_records,
+    identifier,
+    identifiers,
     int_field,
 )
 
@@ -76,13 +79,14 @@ _CONTROL_DELETE = "D"
 
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
-    """itemCode + H code + V code; an axis written ``-`` (or blank) adds nothing."""
-    return item_id + "".join(code for code in variation if code != NO_AXIS)
+    """itemCode + H code + V code (each by ``base.identifier``); an axis written ``-`` (or
+    blank) adds nothing."""
+    return identifier(item_id) + "".join(code for code in identifiers(variation) if code != NO_AXIS)
 
 
 def choice_variation(horizontal: str, vertical: str) -> tuple[str, ...]:
     """The variation of a choice, ``-`` normalised to blank so equal choices compare equal."""
-    return tuple("" if code == NO_AXIS else code for code in (horizontal, vertical))
+    return tuple("" if code == NO_AXIS else code for code in identifiers((horizontal, vertical)))
 
 
 def _axes(update: StockUpdate) -> tuple[str, str]:
@@ -95,16 +99,15 @@ def _axes(update: StockUpdate) -> tuple[str, str]:
 # --- stock.csv ---------------------------------------------------------------------------
 
 
-def read_stock_file(
-    name: str, lines: Iterable[tuple[int, str | RowError]]
-) -> Iterator[StockRow | RowError]:
-    """stock.csv rows: stockSegment 1 → the item's stockCount, 2 → one choice's count."""
+def read_stock_file(name: str, records: CsvRecords) -> Iterator[StockRow | RowError]:
+    """stock.csv rows: stockSegment 1 → the item's stockCount, 2 → one choice's count. An
+    ``itemName`` column, when the file has one, names the product."""
     if name not in (STOCK_CSV, "wowma_stock"):
         raise ValueError(f"unknown wowma stock file {name!r} (known: {STOCK_CSV})")
-    return _read_stock_csv(lines)
+    return _read_stock_csv(records)
 
 
-def _read_stock_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[StockRow | RowError]:
+def _read_stock_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
     required = (
         "itemCode",
         "stockSegment",
@@ -113,12 +116,12 @@ def _read_stock_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[Sto
         "choicesStockVerticalCode",
         "choicesStockCount",
     )
-    for number, row in header_records(csv_records(lines), required):
+    for number, row in header_records(records, required):
         if isinstance(row, RowError):
             yield row
             continue
-        item_id = row["itemCode"]
-        if row.get("ctrlCol", "").upper() == _CONTROL_DELETE:
+        item_id = identifier(row["itemCode"])
+        if row.get("ctrlCol", "").strip().upper() == _CONTROL_DELETE:
             continue
         if not item_id:
             yield RowError(line=number, field="itemCode", reason="is empty")
@@ -133,7 +136,7 @@ def _read_stock_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[Sto
             )
             count_field = "choicesStockCount"
             if not any(variation):
-                if not row[count_field]:
+                if not row[count_field].strip():
                     continue  # the item's own line of a per-choice item carries no stock
                 yield RowError(
                     line=number,
@@ -152,14 +155,17 @@ def _read_stock_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[Sto
         if isinstance(quantity, RowError):
             yield quantity
             continue
-        names = (row.get("choicesStockHorizontalName", ""), row.get("choicesStockVerticalName", ""))
         yield StockRow(
             line=number,
             sku=sku,
             item_id=item_id,
             variation=variation,
             quantity=quantity,
-            name=" ".join(n for n in names if n),
+            name=display_name(
+                row.get("itemName", ""),
+                row.get("choicesStockHorizontalName", ""),
+                row.get("choicesStockVerticalName", ""),
+            ),
         )
 
 
@@ -339,7 +345,7 @@ def parse_order_mail(raw: bytes) -> MallOrder:
     lines = []
     for number, item in enumerate(items, start=1):
         where = f"item {number}"
-        item_id = _mail.required(item, "商品コード", where)
+        item_id = identifier(_mail.required(item, "商品コード", where))
         variation = (
             choice_variation(item.get("横軸コード", ""), item.get("縦軸コード", ""))
             if "横軸コード" in item or "縦軸コード" in item

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from protocols.malls import _api, _mail
 from protocols.malls.base import (
     ApiAccount,
     Capability,
+    CsvRecords,
     HttpRequest,
     MailError,
     MallOrder,
@@ -24,9 +25,10 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    csv_records,
+    display_name,
     encode_csv,
     header_records,
+    identifier,
     int_field,
 )
 
@@ -57,25 +59,27 @@ CAPABILITY = Capability(
 
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
-    """The sub-code when there is one, else the item code."""
-    return variation[0] if variation and variation[0] else item_id
+    """The sub-code when there is one, else the item code (each by ``base.identifier``)."""
+    sub_code = identifier(variation[0]) if variation else ""
+    return sub_code or identifier(item_id)
 
 
 def _variation(sub_code: str) -> tuple[str, ...]:
-    return (sub_code,) if sub_code else ()
+    code = identifier(sub_code)
+    return (code,) if code else ()
 
 
 # --- quantity.csv (also ポンパレモール's shape) --------------------------------------------
 
 
-def read_quantity_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[StockRow | RowError]:
-    """Rows of a ``code,sub-code,quantity,...`` file; extra columns (name, stock-close) are kept
-    out of the way, sub-code may be missing."""
-    for number, row in header_records(csv_records(lines), ("code", "quantity")):
+def read_quantity_csv(records: CsvRecords) -> Iterator[StockRow | RowError]:
+    """Rows of a ``code,sub-code,quantity,...`` file; extra columns (stock-close) are kept
+    out of the way, sub-code may be missing, name names the product."""
+    for number, row in header_records(records, ("code", "quantity")):
         if isinstance(row, RowError):
             yield row
             continue
-        code = row["code"]
+        code = identifier(row["code"])
         if not code:
             yield RowError(line=number, field="code", reason="is empty")
             continue
@@ -91,7 +95,7 @@ def read_quantity_csv(lines: Iterable[tuple[int, str | RowError]]) -> Iterator[S
             item_id=code,
             variation=variation,
             quantity=quantity,
-            name=row.get("name", ""),
+            name=display_name(row.get("name", "")),
         )
 
 
@@ -109,13 +113,11 @@ def _sub_code(update: StockUpdate) -> str:
     return update.variation[0] if update.variation else ""
 
 
-def read_stock_file(
-    name: str, lines: Iterable[tuple[int, str | RowError]]
-) -> Iterator[StockRow | RowError]:
+def read_stock_file(name: str, records: CsvRecords) -> Iterator[StockRow | RowError]:
     """quantity.csv (``name`` is the file name or the ``yahoo_quantity`` format)."""
     if name not in (QUANTITY_CSV, "yahoo_quantity"):
         raise ValueError(f"unknown yahoo stock file {name!r} (known: {QUANTITY_CSV})")
-    return read_quantity_csv(lines)
+    return read_quantity_csv(records)
 
 
 def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
@@ -292,7 +294,8 @@ def _item_lines(lines: list[str]) -> Iterator[OrderLine]:
         code_line = rest[0]
         labelled = _mail.split_label(code_line)
         code_text = labelled[1] if labelled is not None else code_line
-        item_id, _, sub_code = code_text.strip().partition("/")
+        item_id, _, sub_code = code_text.partition("/")
+        item_id = identifier(item_id)
         if not item_id:
             raise MailError(f"item {number} has an empty item code")
         quantity = next(

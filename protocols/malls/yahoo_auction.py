@@ -34,6 +34,8 @@ from protocols.malls.base import (
     MallOrderState,
     OrderLine,
     OrderPoll,
+    identifier,
+    joined,
 )
 
 CAPABILITY = Capability(
@@ -55,7 +57,7 @@ _RENDERED_STATES: dict[MallOrderState, str] = {status: state for state, status i
 
 def join_sku(item_id: str, variation: tuple[str, ...]) -> str:
     """SKU = the seller's item code of the auction (auctions have no variation codes)."""
-    return item_id + "".join(variation)
+    return joined(item_id, variation)
 
 
 class _Auction(msgspec.Struct):
@@ -152,7 +154,7 @@ def _mall_order(auction: _Auction) -> MallOrder:
         lines=(
             OrderLine(
                 line_no=1,
-                item_id=auction.SellerItemCode,
+                item_id=identifier(auction.SellerItemCode),
                 sku=join_sku(auction.SellerItemCode, ()),
                 quantity=auction.Quantity,
                 name=auction.Title,

@@ -206,3 +206,38 @@ def test_a_sku_with_a_stock_journal_does_not_become_a_set(ledger: LedgerHarness)
     )
     assert isinstance(refused, control.Error) and "stock journal" in refused.message
     assert len(ledger.detail("S0", 5).journal) == 2
+
+
+def test_allow_negative_takes_oversold_counts_with_an_oversell_each(
+    ledger: LedgerHarness, tmp_path: Path
+) -> None:
+    """A TEMPOSTAR download's oversold items, across batches of 3 rows, uniform and not:
+    journaled as import, an oversell row and event for each SKU that ends below 0 (not for
+    one set to the negative count it already has); 実在庫数 and 保留在庫数 never go below 0."""
+    text = HEADER + "S0,-2,,,\r\nS1,4,,,\r\nS2,-1,,,\r\nS3,-5,1,,\r\n"
+    refused = apply(ledger, tmp_path, text)
+    assert (refused.success, refused.failure) == (1, 3)
+    assert all("--allow-negative" in str(message) for message in refused.messages)
+    (job,), _ = ledger.batch([(CreateJob(kind="import"), "test")])
+    assert isinstance(job, control.Job)
+    spool = tmp_path / "oversold.upload"
+    spool.write_bytes(text.encode("cp932"))
+    start = control.ImportStart(id=0, file_name="f.csv", allow_negative=True)
+    source = ParsedFile(spool, start, batch_rows=3)
+    (result,), events = ledger.batch([(ApplyImport(job=job.id, start=start, source=source), "cli")])
+    assert isinstance(result, control.Job) and (result.success, result.failure) == (4, 0)
+    assert levels(ledger)[:4] == [-2, 4, -1, -5]
+    assert [(e.sku, e.expected, e.ref) for e in events if isinstance(e, control.Oversell)] == [
+        ("S0", -2, f"job:{job.id}"),
+        ("S2", -1, f"job:{job.id}"),
+        ("S3", -5, f"job:{job.id}"),
+    ]
+    assert ledger.detail("S0").journal[0].reason == "import"
+    assert ledger.violations() == []
+    again = apply(ledger, tmp_path, text, allow_negative=True)
+    assert again.success == 4
+    assert ledger.db.execute("SELECT count(*) FROM oversells").fetchone() == (3,)
+    below = apply(
+        ledger, tmp_path, HEADER + "S4,-1,,,\r\nS5,1,-1,,\r\n", allow_negative=True, target="actual"
+    )
+    assert (below.success, below.failure) == (0, 2)

@@ -80,3 +80,34 @@ def test_stored_settings_of_a_renamed_or_removed_setting_are_rewritten(tmp_path:
         ("legacy_flag", "1", None, "migration"),
     ]
     db.close()
+
+
+def test_listings_of_an_older_database_get_the_item_number_column_and_one_variation_form(
+    tmp_path: Path,
+) -> None:
+    """Schema 6: a listing keeps the mall's other identifier of its item, and a variation is
+    stored without trailing empty axes (so a listings CSV's ("s",) is a file's ("s", ""))."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:5], start=1):
+        assert isinstance(script, str)
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version={number}")
+    db.execute(
+        "INSERT INTO shops(id, mall, settings, created_at, updated_at) "
+        "VALUES ('r1', 'rakuten', '{\"id\": \"r1\", \"mall\": \"rakuten\"}', 't0', 't0')"
+    )
+    db.execute("INSERT INTO skus(code, created_at) VALUES ('A', 't0'), ('B', 't0')")
+    db.execute(
+        "INSERT INTO listings(shop, sku, item_id, variation) VALUES "
+        "('r1', 'A', 'shirt', '[\"s\",\"\"]'), ('r1', 'B', 'bag', '[\"\",\"\"]')"
+    )
+    db.close()
+    ledger = LedgerHarness(path)
+    assert ledger.db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    assert ledger.db.execute(
+        "SELECT sku, item_id, variation, alt_item_id FROM listings ORDER BY sku"
+    ).fetchall() == [("A", "shirt", '["s"]', ""), ("B", "bag", "[]", "")]
+    ledger.close()

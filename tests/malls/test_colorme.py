@@ -13,7 +13,7 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 from tests.malls.mail_variants import every_shape, single_part
 
@@ -22,7 +22,7 @@ HEADER = "商品ID,登録種別,オプション名1,オプション名2,オプ�
 
 
 def read(content: bytes, name: str = "colorme_option") -> list[StockRow | RowError]:
-    return list(colorme.read_stock_file(name, decoded_lines(content.splitlines(keepends=True))))
+    return list(colorme.read_stock_file(name, csv_records([content])))
 
 
 def test_option_csv_round_trip() -> None:

@@ -10,15 +10,13 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 from tests.malls.mail_variants import alternative, every_shape, single_part
 
 
 def read(name: str, content: bytes, encoding: str = "cp932") -> list[StockRow | RowError]:
-    return list(
-        futureshop.read_stock_file(name, decoded_lines(content.splitlines(keepends=True), encoding))
-    )
+    return list(futureshop.read_stock_file(name, csv_records([content], encoding)))
 
 
 UPDATES = [

@@ -13,7 +13,7 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 from tests.malls.mail_variants import single_part
 from tests.malls.subject_shapes import every_shape_with_subject
@@ -27,9 +27,7 @@ def test_quantity_csv_round_trip() -> None:
         StockUpdate("㈱髙①～", ("㈱髙①～-M",), 0),
     ]
     content = ponpare.write_stock_files(updates)["quantity.csv"]
-    rows = list(
-        ponpare.read_stock_file("ponpare_quantity", decoded_lines(content.splitlines(True)))
-    )
+    rows = list(ponpare.read_stock_file("ponpare_quantity", csv_records([content])))
     assert rows == [
         StockRow(line=2, sku="000123", item_id="000123", quantity=4),
         StockRow(line=3, sku="㈱髙①～-M", item_id="㈱髙①～", variation=("㈱髙①～-M",), quantity=0),
@@ -38,7 +36,7 @@ def test_quantity_csv_round_trip() -> None:
 
 def test_bad_byte_in_quantity_csv_is_a_row_error() -> None:
     content = b"code,sub-code,quantity\r\na,,1\r\nb\x81\x20,,2\r\n"
-    rows = list(ponpare.read_stock_file("quantity.csv", decoded_lines(content.splitlines(True))))
+    rows = list(ponpare.read_stock_file("quantity.csv", csv_records([content])))
     assert isinstance(rows[1], RowError) and rows[1].line == 3
 
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import base64
+import email
 import json
+from pathlib import Path
 
+import msgspec
 import pytest
 
 from protocols.malls import rakuten
@@ -14,7 +17,7 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 from tests.malls.mail_variants import single_part
 from tests.malls.subject_shapes import every_shape_with_subject
@@ -23,9 +26,7 @@ ACCOUNT = ApiAccount(base_url="https://api.rms.rakuten.co.jp", secret="SP123_abc
 
 
 def read(name: str, content: bytes, encoding: str = "cp932") -> list[StockRow | RowError]:
-    return list(
-        rakuten.read_stock_file(name, decoded_lines(content.splitlines(keepends=True), encoding))
-    )
+    return list(rakuten.read_stock_file(name, csv_records([content], encoding)))
 
 
 def rows_of(result: list[StockRow | RowError]) -> list[StockRow]:
@@ -335,6 +336,7 @@ EXPECTED = MallOrder(
             sku="bottle-500",
             quantity=1,
             name="【送料無料】ステンレス (保温) ボトル",
+            choices=("ブラック",),
         ),
         OrderLine(
             line_no=2,
@@ -343,6 +345,7 @@ EXPECTED = MallOrder(
             sku="jacket-01-l",
             quantity=1002,
             name="ジャケット (メンズ)",
+            choices=("L",),
         ),
     ),
 )
@@ -393,3 +396,152 @@ def test_broken_mail_says_why(edit: tuple[str, str], reason: str) -> None:
 def test_garbage_is_a_mail_error() -> None:
     with pytest.raises(MailError):
         rakuten.parse_order_mail(b"")
+
+
+# --- files as merchants have them (issue 9) ------------------------------------------------
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+SELECT_HEADER_LINE = (
+    "項目選択肢用コントロールカラム,商品管理番号（商品URL）,選択肢タイプ,項目選択肢別在庫用横軸選択肢,"
+    "項目選択肢別在庫用横軸選択肢子番号,項目選択肢別在庫用縦軸選択肢,項目選択肢別在庫用縦軸選択肢子番号,"
+    "項目選択肢別在庫用在庫数\r\n"
+)
+
+
+def test_item_csv_as_downloaded_is_read_as_records_with_names_and_item_numbers() -> None:
+    """58 columns, every field quoted, multi-line HTML with CRLF, LF and "" inside: 5 records
+    on 20 lines, 3 with stock of their own (the others: per choice, not managed)."""
+    content = (FIXTURES / "rakuten-item-download.csv").read_bytes()
+    assert content.count(b"\n") == 20
+    rows = rows_of(read("item.csv", content))
+    assert [(r.line, r.sku, r.name, r.alt_item_id, r.quantity) for r in rows] == [
+        (2, "mug-01", "マグカップ㈱特製", "MUG-01", 9),
+        (12, "bag-02", "トートバッグ", "", 4),  # 商品番号 = 商品管理番号; <br> dropped
+        (17, "case-04", "スマホケース", "Case-04", 2),  # spaces around the id dropped
+    ]
+
+
+def test_choices_with_empty_subcodes_take_codes_from_their_names() -> None:
+    rows = rows_of(read("select.csv", (FIXTURES / "rakuten-select-download.csv").read_bytes()))
+    assert [(r.line, r.sku, r.variation, r.quantity, r.name) for r in rows] == [
+        (4, "tshirt-001-レッド", ("choice:レッド", ""), 5, "レッド"),
+        (5, "tshirt-001-ブルー", ("choice:ブルー", ""), 3, "ブルー"),
+        (6, "tshirt-001-グリーン", ("choice:グリーン", ""), 0, "グリーン"),
+        # 子番号 " -bk" / " ": the default rule tells these apart once spaces are dropped
+        (7, "cap-01-bk", ("-bk", ""), 7, "ブラック フリー"),
+        (8, "cap-01-wh", ("-wh", ""), 2, "ホワイト フリー"),
+        (9, "cap-01-gy", ("-gy", ""), 1, ""),
+    ]
+    # the job log says so, once per item
+    assert [r.note for r in rows if r.note] == [
+        "line 4 [tshirt-001]: 子番号 is empty for 3 choices, so their SKU codes are made from "
+        "the choice names (tshirt-001-<choice name>); to use other codes, map them with zaiko "
+        "listings import"
+    ]
+
+
+def test_a_lone_choice_with_empty_subcode_keeps_the_default_code() -> None:
+    content = (SELECT_HEADER_LINE + "n,bag,i,フリー,,,,4\r\n").encode("cp932")
+    (row,) = rows_of(read("select.csv", content))
+    assert (row.sku, row.variation, row.note) == ("bag", ("", ""), "")
+
+
+def test_only_the_axis_without_subcode_is_named_and_only_where_codes_collide() -> None:
+    content = (
+        SELECT_HEADER_LINE
+        + "n,x,i,Ｓ,s,レッド,,1\r\nn,x,i,Ｓ,s,ブルー,,2\r\nn,x,i,Ｍ,m,レッド,,3\r\n"
+    ).encode("cp932")
+    rows = rows_of(read("select.csv", content))
+    assert [(r.sku, r.variation) for r in rows] == [
+        ("xs-レッド", ("s", "choice:レッド")),
+        ("xs-ブルー", ("s", "choice:ブルー")),
+        ("xm", ("m", "")),
+    ]
+
+
+def test_choices_their_names_do_not_tell_apart_are_all_refused() -> None:
+    content = (SELECT_HEADER_LINE + "n,x,i,Ａ,,,,1\r\nn,x,i,Ａ,,,,2\r\nn,y,i,Ａ,,,,3\r\n").encode(
+        "cp932"
+    )
+    result = read("select.csv", content)
+    assert [(e.line, e.code, e.field) for e in errors_of(result)] == [
+        (2, "x-Ａ", "項目選択肢別在庫用横軸選択肢子番号"),
+        (3, "x-Ａ", "項目選択肢別在庫用横軸選択肢子番号"),
+    ]
+    assert "give them their 子番号 in RMS" in errors_of(result)[0].reason
+    assert [(r.line, r.sku) for r in result if isinstance(r, StockRow)] == [(4, "y")]
+
+
+def test_a_choice_named_by_its_choice_is_written_back_by_name() -> None:
+    updates = [
+        StockUpdate("tshirt", ("choice:レッド",), 4),
+        StockUpdate("tshirt", ("choice:ブルー",), 6),
+    ]
+    written = rakuten.write_stock_files(updates)[rakuten.SELECT_CSV]
+    assert '"tshirt","i","","","レッド","","","","","4"' in written.decode("cp932")
+    rows = rows_of(read("select.csv", written))
+    assert [(r.variation, r.quantity) for r in rows] == [
+        (("choice:レッド", ""), 4),
+        (("choice:ブルー", ""), 6),
+    ]
+
+
+def test_identifier_rule_in_join_sku() -> None:
+    assert rakuten.join_sku(" item ", (" -01", "Red ")) == "item-01Red"
+    assert rakuten.join_sku("item", (" ", "\u3000")) == "item"
+    assert rakuten.join_sku("item", ("sku: v-1 ",)) == "v-1"
+
+
+def test_mail_and_api_carry_the_printed_option_values() -> None:
+    line = OrderLine(
+        line_no=1,
+        item_id="tshirt",
+        variation=("choice:レッド",),
+        sku="tshirt-レッド",
+        quantity=2,
+        name="Tシャツ",
+    )
+    order = MallOrder(
+        order_no="1-20260612-3", ordered_at="2026-06-12T10:31:07+09:00", lines=(line,)
+    )
+    mail = rakuten.render_order_mail(order, "店")
+    assert "Tシャツ (tshirt)\r\n選択肢1:レッド\r\n" in email.message_from_bytes(mail).get_payload(
+        decode=True
+    ).decode("iso-2022-jp")
+    (parsed,) = rakuten.parse_order_mail(mail).lines
+    # the mail prints 商品番号 (+ the 子番号 there are) and the option values: the ledger's
+    # listed_sku finds the SKU from those
+    assert (parsed.item_id, parsed.variation, parsed.sku, parsed.choices) == (
+        "tshirt",
+        (),
+        "tshirt",
+        ("レッド",),
+    )
+    body = json.dumps(
+        {
+            "OrderModelList": [
+                {
+                    "orderNumber": "1",
+                    "orderProgress": 100,
+                    "orderDatetime": "2026-06-12T10:31:07+0900",
+                    "PackageModelList": [
+                        {
+                            "ItemModelList": [
+                                {
+                                    "itemDetailId": 1,
+                                    "itemName": "Tシャツ",
+                                    "itemNumber": "TSHIRT",
+                                    "manageNumber": "tshirt",
+                                    "units": 1,
+                                    "selectedChoice": "カラー:レッド\nギフト包装:する",
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    ).encode()
+    answer = msgspec.json.decode(body, type=rakuten._GetOrderResult)
+    (order_line,) = rakuten._mall_order(answer.orders[0]).lines
+    assert order_line.choices == ("レッド", "する")

@@ -14,7 +14,7 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 from tests.malls.mail_variants import single_part
 from tests.malls.subject_shapes import every_shape_with_subject
@@ -24,7 +24,7 @@ HEADER = ",".join(wowma.STOCK_HEADER)
 
 
 def read(content: bytes, name: str = "stock.csv") -> list[StockRow | RowError]:
-    return list(wowma.read_stock_file(name, decoded_lines(content.splitlines(keepends=True))))
+    return list(wowma.read_stock_file(name, csv_records([content])))
 
 
 def test_join_sku_skips_missing_axes() -> None:

@@ -15,7 +15,7 @@ from protocols.malls.base import (
     RowError,
     StockRow,
     StockUpdate,
-    decoded_lines,
+    csv_records,
 )
 from tests.malls.mail_variants import single_part
 from tests.malls.subject_shapes import every_shape_with_subject
@@ -24,7 +24,7 @@ ACCOUNT = ApiAccount(base_url="https://circus.shopping.yahooapis.jp", secret="to
 
 
 def read(content: bytes, name: str = "quantity.csv") -> list[StockRow | RowError]:
-    return list(yahoo.read_stock_file(name, decoded_lines(content.splitlines(keepends=True))))
+    return list(yahoo.read_stock_file(name, csv_records([content])))
 
 
 UPDATES = [
