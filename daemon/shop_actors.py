@@ -71,6 +71,7 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                     wiring.board,
                     wiring.clock,
                     MailIntakeSettings(),
+                    wiring.mail_parsers,
                 ),
             )
         )

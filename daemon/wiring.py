@@ -5,6 +5,7 @@ its own."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +46,5 @@ class ShopWiring:
     wall_clock: WallClock
     paths: StatePaths
     intake: IntakeSection
+    # where order mails are parsed: a process beside the daemon's (None: on a thread)
+    mail_parsers: Executor | None = None

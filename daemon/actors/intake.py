@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,6 +162,25 @@ def read_mails(maildir: Maildir, names: Sequence[str], parse: MailParser) -> lis
     return readings
 
 
+async def _read(
+    maildir: Maildir, names: Sequence[str], parse: MailParser, parsers: Executor | None
+) -> list[Reading]:
+    """Read and parse a batch: in the daemon's parser process where there is one (parsing
+    then runs beside the ledger instead of taking turns with it for the interpreter lock),
+    else on a thread."""
+    if parsers is not None:
+        try:
+            future = parsers.submit(read_mails, maildir, names, parse)
+        except BrokenProcessPool:
+            log.warning("the mail parser process is gone: parsing in the daemon")
+        else:
+            try:
+                return await trio.to_thread.run_sync(future.result)
+            except BrokenProcessPool:
+                log.warning("the mail parser process died: parsing this batch in the daemon")
+    return await trio.to_thread.run_sync(read_mails, maildir, names, parse)
+
+
 @dataclass
 class IntakeCounts:
     """What the actor reports beside the ledger's figures (``zaiko status``)."""
@@ -193,6 +214,7 @@ async def mail_intake(
     board: StatusBoard,
     clock: Callable[[], float],
     settings: MailIntakeSettings,
+    parsers: Executor | None,
     ledger: trio.MemorySendChannel[LedgerRequest],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -218,7 +240,7 @@ async def mail_intake(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
-                _read_ahead, maildir, parse, batches, in_flight, clock, settings, watch
+                _read_ahead, maildir, parse, parsers, batches, in_flight, clock, settings, watch
             )
             task_status.started()
             async with ready:
@@ -237,6 +259,7 @@ async def mail_intake(
 async def _read_ahead(
     maildir: Maildir,
     parse: MailParser,
+    parsers: Executor | None,
     batches: trio.MemorySendChannel[list[Reading]],
     in_flight: set[str],
     clock: Callable[[], float],
@@ -251,7 +274,7 @@ async def _read_ahead(
             names = [name for name in listed if name not in in_flight][: settings.batch_mails]
             if names:
                 in_flight.update(names)
-                readings = await trio.to_thread.run_sync(read_mails, maildir, names, parse)
+                readings = await _read(maildir, names, parse, parsers)
                 await batches.send(readings)
                 continue  # more may have landed meanwhile
             with trio.move_on_at(clock() + (settings.scan_s if watch else settings.poll_s)):

@@ -105,6 +105,7 @@ class Rig:
                         self.board,
                         trio.current_time,
                         FAST,
+                        None,
                         own,
                     )
                     task_status.started(scope)
