@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.actors.ledger import ledger
 from daemon.clock import utc_now
-from daemon.commands import LedgerRequest, OrderLineIn, RecordOrder, submit
+from daemon.commands import IncomingOrder, LedgerRequest, TakeOrders, submit
 from daemon.events import EventBus
 from protocols import control
+from protocols.malls.base import MallOrder, OrderLine
 from protocols.settings import ShopSettings
 from protocols.sku import MAX_QUANTITY
 
@@ -41,7 +42,9 @@ async def through_ledger(database: Path, lines: int, producers: int, per_order: 
     orders = lines // per_order
     async with trio.open_nursery() as nursery:
         await nursery.start(ledger, database, receive, bus, utc_now)
-        shop = msgspec.convert({"id": "bench", "mall": "rakuten"}, ShopSettings)
+        shop = msgspec.convert(
+            {"id": "bench", "mall": "rakuten", "order_intake": "active"}, ShopSettings
+        )
         await submit(send, control.ShopsApply(id=1, shops=(shop,)), "bench")
         for n in range(SKUS):
             await submit(send, control.SkuAdd(id=1, code=f"{n:06d}"), "bench")
@@ -63,16 +66,17 @@ async def through_ledger(database: Path, lines: int, producers: int, per_order: 
         async def producer(index: int, sender: trio.MemorySendChannel[LedgerRequest]) -> None:
             async with sender:
                 for order in range(index, orders, producers):
-                    command = RecordOrder(
-                        shop="bench",
+                    skus = [f"{(order * per_order + line) % SKUS:06d}" for line in range(per_order)]
+                    mall_order = MallOrder(
                         order_no=f"ORD-{order}",
                         ordered_at="2026-11-26T00:00:00+09:00",
-                        status="allocated",
                         lines=tuple(
-                            OrderLineIn(line, f"{(order * per_order + line) % SKUS:06d}", 1)
-                            for line in range(1, per_order + 1)
+                            OrderLine(line_no=number, item_id=sku, sku=sku, quantity=1)
+                            for number, sku in enumerate(skus, start=1)
                         ),
                     )
+                    # one order per command, each an intake job of its own: the worst case
+                    command = TakeOrders(shop="bench", orders=(IncomingOrder(mall_order),))
                     result = await submit(sender, command, "shop:bench")
                     assert not isinstance(result, control.Error), result
 

@@ -13,7 +13,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import trio
@@ -142,8 +142,35 @@ async def cmd_shops_set(client: ControlClient, args: argparse.Namespace) -> Any:
             raise Failure(f"{text!r}: expected KEY=VALUE")
         changes[key.strip()] = value.strip()
     return await client.request(
-        control.ShopSet(id=0, shop=args.shop, changes=changes, force=args.force)
+        control.ShopSet(
+            id=0, shop=args.shop, changes=changes, force=args.force, backlog=args.backlog or ""
+        )
     )
+
+
+async def cmd_orders_list(client: ControlClient, args: argparse.Namespace) -> Any:
+    statuses = control.ACTIONABLE_ORDER_STATUSES
+    if args.status == "all":
+        statuses = get_args(control.OrderStatus)
+    elif args.status:
+        statuses = (args.status,)
+    return await client.request(
+        control.OrdersList(
+            id=0, shop=args.shop, statuses=statuses, after=args.after, limit=args.limit
+        )
+    )
+
+
+async def cmd_orders_show(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.OrderShow(id=0, key=args.key))
+
+
+async def cmd_orders_apply(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.OrderApply(id=0, key=args.key))
+
+
+async def cmd_orders_dismiss(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(control.OrderDismiss(id=0, key=args.key))
 
 
 async def cmd_jobs_list(client: ControlClient, args: argparse.Namespace) -> Any:
@@ -443,6 +470,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="switch reflect on even if linked SKUs never had stock"
     )
+    p.add_argument(
+        "--backlog",
+        choices=("take", "skip"),
+        help="switching a stopped shop's order_intake on: take the orders that waited, or skip"
+        " (move aside) what arrived while it was stopped",
+    )
+
+    orders = group("orders", "orders taken from shops (引当確認受注一覧)", "orders_command")
+    p = add(
+        orders,
+        "list",
+        cmd_orders_list,
+        "the allocation list: orders with warning or unmatched lines, or by --status",
+    )
+    p.add_argument("--shop", default="", help="one shop's orders only")
+    p.add_argument(
+        "--status",
+        choices=(*get_args(control.OrderStatus), "all"),
+        help="orders with a line in this status (default: warning and unmatched)",
+    )
+    p.add_argument("--after", default="", metavar="KEY", help="continue after this order key")
+    p.add_argument("--limit", type=int, default=100, help="at most this many orders")
+    for name, handler, help_text in (
+        ("show", cmd_orders_show, "one order and its lines"),
+        ("apply", cmd_orders_apply, "apply an order's warning lines: stock moves"),
+        ("dismiss", cmd_orders_dismiss, "dismiss an order's warning and unmatched lines"),
+    ):
+        p = add(orders, name, handler, help_text)
+        p.add_argument("key", metavar="SHOP:ORDER_NO")
 
     p = add(sub, "import", cmd_import, "stock CSV import (在庫一括更新): waits and prints the job")
     p.add_argument("file")

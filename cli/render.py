@@ -138,9 +138,83 @@ def status(reply: control.StatusReply) -> str:
         )
         rows.append((shop.id, shop.mall, shop.order_intake, shop.reflect, actors))
     out.append("\n" + table(["shop", "mall", "intake", "reflect", "actors"], rows))
+    intake_rows = [
+        (
+            shop.id,
+            shop.intake.last_intake or "-",
+            shop.intake.taken_today,
+            shop.intake.warnings,
+            shop.intake.unmatched,
+            f"{shop.intake.backlog} (since {shop.intake.backlog_oldest})"
+            if shop.intake.backlog
+            else 0,
+            shop.intake.quarantined,
+            shop.intake.last_error or "-",
+        )
+        for shop in reply.shops
+        if capability(shop.mall).intake
+    ]
+    if intake_rows:
+        out.append(
+            "\n"
+            + table(
+                [
+                    "shop",
+                    "last order taken",
+                    "today",
+                    "warnings",
+                    "unmatched",
+                    "backlog",
+                    "quarantined",
+                    "last error",
+                ],
+                intake_rows,
+            )
+        )
     for shop in reply.shops:
         out.extend(f"warning: {w}\n" for w in shop.warnings)
     return "".join(out)
+
+
+def order_rows(orders: Sequence[control.OrderDoc]) -> str:
+    if not orders:
+        return "no orders waiting\n"
+    return table(
+        ["order", "status", "mall", "ordered", "lines"],
+        [
+            (
+                o.key,
+                o.status,
+                o.mall_state,
+                o.ordered_at,
+                ", ".join(
+                    f"{line.sku or line.item_id}×{line.quantity} {line.status}" for line in o.lines
+                ),
+            )
+            for o in orders
+        ],
+    )
+
+
+def order_detail(order: control.OrderDoc) -> str:
+    head = (
+        f"order {order.key}: {order.status} (at the mall: {order.mall_state}), ordered "
+        f"{order.ordered_at}, taken {order.received_at}\n\n"
+    )
+    return head + table(
+        ["line", "mall item", "sku", "qty", "status", "name"],
+        [
+            (
+                line.line_no,
+                " ".join((line.item_id, *line.variation)),
+                line.sku or "-",
+                line.quantity,
+                line.status,
+                line.name,
+            )
+            for line in order.lines
+        ],
+    )
 
 
 def shop_settings(shop: ShopSettings, shop_status: control.ShopStatus | None = None) -> str:
@@ -201,6 +275,13 @@ def for_reply(reply: Any) -> str:
             return text + "".join(f"warning: {w}\n" for w in reply.warnings)
         case control.ShopReply():
             return shop_settings(reply.shop, reply.status)
+        case control.OrdersReply():
+            text = order_rows(reply.orders)
+            if reply.next_after is not None:
+                text += f"more: --after {reply.next_after}\n"
+            return text
+        case control.OrderReply():
+            return order_detail(reply.order)
         case control.JobsReply():
             return job_rows(reply.jobs)
         case control.JobReply():

@@ -9,33 +9,90 @@ import msgspec
 import trio
 
 from protocols import control
-from protocols.malls.base import RowError
+from protocols.malls.base import MallOrder, RowError
 from protocols.settings import ShopSettings
 
 
-class OrderLineIn(msgspec.Struct, frozen=True):
-    line_no: int
-    sku: str
-    quantity: int
-    item_id: str = ""
+class IncomingOrder(msgspec.Struct, frozen=True):
+    """An order as a shop's intake read it (a mail, or the mall's order API): where from, and
+    what the mall says."""
+
+    order: MallOrder
+    source: str = ""  # the mail's file name, or the API it came from
 
 
-class RecordOrder(msgspec.Struct, frozen=True):
-    """An order taken from a shop. Each line is applied once (key: shop, order, line)."""
+OrderOutcome = Literal["taken", "changed", "replayed", "ignored", "refused"]
 
-    shop: str
+
+class OrderResult(msgspec.Struct, frozen=True):
+    """What became of one incoming order: ``taken`` (new lines recorded), ``changed`` (known
+    lines changed status: cancelled, confirmed), ``replayed`` (nothing new), ``ignored``
+    (not taken per the shop's options: say, a pending order), ``refused`` (kept out: the same
+    order number and line came with other content; ``reason`` says what)."""
+
     order_no: str
-    ordered_at: str
-    status: control.OrderStatus
-    lines: tuple[OrderLineIn, ...]
-
-
-class OrderRecorded(msgspec.Struct, frozen=True):
-    shop: str
-    order_no: str
-    applied_lines: int
-    replayed_lines: int
+    outcome: OrderOutcome
+    reason: str = ""
     oversold: tuple[str, ...] = ()
+
+
+class TakeOrders(msgspec.Struct, frozen=True):
+    """One intake batch of a shop, applied as one job of kind ``intake``: each order in a
+    savepoint of its own (a refused order never holds back the others), each line once
+    (key: shop, order, line), each cancellation once. ``problems`` are what the intake could
+    not read (a mail that does not parse), logged in the job; ``ignored`` counts what was not
+    an order at all (another notice of the mall)."""
+
+    shop: str
+    orders: tuple[IncomingOrder, ...]
+    problems: tuple[str, ...] = ()
+    ignored: int = 0
+
+
+class OrdersTaken(msgspec.Struct, frozen=True):
+    job: control.Job
+    results: tuple[OrderResult, ...]
+
+
+class Backlog(msgspec.Struct, frozen=True):
+    """What waits while a shop's intake is stopped, as its intake actor last counted it."""
+
+    count: int = 0
+    oldest: str = ""
+
+
+class ChangeShops(msgspec.Struct, frozen=True):
+    """``shops set`` or ``shops apply`` with what the control server knows that the ledger
+    does not: the backlog waiting at each stopped shop, by shop id."""
+
+    request: control.ShopSet | control.ShopsApply
+    backlogs: dict[str, Backlog] = {}
+
+
+class GetIntakeState(msgspec.Struct, frozen=True):
+    shop: str
+
+
+class IntakeState(msgspec.Struct, frozen=True):
+    """A shop's intake bookkeeping in the ledger. ``cursor``: where the order API poll goes on
+    from (ISO time; empty before the first poll); ``resumed_at`` and ``backlog``: intake was
+    switched on at that time with that choice, which the intake actor carries out once (a
+    ``skip`` moves the mails that waited aside), then clears."""
+
+    shop: str
+    cursor: str = ""
+    stopped_at: str = ""
+    resumed_at: str = ""
+    backlog: control.BacklogChoice = ""
+
+
+class SaveIntakeCursor(msgspec.Struct, frozen=True):
+    shop: str
+    cursor: str
+
+
+class BacklogHandled(msgspec.Struct, frozen=True):
+    shop: str
 
 
 class ListShops(msgspec.Struct, frozen=True):
@@ -110,8 +167,19 @@ class ApplyImport(msgspec.Struct, frozen=True):
     source: ImportSource
 
 
-Command = control.Request | RecordOrder | ListShops | CreateJob | FinishJob | ApplyImport
-Result = control.Reply | control.Error | OrderRecorded | ShopsList | control.Job
+Command = (
+    control.Request
+    | TakeOrders
+    | ChangeShops
+    | GetIntakeState
+    | SaveIntakeCursor
+    | BacklogHandled
+    | ListShops
+    | CreateJob
+    | FinishJob
+    | ApplyImport
+)
+Result = control.Reply | control.Error | OrdersTaken | IntakeState | ShopsList | control.Job
 
 
 class LedgerRequest(msgspec.Struct, frozen=True):

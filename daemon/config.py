@@ -37,12 +37,21 @@ class SupervisorSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     backoff_max_s: float = 300.0
 
 
+class IntakeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How order intake reaches the malls' order APIs (mail intake needs no tuning)."""
+
+    api_poll_s: float = 60.0  # how often an order API is asked
+    api_overlap_s: float = 600.0  # each poll asks again this far before its cursor
+    api_settle_s: float = 120.0  # and leaves the newest changes this long to settle
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     daemon: DaemonSection
     control: ControlSection = ControlSection()
     mail: MailSection = MailSection()
     credentials: CredentialsSection = CredentialsSection()
     supervisor: SupervisorSection = SupervisorSection()
+    intake: IntakeSection = IntakeSection()
     base_dir: str = ""  # the config file's folder; relative paths are read from there
 
     def _path(self, text: str) -> Path:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from daemon.commands import Backlog
 from protocols import control
 
 EventBatch = tuple[control.Event, ...]
@@ -78,6 +79,7 @@ class StatusBoard:
         self._bus = bus
         self._now = now
         self._actors: dict[str, dict[str, control.ActorStatus]] = {}
+        self._intake: dict[str, control.IntakeStatus] = {}
 
     def update(
         self, shop: str, name: str, state: control.ActorState, *, error: str = "", restarts: int = 0
@@ -91,5 +93,23 @@ class StatusBoard:
     def actors(self, shop: str) -> tuple[control.ActorStatus, ...]:
         return tuple(self._actors.get(shop, {}).values())
 
+    def report_intake(self, shop: str, report: control.IntakeStatus) -> None:
+        """What a shop's intake actor sees (backlog, quarantine, ignored mails, last error);
+        a change goes out as an event."""
+        if self._intake.get(shop) != report:
+            self._intake[shop] = report
+            self._bus.publish([control.IntakeChanged(shop=shop, intake=report)])
+
+    def intake(self, shop: str) -> control.IntakeStatus:
+        return self._intake.get(shop, control.IntakeStatus())
+
+    def backlogs(self) -> dict[str, Backlog]:
+        return {
+            shop: Backlog(count=report.backlog, oldest=report.backlog_oldest)
+            for shop, report in self._intake.items()
+            if report.backlog
+        }
+
     def forget(self, shop: str) -> None:
         self._actors.pop(shop, None)
+        self._intake.pop(shop, None)

@@ -5,6 +5,7 @@ its own."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import trio
 
 from daemon.clock import WallClock
 from daemon.commands import LedgerRequest
+from daemon.config import IntakeSection
 from daemon.events import EventBus, StatusBoard
 
 
@@ -43,3 +45,6 @@ class ShopWiring:
     clock: Callable[[], float]
     wall_clock: WallClock
     paths: StatePaths
+    intake: IntakeSection
+    # where order mails are parsed: a process beside the daemon's (None: on a thread)
+    mail_parsers: Executor | None = None

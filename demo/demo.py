@@ -8,10 +8,13 @@
 2. starts the mall simulator and the daemon, each a real process, and waits until both are
    ready;
 3. applies conf/shops.example.toml (one shop of every mall kind), registers the products of
-   demo/catalog.csv and imports demo/stock.csv with the real CLI, then shows status.
+   demo/catalog.csv, imports demo/stock.csv and switches every shop's order intake on with
+   the real CLI, then shows status.
 
-It keeps running (customers keep ordering at the simulated shops) until Ctrl-C, or for
-DEMO_SECONDS seconds. If something does not start, it says why in one line on stderr, stops
+It keeps running until Ctrl-C, or for DEMO_SECONDS seconds: simulated customers order at the
+shops (120 times faster than conf/mallsim.example.toml says), their order mails land in the
+shops' Maildirs, and zaiko takes them; every 10 s it prints what the malls sold and what
+zaiko took. If something does not start, it says why in one line on stderr, stops
 whatever it started, keeps the state folder for its logs and exits 1. The folder is removed
 after a clean stop.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -35,12 +39,15 @@ from pathlib import Path
 
 import asyncssh
 
+from protocols.malls import capability
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo"
 EXAMPLE_STATE = "~/.local/state/zaiko"  # where the example configs keep their state
 ZAIKO_EXAMPLE = ROOT / "conf" / "zaiko.example.toml"
 SIM_EXAMPLE = ROOT / "conf" / "mallsim.example.toml"
 SHOPS = ROOT / "conf" / "shops.example.toml"
+CUSTOMER_SPEEDUP = 120
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 EXIT_INTERRUPTED = 130
@@ -117,6 +124,15 @@ class Demo:
         self.logs.mkdir(parents=True)
         moved_config(ZAIKO_EXAMPLE, self.state, self.zaiko_config)
         moved_config(SIM_EXAMPLE, self.state, self.sim_config)
+        # a shop's customers order a few times an hour: the demo has minutes, not hours
+        self.sim_config.write_text(
+            re.sub(
+                r"^customers_per_hour = (\d+(?:\.\d+)?)",
+                lambda found: f"customers_per_hour = {float(found.group(1)) * CUSTOMER_SPEEDUP:g}",
+                self.sim_config.read_text(),
+                flags=re.MULTILINE,
+            )
+        )
         write_credentials(self.state / "credentials", self.sim_config)
 
     def spawn(self, name: str, args: list[str], log: Path, **env: str) -> Child:
@@ -238,6 +254,13 @@ def show(demo: Demo, seconds: float | None) -> None:
     print(demo.zaiko("sku", "import", str(DEMO / "catalog.csv")), end="")
     say("zaiko import demo/stock.csv  (在庫一括更新, overwrite expected)")
     print(demo.zaiko("import", str(DEMO / "stock.csv")), end="")
+    say(
+        "zaiko shops set SHOP order_intake=active --backlog take  (受注取込: every shop that takes orders)"
+    )
+    for shop in tomllib.loads(SHOPS.read_text())["shops"]:
+        if capability(shop["mall"]).intake:
+            demo.zaiko("shops", "set", shop["id"], "order_intake=active", "--backlog", "take")
+            print(f"shop {shop['id']}: order intake active")
     say("zaiko sku show TSHIRT-RED-M")
     print(demo.zaiko("sku", "show", "TSHIRT-RED-M"), end="")
     say("zaiko status")
@@ -263,8 +286,12 @@ def show(demo: Demo, seconds: float | None) -> None:
                     totals = json.load(response)["totals"]
             except OSError as exc:
                 raise DemoFailed(f"the mall simulator did not answer {http}: {exc}") from exc
+            status = json.loads(demo.zaiko("status", "--json"))
+            taken = sum(shop["intake"]["taken_today"] for shop in status["shops"])
+            unmatched = sum(shop["intake"]["unmatched"] for shop in status["shops"])
             print(
-                f"simulated malls: {totals['sold']} units sold, {totals['oversold']} oversold",
+                f"simulated malls: {totals['sold']} units sold, {totals['oversold']} oversold; "
+                f"zaiko: {taken} orders taken today, {unmatched} order lines unmatched",
                 flush=True,
             )
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from protocols.malls import KINDS, capability
+from protocols.malls import KINDS, capability, module
 from protocols.malls.base import MallKind
 
 SHOP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -64,6 +64,10 @@ class Shop(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     max_quantity: int = 1  # units per order line, at most
     cancel_fraction: float = 0.0  # share of orders cancelled later
     cancel_after_s: float = 600.0  # mean delay before a cancellation
+    # share of orders placed waiting (Amazon Pending, Qoo10 unpaid) and paid later
+    pending_fraction: float = 0.0
+    pending_after_s: float = 600.0  # mean delay before a waiting order is paid
+    foreign_fraction: float = 0.0  # share of orders of another marketplace (Amazon)
     # credentials (never logged, never served by /_admin/state)
     api_secret: str = ""
     seller_id: str = ""
@@ -84,6 +88,8 @@ class Sim(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     known_hosts_file: str = ""  # also write the SFTP known_hosts line here (for the daemon)
     start_time: str = ""  # ISO 8601 time of the first simulated instant; default: now
     order_api_window: int = 1000  # the order API serves at most this many latest orders
+    order_page_size: int = 100  # orders (or order numbers) per page of an order search, at most
+    order_items_page_size: int = 100  # items per page of an order's items (Amazon), at most
     max_body_bytes: int = 32 * 1024 * 1024
 
 
@@ -154,8 +160,9 @@ def check_config(cfg: Config) -> None:
         port = getattr(sim, key)
         if not 0 <= port <= 65535:
             raise _fail(f"sim.{key}", f"must be 0–65535, got {port}")
-    if sim.order_api_window < 1:
-        raise _fail("sim.order_api_window", f"must be ≥ 1, got {sim.order_api_window}")
+    for key in ("order_api_window", "order_page_size", "order_items_page_size"):
+        if getattr(sim, key) < 1:
+            raise _fail(f"sim.{key}", f"must be ≥ 1, got {getattr(sim, key)}")
     if sim.start_time:
         from datetime import datetime
 
@@ -203,6 +210,17 @@ def check_config(cfg: Config) -> None:
             raise _fail(f"{where}.cancel_fraction", f"must be 0–1, got {shop.cancel_fraction}")
         if shop.cancel_after_s <= 0:
             raise _fail(f"{where}.cancel_after_s", "must be > 0")
+        for key in ("pending_fraction", "foreign_fraction"):
+            if not 0 <= getattr(shop, key) <= 1:
+                raise _fail(f"{where}.{key}", f"must be 0–1, got {getattr(shop, key)}")
+        if shop.pending_after_s <= 0:
+            raise _fail(f"{where}.pending_after_s", "must be > 0")
+        if shop.pending_fraction and waiting_state(shop.mall) is None:
+            raise _fail(f"{where}.pending_fraction", f"{shop.mall} has no pending or unpaid orders")
+        if shop.foreign_fraction and not has_other_marketplaces(shop.mall):
+            raise _fail(
+                f"{where}.foreign_fraction", f"{shop.mall} shows no orders of other marketplaces"
+            )
         if shop.sftp_authorized_key and shop.sftp_authorized_key_file:
             raise _fail(f"{where}.sftp_authorized_key", "give the key or the key file, not both")
         _check_faults(f"{where}.faults", shop.faults)
@@ -221,6 +239,22 @@ def check_config(cfg: Config) -> None:
                 )
             if it.shown is not None and it.shown < 0:
                 raise _fail(f"{where}.items[{j}].shown", f"must be ≥ 0, got {it.shown}")
+
+
+def waiting_state(kind: str) -> Literal["pending", "unpaid"] | None:
+    """The state a mall's not-yet-paid orders show, where zaiko can take them (SPEC §4's
+    options): Amazon ``pending``, Qoo10 ``unpaid``."""
+    options = capability(kind).options
+    if "take_pending" in options:
+        return "pending"
+    if "take_unpaid" in options:
+        return "unpaid"
+    return None
+
+
+def has_other_marketplaces(kind: str) -> bool:
+    """Whether the mall's order API also shows the seller account's other marketplaces."""
+    return hasattr(module(kind), "OTHER_MARKETPLACE")
 
 
 def _check_sku(where: str, sku: str) -> None:

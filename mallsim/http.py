@@ -4,7 +4,8 @@ Routing: ``/{shop_id}/<the mall's own path>`` goes to that shop (so a shop's API
 ``http://HOST:PORT/{shop_id}``); ``/_admin/...`` is the simulator's own. For a shop call:
 down → 503; slow → delay; credentials (as the module writes them) → 401 in the mall's error
 shape; rate limit (token bucket per shop at the mall's ``api_requests_per_s``) → 429; 5xx
-switch → 500; then the order API call (``render_orders_response``) or a stock update
+switch → 500; then the order-API call (the module's ``read_order_call`` →
+``render_order_answer``, in pages of ``sim.order_page_size``) or a stock update
 (``parse_stock_request`` → the shop's shown quantities).
 """
 
@@ -15,13 +16,13 @@ import logging
 import math
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
 
-from mallsim.config import ConfigError, Faults
-from mallsim.customers import Deliver, cancel_order, new_order
+from mallsim.config import ConfigError, Faults, has_other_marketplaces, waiting_state
+from mallsim.customers import Deliver, cancel_order, foreign_order, new_order, pay_order
 from mallsim.malls import Mall, NotSupported, Response, ShopApi
 from mallsim.state import ShopState, SimState
 from protocols.malls.base import HttpRequest, MailError
@@ -49,14 +50,19 @@ class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /_admin/orders``: a customer buys these lines now."""
+    """``POST /_admin/orders``: a customer buys these lines now: a new order, or one that
+    waits for payment (``status``: the mall's waiting state), or one of the seller account's
+    other marketplace (``foreign``: Amazon; it moves no stock here)."""
 
     shop: str
     lines: list[OrderLineIn]
+    status: Literal["new", "pending", "unpaid"] = "new"
+    foreign: bool = False
 
 
 class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /_admin/cancel``: the customer cancels this order."""
+    """``POST /_admin/cancel``: the customer cancels this order; ``/_admin/pay``: the
+    customer pays this waiting order."""
 
     shop: str
     order_no: str
@@ -200,10 +206,15 @@ class MallApp:
             self.state.changed()
             return mall.error(500, "internal server error (simulated)")
         try:
-            if call.kind == "orders":
-                resp = mall.order_numbers_ok(self.state.orders_since(shop.id, call.since))
-            elif call.kind == "get_orders":
-                resp = mall.orders_ok(self.state.orders_by_number(shop.id, call.order_numbers))
+            if call.order_call is not None:
+                try:
+                    answer = self.state.order_answer(shop.id, call.order_call)
+                except KeyError as exc:
+                    self.state.changed()
+                    return mall.error(404, str(exc.args[0]))
+                resp = mall.order_answer_ok(call.order_call, answer)
+            elif call.order_error and not mall.has("parse_stock_request"):
+                raise ValueError(call.order_error)
             else:
                 updates = mall.parse_stock_request(req)
                 shop_updates = [(u.item_id, tuple(u.variation), "", u.quantity) for u in updates]
@@ -213,7 +224,10 @@ class MallApp:
             resp = _json(501, {"error": str(exc)})
         except (ValueError, KeyError, TypeError, MailError, msgspec.MsgspecError) as exc:
             shop.bad_requests += 1
-            resp = mall.error(400, str(exc) or type(exc).__name__)
+            why = str(exc) or type(exc).__name__
+            if call.order_error and why != call.order_error:
+                why += f" (read as an order call: {call.order_error})"
+            resp = mall.error(400, why)
         except Exception as exc:  # a module bug: say so, keep serving
             log.exception("shop %s: %s %s failed", shop.id, req.method, req.path)
             resp = _json(500, {"error": f"mallsim: {type(exc).__name__}: {exc}"})
@@ -225,12 +239,16 @@ class MallApp:
         shop = self.state.shops.get(req.shop)
         if shop is None:
             return _json(404, {"error": f"unknown shop {req.shop!r}"})
+        if req.status != "new" and req.status != waiting_state(shop.kind):
+            return _json(400, {"error": f"{shop.kind} has no {req.status} orders to simulate"})
+        if req.foreign and not has_other_marketplaces(shop.kind):
+            return _json(400, {"error": f"{shop.kind} shows no orders of other marketplaces"})
         picks = []
         for line in req.lines:
             item = shop.items.get(line.sku)
             if item is None:
                 return _json(404, {"error": f"shop {shop.id} does not list {line.sku!r}"})
-            if not 1 <= line.quantity <= item.shown:
+            if line.quantity < 1 or (not req.foreign and line.quantity > item.shown):
                 return _json(
                     409,
                     {"error": f"{line.sku}: shop shows {item.shown}, cannot buy {line.quantity}"},
@@ -239,13 +257,17 @@ class MallApp:
         if not picks:
             return _json(400, {"error": "an order needs at least one line"})
         now = trio.current_time()
+        if req.foreign:
+            order = foreign_order(self.state, shop, picks, now)
+            return _json(200, {"order_no": order.order_no, "oversold": 0})
         oversold_before = sum(self.state.merchants[shop.cfg.merchant].oversold.values())
-        order = new_order(self.state, shop, picks, now)
+        order = new_order(self.state, shop, picks, now, req.status)
         await self.hand_over(shop, order, now)
         oversold = sum(self.state.merchants[shop.cfg.merchant].oversold.values()) - oversold_before
         return _json(200, {"order_no": order.order_no, "oversold": oversold})
 
-    async def cancel(self, body: bytes) -> Response:
+    async def change_order(self, path: str, body: bytes) -> Response:
+        """``/_admin/cancel`` or ``/_admin/pay`` an order the shop's mall holds."""
         req = msgspec.json.decode(body, type=CancelIn)
         shop = self.state.shops.get(req.shop)
         if shop is None:
@@ -253,18 +275,23 @@ class MallApp:
         kept = shop.orders.get(req.order_no)
         if kept is None:
             return _json(404, {"error": f"shop {shop.id} has no order {req.order_no!r}"})
-        if kept[0].status == "cancelled":
-            return _json(409, {"error": f"order {req.order_no} is already cancelled"})
         now = trio.current_time()
-        await self.hand_over(shop, cancel_order(self.state, shop, kept[0]), now)
+        if path == "/_admin/pay":
+            if kept.order.status not in ("pending", "unpaid"):
+                return _json(409, {"error": f"order {req.order_no} is {kept.order.status}"})
+            await self.hand_over(shop, pay_order(self.state, shop, kept.order), now)
+            return _json(200, {"order_no": req.order_no, "status": "new"})
+        if kept.order.status == "cancelled":
+            return _json(409, {"error": f"order {req.order_no} is already cancelled"})
+        await self.hand_over(shop, cancel_order(self.state, shop, kept.order), now)
         return _json(200, {"order_no": req.order_no, "status": "cancelled"})
 
     async def admin(self, method: str, path: str, body: bytes) -> Response:
-        if method == "POST" and path in ("/_admin/orders", "/_admin/cancel"):
+        if method == "POST" and path in ("/_admin/orders", "/_admin/cancel", "/_admin/pay"):
             try:
                 if path == "/_admin/orders":
                     return await self.place_order(body)
-                return await self.cancel(body)
+                return await self.change_order(path, body)
             except msgspec.MsgspecError as exc:
                 return _json(400, {"error": f"{path}: {exc}"})
             except NotSupported as exc:

@@ -17,12 +17,15 @@ from typing import Any, Literal
 
 import msgspec
 
+from mallsim.config import waiting_state
 from protocols.malls import module
+from protocols.malls._api import OrderAnswer, OrderCall
 from protocols.malls.base import (
     ApiAccount,
     Capability,
     HttpRequest,
     MallOrder,
+    OrderPoll,
     RowError,
     StockRow,
     StockUpdate,
@@ -141,6 +144,11 @@ class Mall:
         cap: Capability = self.mod.CAPABILITY
         return cap
 
+    @property
+    def waiting_state(self) -> Literal["pending", "unpaid"] | None:
+        """The state of an order not paid yet, where the mall has one zaiko takes."""
+        return waiting_state(self.kind)
+
     def has(self, name: str) -> bool:
         return hasattr(self.mod, name)
 
@@ -231,27 +239,16 @@ class Mall:
 
     # -- order API ------------------------------------------------------------------------------
 
-    def build_orders_request(self, account: ApiAccount, since: datetime) -> HttpRequest:
-        build = self._fn("build_orders_request")
-        try:
-            req: HttpRequest = build(account, since)
-        except (TypeError, AttributeError):
-            req = build(account, since.isoformat())
-        return req
+    def start_order_poll(self, account: ApiAccount, since: datetime, until: datetime) -> OrderPoll:
+        poll: OrderPoll = self._fn("start_order_poll")(account, since, until)
+        return poll
 
-    def parse_orders_response(self, body: bytes) -> list[MallOrder]:
-        orders: list[MallOrder] = list(self._fn("parse_orders_response")(body))
-        return orders
+    def read_order_call(self, req: HttpRequest) -> OrderCall:
+        call: OrderCall = self._fn("read_order_call")(req)
+        return call
 
-    def orders_ok(self, orders: Sequence[MallOrder]) -> Response:
-        return self._response(self._fn("render_orders_response")(list(orders)), 200)
-
-    def order_numbers_ok(self, orders: Sequence[MallOrder]) -> Response:
-        """Step 1 of a two-step order API (search → numbers), else the orders themselves."""
-        render = getattr(self.mod, "render_order_numbers", None)
-        if render is None:
-            return self.orders_ok(orders)
-        return self._response(render([o.order_no for o in orders]), 200)
+    def order_answer_ok(self, call: OrderCall, answer: OrderAnswer) -> Response:
+        return self._response(self._fn("render_order_answer")(call, answer), 200)
 
     # -- order mails ------------------------------------------------------------------------------
 
@@ -271,23 +268,23 @@ class Mall:
         return sku
 
 
-CallKind = Literal["stock", "orders", "get_orders"]
+CallKind = Literal["stock", "orders"]
 
 
 @dataclass(frozen=True)
 class Call:
-    """A shop API request, recognised: a stock update, an order search, or an order fetch."""
+    """A shop API request, recognised: a stock update, or an order-API call (a search, an
+    order fetch, an order's items) as the module reads it."""
 
     kind: CallKind
-    since: datetime | None = None  # orders: what the caller asks for
-    order_numbers: tuple[str, ...] = ()  # get_orders
+    order_call: OrderCall | None = None
+    order_error: str = ""  # why the module's order reader refused it (then it is "stock")
 
 
 @dataclass(frozen=True)
 class ShopApi:
     """How one shop's HTTP API recognises calls and checks the caller's secret."""
 
-    orders_route: tuple[str, str] | None  # (method, path), used when there is no recogniser
     auth: dict[CallKind, CredentialCheck]
 
     @classmethod
@@ -296,42 +293,31 @@ class ShopApi:
         good = mall.account(base, secret, seller_id)
         other = mall.account(base, _mutate(secret), seller_id)
         auth: dict[CallKind, CredentialCheck] = {}
-        route = None
-        since = datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=9)))
-        if mall.has("build_orders_request"):
-            ra = mall.build_orders_request(good, since)
-            route = (ra.method.upper(), request_path(ra.path))
-        if secret:
-            if mall.has("build_stock_requests"):
-                probe = [StockUpdate("mallsim-probe", (), 1)]
-                a = mall.build_stock_requests(probe, good)
-                b = mall.build_stock_requests(probe, other)
-                if a and b:
-                    auth["stock"] = CredentialCheck.learn(a[0], b[0], secret)
-            if mall.has("build_orders_request"):
-                rb = mall.build_orders_request(other, since)
+        if not secret:
+            return cls(auth)
+        if mall.has("build_stock_requests"):
+            probe = [StockUpdate("mallsim-probe", (), 1)]
+            a = mall.build_stock_requests(probe, good)
+            b = mall.build_stock_requests(probe, other)
+            if a and b:
+                auth["stock"] = CredentialCheck.learn(a[0], b[0], secret)
+        if mall.has("start_order_poll"):
+            # Every call of a poll carries the secret where its first call does.
+            since = datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=9)))
+            until = since + timedelta(days=1)
+            ra = mall.start_order_poll(good, since, until).next_request()
+            rb = mall.start_order_poll(other, since, until).next_request()
+            if ra is not None and rb is not None:
                 auth["orders"] = CredentialCheck.learn(ra, rb, secret)
-            if mall.has("build_get_order_requests"):
-                ga = mall.mod.build_get_order_requests(good, ["PROBE-1"])
-                gb = mall.mod.build_get_order_requests(other, ["PROBE-1"])
-                auth["get_orders"] = CredentialCheck.learn(ga[0], gb[0], secret)
-        return cls(route, auth)
+        return cls(auth)
 
     def classify(self, mall: Mall, req: HttpRequest) -> Call:
-        """What the request is, by the module's own recognisers (stock is the rest)."""
-        if mall.has("parse_orders_request"):
+        """What the request is, by the module's own reader (stock is the rest)."""
+        if mall.has("read_order_call"):
             try:
-                return Call("orders", since=mall.mod.parse_orders_request(req))
-            except _NOT_THIS:
-                pass
-        elif self.orders_route is not None and (req.method.upper(), req.path) == self.orders_route:
-            return Call("orders")
-        if mall.has("parse_get_order_request"):
-            try:
-                numbers = mall.mod.parse_get_order_request(req)
-                return Call("get_orders", order_numbers=tuple(numbers))
-            except _NOT_THIS:
-                pass
+                return Call("orders", order_call=mall.read_order_call(req))
+            except _NOT_THIS as exc:
+                return Call("stock", order_error=str(exc) or type(exc).__name__)
         return Call("stock")
 
     def authorised(self, call: Call, req: HttpRequest) -> bool:
@@ -340,10 +326,3 @@ class ShopApi:
 
 
 _NOT_THIS = (ValueError, KeyError, TypeError, msgspec.MsgspecError)
-
-
-def request_path(path: str) -> str:
-    """A module's request path without scheme/host (some modules may give a full URL)."""
-    if "://" in path:
-        path = urllib.parse.urlsplit(path).path
-    return path

@@ -19,6 +19,13 @@ import trio
 
 from mallsim.config import Config, Faults, Shop
 from protocols.malls import capability
+from protocols.malls._api import (
+    OrderAnswer,
+    OrderCall,
+    OrderSearchDate,
+    ServedOrder,
+    answer_order_call,
+)
 from protocols.malls.base import Capability, MallOrder
 
 JST = timezone(timedelta(hours=9))
@@ -73,6 +80,18 @@ class FileResult:
 
 
 @dataclass
+class PublishedOrder:
+    """An order where the shop's order API serves it."""
+
+    order: MallOrder
+    updated_at: datetime  # its last change, to the second (as malls show times)
+    foreign: bool = False  # placed on another marketplace of the seller account (Amazon)
+
+    def served(self) -> ServedOrder:
+        return ServedOrder(order=self.order, updated_at=self.updated_at, foreign=self.foreign)
+
+
+@dataclass
 class MerchantState:
     id: str
     real: dict[str, int]  # the merchant's REAL stock per SKU, shared by all its shops
@@ -90,11 +109,13 @@ class ShopState:
     faults: Faults
     listing: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
     listing_folded: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
-    # API intake: order number → (order, when it last changed), oldest change first
-    orders: OrderedDict[str, tuple[MallOrder, datetime]] = field(default_factory=OrderedDict)
+    # the order API's orders by number, oldest change first
+    orders: OrderedDict[str, PublishedOrder] = field(default_factory=OrderedDict)
     order_seq: int = 0
     orders_placed: int = 0
     orders_cancelled: int = 0
+    foreign_orders: int = 0  # orders of another marketplace (Amazon): no stock moved here
+    payments: int = 0  # waiting orders (Amazon Pending, Qoo10 unpaid) paid later
     mails_written: int = 0
     mail_errors: int = 0  # orders whose mail the module could not render
     requests: int = 0
@@ -279,23 +300,46 @@ class SimState:
         shop.order_seq += 1
         return order_number(shop.kind, shop.id, self.wall(t), shop.order_seq)
 
-    def publish_order(self, shop_id: str, order: MallOrder, when: datetime) -> None:
-        """Put (or update) an order where the mall's order API serves it."""
+    def publish_order(
+        self, shop_id: str, order: MallOrder, when: datetime, *, foreign: bool = False
+    ) -> None:
+        """Put (or update) an order where the mall's order API serves it; ``when`` is its
+        change. Whether it is another marketplace's stays as it was first published."""
         shop = self.shops[shop_id]
-        shop.orders[order.order_no] = (order, when)
+        kept = shop.orders.get(order.order_no)
+        shop.orders[order.order_no] = PublishedOrder(
+            order, when.replace(microsecond=0), kept.foreign if kept is not None else foreign
+        )
         shop.orders.move_to_end(order.order_no)
         while len(shop.orders) > self.cfg.sim.order_api_window:
             shop.orders.popitem(last=False)
         self.changed()
 
-    def orders_since(self, shop_id: str, since: datetime | None) -> list[MallOrder]:
-        """Orders placed or changed at or after ``since`` (all kept orders when None)."""
-        kept = self.shops[shop_id].orders.values()
-        return [order for order, when in kept if since is None or when >= since]
+    def order_answer(self, shop_id: str, call: OrderCall) -> OrderAnswer:
+        """What the shop's order API answers to ``call`` (KeyError: no such order)."""
+        held = [published.served() for published in self.shops[shop_id].orders.values()]
+        return answer_order_call(
+            call,
+            held,
+            page_size=self.cfg.sim.order_page_size,
+            items_page_size=self.cfg.sim.order_items_page_size,
+        )
 
-    def orders_by_number(self, shop_id: str, numbers: Iterable[str]) -> list[MallOrder]:
-        kept = self.shops[shop_id].orders
-        return [kept[n][0] for n in numbers if n in kept]
+    def window_orders(
+        self, shop_id: str, since: datetime, until: datetime, by: OrderSearchDate
+    ) -> list[PublishedOrder]:
+        """The truth for an order poll: the orders whose ``by`` date is in ``[since, until)``."""
+        return [
+            published
+            for published in self.shops[shop_id].orders.values()
+            if since
+            <= (
+                published.updated_at
+                if by == "updated"
+                else datetime.fromisoformat(published.order.ordered_at)
+            )
+            < until
+        ]
 
     # -- the admin view ----------------------------------------------------------------------
 
@@ -316,6 +360,8 @@ class SimState:
                 "unknown_recent": list(s.unknown_log),
                 "orders": s.orders_placed,
                 "cancellations": s.orders_cancelled,
+                "foreign_orders": s.foreign_orders,
+                "payments": s.payments,
                 "mails": s.mails_written,
                 "mail_errors": s.mail_errors,
                 "files": [vars(f) for f in s.files],

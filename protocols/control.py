@@ -29,17 +29,22 @@ ErrorCode = Literal[
     "unavailable",  # the daemon is shutting down
     "internal",
 ]
-Topic = Literal["stock", "oversell", "shops", "actors", "jobs"]
-ALL_TOPICS: tuple[Topic, ...] = ("stock", "oversell", "shops", "actors", "jobs")
+Topic = Literal["stock", "oversell", "shops", "actors", "jobs", "orders"]
+ALL_TOPICS: tuple[Topic, ...] = ("stock", "oversell", "shops", "actors", "jobs", "orders")
 ImportKind = Literal["stock", "catalog"]
 ImportTarget = Literal["expected", "actual"]
 ImportMode = Literal["overwrite", "add", "per-row"]
 ExportTarget = Literal["expected", "both"]
 # An order line's state in the ledger (SPEC §2): ``allocated`` moved stock; ``warning`` was
 # taken while intake was 連動停止 (listed, stock not moved); ``pending`` is an Amazon pending
-# or Qoo10 unpaid order the shop allocates; ``unmatched`` maps to no SKU yet. (What a mall
-# says of its own order is ``protocols.malls.base.MallOrderState``.)
-OrderStatus = Literal["allocated", "warning", "pending", "cancelled", "unmatched"]
+# or Qoo10 unpaid order the shop allocates (stock moved); ``cancelled`` gave its stock back
+# (if it had taken any); ``unmatched`` maps to no SKU yet; ``dismissed`` is a warning the
+# operator chose not to apply. (What a mall says of its own order is
+# ``protocols.malls.base.MallOrderState``.)
+OrderStatus = Literal["allocated", "warning", "pending", "cancelled", "unmatched", "dismissed"]
+# ``orders list`` shows these when no status is asked for: what waits for the operator
+ACTIONABLE_ORDER_STATUSES: tuple[OrderStatus, ...] = ("warning", "unmatched")
+BacklogChoice = Literal["", "take", "skip"]
 UPLOAD_CHUNK_BYTES = 256 * 1024
 # ids, sequence numbers and offsets: what SQLite and a file offset can hold
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -128,6 +133,22 @@ class ActorStatus(msgspec.Struct, frozen=True):
     since: str = ""
 
 
+class IntakeStatus(msgspec.Struct, frozen=True):
+    """A shop's order intake at a glance: from the ledger (orders) and from its intake actor
+    (the Maildir or the mall API)."""
+
+    last_intake: str = ""  # when the newest order was taken
+    taken_today: int = 0  # orders taken since midnight in the shop's time zone
+    unmatched: int = 0  # order lines waiting for a listing
+    warnings: int = 0  # order lines taken while 連動停止, waiting to be applied or dismissed
+    backlog: int = 0  # orders waiting while intake is stopped (mails in new/)
+    backlog_oldest: str = ""
+    quarantined: int = 0  # mails that should be orders but do not parse
+    ignored: int = 0  # mails and orders that are not orders of this shop (counted since start)
+    filed: int = 0  # mails read and filed since the daemon started
+    last_error: str = ""
+
+
 class ShopStatus(msgspec.Struct, frozen=True):
     id: str
     mall: str
@@ -135,6 +156,31 @@ class ShopStatus(msgspec.Struct, frozen=True):
     reflect: str
     actors: tuple[ActorStatus, ...] = ()
     warnings: tuple[str, ...] = ()
+    intake: IntakeStatus = IntakeStatus()
+
+
+class OrderLineDoc(msgspec.Struct, frozen=True):
+    line_no: int
+    item_id: str
+    variation: tuple[str, ...]
+    sku: str  # empty while unmatched
+    quantity: int
+    status: OrderStatus
+    name: str = ""
+    choices: tuple[str, ...] = ()  # option values printed with the item (Rakuten)
+
+
+class OrderDoc(msgspec.Struct, frozen=True):
+    """An order as the ledger keeps it; ``key`` is ``shop:order_no``."""
+
+    key: str
+    shop: str
+    order_no: str
+    status: OrderStatus  # the line status that most needs attention
+    mall_state: str
+    ordered_at: str
+    received_at: str
+    lines: tuple[OrderLineDoc, ...] = ()
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -239,10 +285,43 @@ class ShopShow(Base, frozen=True, tag="shop_show"):
 
 
 class ShopSet(Base, frozen=True, tag="shop_set"):
+    """Change settings. Switching a stopped shop's ``order_intake`` on while orders waited
+    needs ``backlog``: ``take`` them, or ``skip`` what arrived while stopped (moved aside)."""
+
     id: int
     shop: str
     changes: dict[str, str]
     force: bool = False
+    backlog: BacklogChoice = ""
+
+
+class OrdersList(Base, frozen=True, tag="orders_list"):
+    """The allocation list (引当確認受注一覧): by default what waits for the operator."""
+
+    id: int
+    shop: str = ""
+    statuses: tuple[OrderStatus, ...] = ACTIONABLE_ORDER_STATUSES
+    after: str = ""  # continue after this key
+    limit: int = 100
+
+
+class OrderShow(Base, frozen=True, tag="order_show"):
+    id: int
+    key: str
+
+
+class OrderApply(Base, frozen=True, tag="order_apply"):
+    """Apply an order's warning lines (and unmatched lines that map by now): stock moves."""
+
+    id: int
+    key: str
+
+
+class OrderDismiss(Base, frozen=True, tag="order_dismiss"):
+    """Dismiss an order's warning and unmatched lines: stock does not move, ever."""
+
+    id: int
+    key: str
 
 
 class JobsList(Base, frozen=True, tag="jobs_list"):
@@ -325,6 +404,10 @@ Request = (
     | ShopsApply
     | ShopShow
     | ShopSet
+    | OrdersList
+    | OrderShow
+    | OrderApply
+    | OrderDismiss
     | JobsList
     | JobShow
     | Subscribe
@@ -407,6 +490,17 @@ class ShopReply(Base, frozen=True, tag="shop"):
     status: ShopStatus | None = None
 
 
+class OrdersReply(Base, frozen=True, tag="orders"):
+    id: int
+    orders: tuple[OrderDoc, ...]
+    next_after: str | None = None
+
+
+class OrderReply(Base, frozen=True, tag="order"):
+    id: int
+    order: OrderDoc
+
+
 class JobsReply(Base, frozen=True, tag="jobs"):
     id: int
     jobs: tuple[Job, ...]
@@ -475,6 +569,21 @@ class ListingsChanged(Base, frozen=True, tag="listings_changed"):
     rows: int
 
 
+class IntakeChanged(Base, frozen=True, tag="intake_changed"):
+    """What a shop's intake actor reports changed (backlog, quarantine, mails filed, last
+    error); the ledger's own figures come with ``status``."""
+
+    shop: str
+    intake: IntakeStatus
+
+
+class OrderChanged(Base, frozen=True, tag="order_changed"):
+    """An order was taken, or its lines changed status (applied, dismissed, cancelled,
+    matched)."""
+
+    order: OrderDoc
+
+
 class JobChanged(Base, frozen=True, tag="job_changed"):
     job: Job
 
@@ -494,6 +603,8 @@ Reply = (
     | ListingsReply
     | ShopsReply
     | ShopReply
+    | OrdersReply
+    | OrderReply
     | JobsReply
     | JobReply
     | Subscribed
@@ -508,6 +619,8 @@ Event = (
     | ListingsChanged
     | ActorChanged
     | JobChanged
+    | OrderChanged
+    | IntakeChanged
     | Resync
 )
 ServerMessage = Welcome | Error | Reply | Event
@@ -525,9 +638,11 @@ def topic_of(event: Event) -> Topic | None:
             return "jobs"
         case Oversell():
             return "oversell"
-        case ShopChanged() | ListingsChanged():
+        case ShopChanged() | ListingsChanged() | IntakeChanged():
             return "shops"
         case ActorChanged():
             return "actors"
+        case OrderChanged():
+            return "orders"
         case Resync():
             return None

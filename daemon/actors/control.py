@@ -15,7 +15,7 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from daemon.commands import LedgerRequest, LedgerUnavailable, submit
+from daemon.commands import ChangeShops, Command, LedgerRequest, LedgerUnavailable, submit
 from daemon.events import EventBus, StatusBoard
 from daemon.transfers import MAX_OPEN_UPLOADS, Transfers
 from daemon.wiring import StatePaths
@@ -205,8 +205,12 @@ async def _handle(
 ) -> control.ServerMessage:
     """A request the ledger answers; the daemon's own facts and the shops' actors are added
     to status replies here, where they are known."""
+    command: Command = request
+    if isinstance(request, control.ShopSet | control.ShopsApply):
+        # what waits at stopped shops is known to their intake actors, not to the ledger
+        command = ChangeShops(request=request, backlogs=board.backlogs())
     try:
-        result = await submit(ledger, request, actor)
+        result = await submit(ledger, command, actor)
     except LedgerUnavailable as exc:
         return control.Error(id=request.id, code="unavailable", message=str(exc))
     match result:
@@ -229,6 +233,8 @@ async def _handle(
             | control.ListingsReply()
             | control.ShopsReply()
             | control.ShopReply()
+            | control.OrdersReply()
+            | control.OrderReply()
             | control.JobsReply()
             | control.JobReply()
         ):
@@ -238,7 +244,17 @@ async def _handle(
 
 
 def _with_actors(status: control.ShopStatus, board: StatusBoard) -> control.ShopStatus:
-    return msgspec.structs.replace(status, actors=board.actors(status.id))
+    seen = board.intake(status.id)
+    intake = msgspec.structs.replace(
+        status.intake,
+        backlog=seen.backlog,
+        backlog_oldest=seen.backlog_oldest,
+        quarantined=seen.quarantined,
+        ignored=seen.ignored,
+        filed=seen.filed,
+        last_error=seen.last_error,
+    )
+    return msgspec.structs.replace(status, actors=board.actors(status.id), intake=intake)
 
 
 async def _write(

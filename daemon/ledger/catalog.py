@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from daemon.ledger import listings, stock
+from daemon.ledger import listings, orders, stock
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
 from protocols.sku import MAX_CODE_LENGTH, code_problem, name_problem
@@ -58,6 +58,7 @@ def sku_add(tx: Tx, command: control.SkuAdd) -> control.SkuReply:
         stock.move(tx, command.code, "reserve", command.reserve, "manual", "")
     else:
         stock.note_touched(tx, command.code, "sku-added", "")
+    orders.rematch(tx)
     return control.SkuReply(id=command.id, sku=detail(tx, command.code, 20))
 
 

@@ -17,17 +17,22 @@ from typing import TypeVar
 
 from daemon.commands import (
     ApplyImport,
+    BacklogHandled,
+    ChangeShops,
     Command,
     CreateJob,
     FinishJob,
+    GetIntakeState,
     ListShops,
-    RecordOrder,
     Result,
+    SaveIntakeCursor,
     ShopsList,
+    TakeOrders,
 )
 from daemon.ledger import (
     catalog,
     imports,
+    intake,
     jobs,
     listings,
     orders,
@@ -170,8 +175,26 @@ def run(tx: Tx, command: Command) -> Result:
             return control.JobReply(id=command.id, job=jobs.get(tx, command.job))
         case control.GetStatus():
             return status.status(tx, command)
-        case RecordOrder():
-            return orders.record_order(tx, command)
+        case control.OrdersList():
+            return orders.orders_list(tx, command)
+        case control.OrderShow():
+            return orders.order_show(tx, command)
+        case control.OrderApply():
+            return orders.order_apply(tx, command)
+        case control.OrderDismiss():
+            return orders.order_dismiss(tx, command)
+        case TakeOrders():
+            return orders.take_orders(tx, command)
+        case ChangeShops(request=control.ShopSet() as request):
+            return shops.shop_set(tx, request, command.backlogs.get(request.shop))
+        case ChangeShops(request=control.ShopsApply() as request):
+            return shops.shops_apply(tx, request, command.backlogs)
+        case GetIntakeState():
+            return intake.state(tx, command.shop)
+        case SaveIntakeCursor():
+            return intake.save_cursor(tx, command)
+        case BacklogHandled():
+            return intake.backlog_handled(tx, command)
         case ListShops():
             return ShopsList(shops=shops.all_shops(tx))
         case CreateJob():

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from daemon.commands import ApplyImport, FinishJob
-from daemon.ledger import catalog, jobs, stock
+from daemon.ledger import catalog, jobs, orders, stock
 from daemon.ledger.jobs import MAX_ROW_ERRORS
 from daemon.ledger.listings import LISTING_UPDATE
 from daemon.ledger.tx import DomainError, Tx, Undo
@@ -409,6 +409,8 @@ def _apply_catalog(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list
             _write_catalog_batch(tx, now, on_conflict, start.shop)
         db.execute("DELETE FROM temp.catalog_batch")
     db.execute("DROP TABLE temp.catalog_batch")
+    if not start.dry_run and success:
+        orders.rematch(tx)
     return success, failed, [f"{new_skus} new SKU(s), {success - new_skus} existing"]
 
 

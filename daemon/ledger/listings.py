@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from daemon.ledger import catalog, sets, shops
+from daemon.ledger import catalog, orders, sets, shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
 from protocols.listings import code_prefixes, match_by_choices, variation_key
@@ -65,6 +65,27 @@ def count_linked_unregistered(tx: Tx, shop: ShopSettings) -> int:
     sql = f"SELECT count(*) FROM ({_unregistered_sql(shop)})"
     count: int = tx.db.execute(sql, {"shop": shop.id}).fetchone()[0]
     return count
+
+
+def sku_for_item(
+    tx: Tx,
+    shop: ShopSettings,
+    item_id: str,
+    variation: tuple[str, ...],
+    default_sku: str | None,
+    choices: Sequence[str] = (),
+) -> str:
+    """The SKU an order line of a shop's mall item maps to: its listing (``listed_sku``),
+    else the mall's default rule (``default_sku``, or the mall module's ``join_sku``) when
+    that SKU exists; empty when neither. An unlinked listing still maps: linking is about
+    what is pushed, not what was sold."""
+    listed = _listed(tx, shop, item_id, variation, choices)
+    if listed is not None:
+        return listed
+    sku: str = (
+        default_sku if default_sku is not None else module(shop.mall).join_sku(item_id, variation)
+    )
+    return sku if sku and catalog.exists(tx.db, sku) else ""
 
 
 def listings_import(tx: Tx, command: control.ListingsImport) -> control.ListingsReply:
@@ -121,6 +142,7 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
         ],
     )
     sets.check_origin_rule(tx)
+    orders.rematch(tx)
     tx.publish(control.ListingsChanged(shop=command.shop, rows=len(command.rows)))
     return control.ListingsReply(id=command.id, imported=len(command.rows))
 
@@ -141,19 +163,38 @@ def listed_sku(
     not hold (a Rakuten choice whose 子番号 is empty) is matched by the choice names printed
     with it (``protocols.listings.match_by_choices``).
     """
-    shop = shops.get(tx, shop_id)
+    return _listed(tx, shops.get(tx, shop_id), item_id, variation, choices)
+
+
+def _listed(
+    tx: Tx,
+    shop: ShopSettings,
+    item_id: str,
+    variation: Sequence[str],
+    choices: Sequence[str],
+) -> str | None:
     key = variation_key(variation)
-    forms = getattr(module(shop.mall), "item_id_forms", lambda code: (code,))
-    for item in dict.fromkeys(forms(identifier(item_id))):
-        for column in ("item_id", "alt_item_id"):
-            row = tx.db.execute(
-                f"SELECT sku FROM listings WHERE shop = ? AND {column} = ? AND variation = ? "
-                "ORDER BY sku LIMIT 2",
-                (shop.id, item, key),
-            ).fetchall()
-            if len(row) == 1:
-                sku: str = row[0][0]
-                return sku
+    forms = tuple(
+        dict.fromkeys(
+            getattr(module(shop.mall), "item_id_forms", lambda code: (code,))(identifier(item_id))
+        )
+    )
+    # one query for every form and both identifiers (it runs for every order line), then
+    # the same precedence: a form's 商品管理番号, then its 商品番号, each only if unique
+    marks = ", ".join("?" * len(forms))
+    by_identifier: dict[tuple[str, int], list[str]] = {}
+    for sku, item, alt in tx.db.execute(
+        f"SELECT sku, item_id, '' FROM listings WHERE shop = ? AND item_id IN ({marks}) "
+        f"AND variation = ? UNION ALL SELECT sku, '', alt_item_id FROM listings "
+        f"WHERE shop = ? AND alt_item_id IN ({marks}) AND variation = ?",
+        (shop.id, *forms, key, shop.id, *forms, key),
+    ):
+        by_identifier.setdefault((item, 0) if item else (alt, 1), []).append(sku)
+    for item in forms:
+        for column in (0, 1):
+            listed_as = by_identifier.get((item, column), [])
+            if len(listed_as) == 1:
+                return listed_as[0]
         if choices:
             prefixes = code_prefixes(item)
             marks = ", ".join("?" * len(prefixes))

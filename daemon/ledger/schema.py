@@ -220,6 +220,33 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 商品管理番号: order mails print it); variations are stored without trailing empty
     # components (protocols.listings.variation_key)
     _listing_identifiers,
+    # order intake: each line has its own status (one order may have an allocated line and an
+    # unmatched one), the mall's item and variation, and the order what the mall says of it;
+    # a shop's intake keeps its API cursor and its stop/resume bookkeeping; a cancellation finds
+    # what its line's sale took by the journal's reference
+    """
+    ALTER TABLE orders ADD COLUMN mall_state TEXT NOT NULL DEFAULT 'new';
+    ALTER TABLE orders ADD COLUMN source TEXT NOT NULL DEFAULT '';
+    ALTER TABLE order_lines ADD COLUMN variation TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE order_lines ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE order_lines ADD COLUMN status TEXT NOT NULL DEFAULT 'allocated';
+    ALTER TABLE order_lines ADD COLUMN choices TEXT NOT NULL DEFAULT '[]';
+    UPDATE order_lines SET status = CASE WHEN cancelled = 1 THEN 'cancelled' ELSE
+        (SELECT o.status FROM orders o WHERE o.shop = order_lines.shop
+        AND o.order_no = order_lines.order_no) END;
+    ALTER TABLE order_lines DROP COLUMN cancelled;
+    CREATE INDEX order_lines_waiting ON order_lines(status, shop)
+        WHERE status IN ('warning', 'unmatched');
+    CREATE INDEX orders_received ON orders(shop, received_at);
+    CREATE INDEX journal_contexts_ref ON journal_contexts(ref);
+    CREATE TABLE intake_state (
+        shop TEXT PRIMARY KEY REFERENCES shops(id),
+        cursor TEXT NOT NULL DEFAULT '',
+        stopped_at TEXT NOT NULL DEFAULT '',
+        resumed_at TEXT NOT NULL DEFAULT '',
+        backlog TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID
+    """,
 )
 
 

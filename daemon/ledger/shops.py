@@ -3,11 +3,13 @@ rules that join a shop's settings to the stock (the activation guard, sets and o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-from daemon.ledger import listings
+from daemon.commands import Backlog
+from daemon.ledger import intake, listings, orders
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
 from protocols.settings import (
@@ -57,26 +59,29 @@ def unreadable_settings(tx: Tx) -> list[str]:
     return problems
 
 
-def status_of(
-    shop: ShopSettings, actors: tuple[control.ActorStatus, ...] = ()
-) -> control.ShopStatus:
-    """The one shop status document (``status``, ``shops show``): modes, actors, warnings."""
+def status_of(tx: Tx, shop: ShopSettings) -> control.ShopStatus:
+    """The one shop status document (``status``, ``shops show``): modes, warnings, what the
+    ledger knows of its intake; the control server adds what its actors report."""
     return control.ShopStatus(
         id=shop.id,
         mall=shop.mall,
         order_intake=shop.order_intake,
         reflect=shop.reflect,
-        actors=actors,
         warnings=tuple(w for w in (plain_ftp_warning(shop),) if w),
+        intake=orders.intake_status(tx, shop),
     )
 
 
 def shop_show(tx: Tx, command: control.ShopShow) -> control.ShopReply:
     shop = get(tx, command.shop)
-    return control.ShopReply(id=command.id, shop=shop, status=status_of(shop))
+    return control.ShopReply(id=command.id, shop=shop, status=status_of(tx, shop))
 
 
-def shops_apply(tx: Tx, command: control.ShopsApply) -> control.ShopsReply:
+def shops_apply(
+    tx: Tx, command: control.ShopsApply, backlogs: Mapping[str, Backlog] | None = None
+) -> control.ShopsReply:
+    """Create or update shops; ``backlogs``: what waits at each stopped shop (its intake
+    actor counts it), for switching intake on."""
     warnings = []
     for shop in command.shops:
         before = find(tx, shop.id)
@@ -88,23 +93,29 @@ def shops_apply(tx: Tx, command: control.ShopsApply) -> control.ShopsReply:
             )
         try:
             check_rules(tx, shop, before, command.force)
+            waiting = (backlogs or {}).get(shop.id, Backlog())
+            intake.check_switch(tx, before, shop, "", waiting)
         except DomainError as exc:
             raise DomainError(exc.code, f"shop {shop.id}: {exc}", exc.field, exc.details) from exc
         save(tx, shop, before)
+        intake.note_switch(tx, before, shop, "")
         if warning := plain_ftp_warning(shop):
             warnings.append(warning)
     return control.ShopsReply(id=command.id, shops=command.shops, warnings=tuple(warnings))
 
 
-def shop_set(tx: Tx, command: control.ShopSet) -> control.ShopReply:
+def shop_set(tx: Tx, command: control.ShopSet, backlog: Backlog | None = None) -> control.ShopReply:
+    """Change settings live; ``backlog``: what waits at the shop if its intake is stopped."""
     before = get(tx, command.shop)
     try:
         shop = apply_changes(before, command.changes)
     except SettingsError as exc:
         raise DomainError("invalid", str(exc), exc.field) from exc
     check_rules(tx, shop, before, command.force)
+    intake.check_switch(tx, before, shop, command.backlog, backlog or Backlog())
     save(tx, shop, before)
-    return control.ShopReply(id=command.id, shop=shop, status=status_of(shop))
+    intake.note_switch(tx, before, shop, command.backlog)
+    return control.ShopReply(id=command.id, shop=shop, status=status_of(tx, shop))
 
 
 def check_rules(tx: Tx, shop: ShopSettings, before: ShopSettings | None, force: bool) -> None:

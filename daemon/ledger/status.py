@@ -17,6 +17,6 @@ def status(tx: Tx, command: control.GetStatus) -> control.StatusReply:
         started_at="",
         database="",
         skus=skus,
-        shops=tuple(shops.status_of(shop) for shop in shops.all_shops(tx)),
+        shops=tuple(shops.status_of(tx, shop) for shop in shops.all_shops(tx)),
         oversells=oversells,
     )

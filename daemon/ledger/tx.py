@@ -9,7 +9,8 @@ state can leak into the next.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from daemon.commands import FinishJob
 from protocols import control
@@ -55,3 +56,20 @@ class Tx:
 
     def publish(self, event: control.Event) -> None:
         self.events.append(event)
+
+    @contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        """A part of the command that may fail on its own (one order of an intake batch): on
+        an exception its writes are rolled back and what it noted (events, touched SKUs,
+        journal contexts, whose rows are gone) is forgotten; the exception goes on."""
+        events, touched, contexts = len(self.events), dict(self.touched), dict(self.contexts)
+        self.db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.db.execute(f"ROLLBACK TO {name}")
+            self.db.execute(f"RELEASE {name}")
+            del self.events[events:]
+            self.touched, self.contexts = touched, contexts
+            raise
+        self.db.execute(f"RELEASE {name}")

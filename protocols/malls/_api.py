@@ -1,16 +1,26 @@
-"""Pieces shared by the mall API codecs: batching, the pushable-quantity check, and the small
+"""Pieces shared by the mall API codecs: batching, the pushable-quantity check, the small
 JSON stock API that zaiko defines for carts whose real stock API is not public (CARTSTAR,
-ショップサーブ, SHOPLIST).
+ショップサーブ, SHOPLIST), and what every order poll shares (``ApiOrderPoll``, and the
+simulator's view of an order call).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Annotated, TypeVar
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
-from protocols.malls.base import ApiAccount, HttpRequest, StockUpdate
+from protocols.malls.base import (
+    ApiAccount,
+    HttpRequest,
+    MallApiError,
+    MallOrder,
+    RateLimited,
+    StockUpdate,
+)
 
 T = TypeVar("T")
 JSON_CONTENT_TYPE = ("Content-Type", "application/json")
@@ -130,3 +140,225 @@ class JsonStockApi:
 
     def render_error(self, status: int, message: str) -> bytes:
         return msgspec.json.encode(_ErrorBody(error=_ErrorDetail(status=status, message=message)))
+
+
+# --- order polls ---------------------------------------------------------------------------
+#
+# Every API-intake module builds its ``start_order_poll`` on ``ApiOrderPoll`` (the call in
+# flight, 429s, failures, the result) and says which date its search filters on. For the
+# simulator, each also reads its own requests back (``read_order_call``) and renders the
+# answers (``render_order_answer``) from the ``OrderCall`` and ``OrderAnswer`` types below.
+
+# "updated": the mall finds orders by their last change (a later cancellation or payment is
+# found by the window it falls in); "ordered": by order date only, so a change to an older
+# order is seen only by a poll whose window reaches back to the order's date.
+OrderSearchDate = Literal["ordered", "updated"]
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str:
+    """A response header's value (case-insensitive name), or "" when absent."""
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), "")
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds; None when absent or an HTTP date (reading one needs a
+    clock, which a pure module has not: the caller's own backoff applies then)."""
+    value = header_value(headers, "Retry-After").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def check_window(since: datetime, until: datetime) -> None:
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValueError("an order poll needs aware datetimes (with a UTC offset)")
+    if until < since:
+        raise ValueError(f"order poll window ends ({until}) before it starts ({since})")
+
+
+def window_chunks(
+    since: datetime, until: datetime, longest: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """``[since, until)`` cut into consecutive windows of at most ``longest``."""
+    chunks = []
+    start = since
+    while start < until:
+        end = min(until, start + longest)
+        chunks.append((start, end))
+        start = end
+    return chunks
+
+
+def in_window(moment: datetime, since: datetime, until: datetime) -> bool:
+    return since <= moment < until
+
+
+def rank_key(identifier: str) -> tuple[int, str]:
+    """Sort key for a mall's numeric-looking ids ("9" before "10"): what line numbers follow,
+    so that the same order read twice numbers its lines the same way."""
+    return (len(identifier), identifier)
+
+
+class ApiOrderPoll:
+    """What every order poll shares (``base.OrderPoll``).
+
+    ``next_request()`` returns the call in flight until it is answered; a 429 raises
+    ``RateLimited`` and leaves that call in flight (send it again after the wait); any other
+    failure (4xx/5xx, an answer that does not read) raises ``MallApiError`` and fails the poll
+    for good: ``next_request()`` raises it again, and nothing of the poll is taken. ``orders``
+    can be read once the poll is done (``next_request()`` returned None).
+
+    A mall module subclasses it with ``_answer(body)`` (read a 2xx answer, return the next
+    call or None when done, after ``_finish``) and ``_error_text(body)`` (its error shape).
+    """
+
+    def __init__(self, first: HttpRequest | None) -> None:
+        self._in_flight = first
+        self._failure: MallApiError | None = None
+        self._result: list[MallOrder] | None = None if first is not None else []
+        self._ignored = 0
+
+    def next_request(self) -> HttpRequest | None:
+        if self._failure is not None:
+            raise self._failure
+        return self._in_flight
+
+    def feed(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._in_flight is None:
+            raise RuntimeError("the order poll is done: nothing is waiting for an answer")
+        if status == 429:
+            raise RateLimited(f"HTTP 429: {self._error_line(body)}", retry_after(headers))
+        try:
+            if not 200 <= status < 300:
+                raise MallApiError(f"HTTP {status}: {self._error_line(body)}")
+            self._in_flight = self._answer(body)
+        except ValueError as exc:  # MallApiError, and every reader's ValueError / DecodeError
+            failure = exc if isinstance(exc, MallApiError) else MallApiError(str(exc))
+            self._failure, self._in_flight = failure, None
+            raise failure from None
+        if self._in_flight is None and self._result is None:
+            raise RuntimeError(f"{type(self).__name__} ended without its orders")
+
+    @property
+    def orders(self) -> list[MallOrder]:
+        if self._result is None or self._in_flight is not None:
+            raise RuntimeError("the order poll is not done: send next_request() and feed()")
+        return self._result
+
+    @property
+    def ignored(self) -> int:
+        return self._ignored
+
+    def _finish(self, orders: list[MallOrder]) -> None:
+        self._result = orders
+
+    def _error_line(self, body: bytes) -> str:
+        """The mall's error message on one line; the raw body when its shape does not read
+        (a 429 or 5xx must never fail on its own error page)."""
+        try:
+            text = self._error_text(body)
+        except ValueError:
+            text = body.decode("utf-8", "replace")
+        return " ".join(text.split()) or "no error body"
+
+    # -- per mall ---------------------------------------------------------------------------
+
+    def _answer(self, body: bytes) -> HttpRequest | None:
+        raise NotImplementedError
+
+    def _error_text(self, body: bytes) -> str:
+        return body.decode("utf-8", "replace")
+
+
+# --- order API, simulator side ---------------------------------------------------------------
+
+
+class OrderSearch(msgspec.Struct, frozen=True, kw_only=True):
+    """An order search as the simulated mall reads it: orders whose ``by`` date falls in
+    ``[since, until)``, a page of at most ``limit`` from ``offset`` (or 1-based ``page``)."""
+
+    since: datetime
+    until: datetime
+    by: OrderSearchDate
+    limit: int
+    offset: int = 0
+    page: int | None = None
+
+
+class OrderFetch(msgspec.Struct, frozen=True, kw_only=True):
+    """The details of orders asked for by number (RMS getOrder)."""
+
+    order_numbers: tuple[str, ...]
+
+
+class ItemsFetch(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of one order's items (SP-API getOrderItems), from item ``offset``."""
+
+    order_no: str
+    offset: int = 0
+
+
+OrderCall = OrderSearch | OrderFetch | ItemsFetch
+
+
+class ServedOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """An order as the simulated mall holds it: its last change, and whether it was placed
+    on another marketplace of the same seller account (Amazon)."""
+
+    order: MallOrder
+    updated_at: datetime
+    foreign: bool = False
+
+
+class OrderAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What the simulated mall answers: a search's page (``total`` matches in all pages,
+    ``start`` the page's first position, ``limit`` the page size it used), the orders
+    fetched, or the one order whose items are asked for (``total`` = its item count)."""
+
+    orders: tuple[ServedOrder, ...]
+    total: int = 0
+    start: int = 0
+    limit: int = 0
+
+
+def answer_order_call(
+    call: OrderCall, held: Sequence[ServedOrder], *, page_size: int, items_page_size: int
+) -> OrderAnswer:
+    """What a simulated mall answers to ``call`` from the orders it ``held`` (oldest first):
+    a search's matches by the call's date, oldest first, in pages of at most ``page_size``
+    (or fewer, as the caller asks); the orders fetched by number; one order's items, at most
+    ``items_page_size`` a page. Raises KeyError for the items of an order it does not hold."""
+    if isinstance(call, OrderSearch):
+
+        def searched_date(served: ServedOrder) -> datetime:
+            if call.by == "updated":
+                return served.updated_at
+            return datetime.fromisoformat(served.order.ordered_at)
+
+        matches = sorted(
+            (served for served in held if call.since <= searched_date(served) < call.until),
+            key=searched_date,
+        )
+        limit = max(1, min(call.limit, page_size))
+        start = call.offset if call.page is None else (call.page - 1) * limit
+        return OrderAnswer(
+            orders=tuple(matches[start : start + limit]),
+            total=len(matches),
+            start=start,
+            limit=limit,
+        )
+    if isinstance(call, OrderFetch):
+        by_number = {served.order.order_no: served for served in held}
+        fetched = tuple(by_number[n] for n in call.order_numbers if n in by_number)
+        return OrderAnswer(orders=fetched, total=len(fetched))
+    served = next((s for s in held if s.order.order_no == call.order_no), None)
+    if served is None:
+        raise KeyError(f"no order {call.order_no!r}")
+    return OrderAnswer(
+        orders=(served,), total=len(served.order.lines), start=call.offset, limit=items_page_size
+    )

@@ -1,28 +1,43 @@
 """Amazon (amazon): stock out through the SP-API Listings Items API (one PATCH of
 ``/attributes/fulfillment_availability`` per seller SKU, Japan marketplace) and order intake
-through the SP-API Orders API (``getOrders``; Pending, Unshipped, Canceled, ...).
-
-Unverified: getOrders answers carry each order's items in ``OrderItems`` (zaiko's simplification of
-the separate getOrderItems call, which the simulator folds in); pagination (NextToken) is not followed.
+through the SP-API Orders API v0: ``getOrders`` by last update (Pending, Unshipped, Canceled,
+...; every NextToken page), then ``getOrderItems`` for each order (getOrders carries no items;
+every NextToken page). Orders of other marketplaces are counted, not taken.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Literal, NoReturn
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 from urllib.parse import quote, unquote
 
 import msgspec
 
-from protocols.malls._api import JSON_CONTENT_TYPE, header, require_pushable
+from protocols.malls._api import (
+    JSON_CONTENT_TYPE,
+    ApiOrderPoll,
+    ItemsFetch,
+    OrderAnswer,
+    OrderCall,
+    OrderSearch,
+    OrderSearchDate,
+    ServedOrder,
+    check_window,
+    header,
+    rank_key,
+    require_pushable,
+)
 from protocols.malls.base import (
     ApiAccount,
     Capability,
     HttpRequest,
+    MallApiError,
     MallOrder,
     MallOrderState,
     OrderLine,
+    OrderPoll,
     StockUpdate,
     identifier,
     joined,
@@ -36,10 +51,6 @@ CAPABILITY = Capability(
     options=("take_pending", "take_cancellations"),
     api_batch_size=1,
     api_requests_per_s=5.0,
-    unverified=(
-        "getOrders answers are modelled with each order's OrderItems folded in "
-        "(real SP-API needs getOrderItems per order)"
-    ),
 )
 
 MARKETPLACE_JP = "A1VC38T7YXB528"
@@ -202,22 +213,46 @@ def render_error(status: int, message: str) -> bytes:
     )
 
 
-# --- Orders: getOrders --------------------------------------------------------------------
+# --- Orders: getOrders, then getOrderItems for each order -------------------------------------
+
+ORDER_SEARCH_DATE: OrderSearchDate = "updated"
+ORDERS_PER_PAGE = 100  # getOrders MaxResultsPerPage: 1–100
+# The simulator's other marketplace (United Kingdom): any MarketplaceId but Japan's is another.
+OTHER_MARKETPLACE = "A1F83G8C2ARO7P"
+_ORDER_ITEMS = "orderItems"
+# Multi-Channel Fulfillment orders (sold elsewhere, shipped from Amazon's stock) are the only
+# ones that become Unfulfillable: not a sale of this shop, so counted as ignored.
+_NOT_THIS_SHOPS = frozenset({"Unfulfillable"})
 
 
 class _OrderItem(msgspec.Struct):
     OrderItemId: str
-    SellerSKU: str
     QuantityOrdered: Annotated[int, msgspec.Meta(ge=0)]
-    Title: str = ""
+    SellerSKU: str = ""
     ASIN: str = ""
+    Title: str = ""
+
+
+class _ItemsPayload(msgspec.Struct):
+    OrderItems: list[_OrderItem]
+    AmazonOrderId: str = ""
+    NextToken: str | None = None
+
+
+class _ItemsAnswer(msgspec.Struct):
+    payload: _ItemsPayload | None = None
+    errors: list[_Error] = []
+
+
+# The official sandbox examples give some dates as epoch numbers: read those too.
+_Moment = str | int | float
 
 
 class _Order(msgspec.Struct):
     AmazonOrderId: str
-    PurchaseDate: str
     OrderStatus: str
-    OrderItems: list[_OrderItem]
+    PurchaseDate: _Moment
+    LastUpdateDate: _Moment = ""
     MarketplaceId: str = MARKETPLACE_JP
 
 
@@ -226,8 +261,9 @@ class _OrdersPayload(msgspec.Struct):
     NextToken: str | None = None
 
 
-class _OrdersBody(msgspec.Struct):
-    payload: _OrdersPayload
+class _OrdersAnswer(msgspec.Struct):
+    payload: _OrdersPayload | None = None
+    errors: list[_Error] = []
 
 
 def _utc_z(moment: datetime) -> str:
@@ -236,101 +272,308 @@ def _utc_z(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_orders_request(account: ApiAccount, since: datetime) -> HttpRequest:
-    """getOrders for the Japan marketplace, every order updated since ``since`` (catches
-    cancellations as well as new orders)."""
-    return HttpRequest(
-        method="GET",
-        path=ORDERS_PATH,
-        query=(
-            ("MarketplaceIds", MARKETPLACE_JP),
-            ("LastUpdatedAfter", _utc_z(since)),
-            ("MaxResultsPerPage", "100"),
-        ),
-        headers=((_ACCESS_TOKEN, account.secret),),
-    )
-
-
-def parse_orders_request(request: HttpRequest) -> datetime:
-    """The ``LastUpdatedAfter`` instant of a getOrders request (simulator side)."""
-    if request.method != "GET" or request.path != ORDERS_PATH:
-        raise ValueError(f"expected GET {ORDERS_PATH}, got {request.method} {request.path}")
-    if not header(request, _ACCESS_TOKEN):
-        raise ValueError(f"missing {_ACCESS_TOKEN}")
-    since = dict(request.query).get("LastUpdatedAfter", "")
+def _moment(value: _Moment, what: str) -> datetime:
+    """An SP-API date: ISO 8601 (naive means UTC), or epoch seconds as the sandbox writes."""
+    text = str(value).strip()
     try:
-        return datetime.fromisoformat(since)
-    except ValueError:
-        raise ValueError(f"LastUpdatedAfter {since!r} is not an ISO 8601 time") from None
+        if isinstance(value, int | float) or text.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(text), UTC)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{what} {value!r} is not a date") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def parse_orders_response(body: bytes) -> list[MallOrder]:
-    """getOrders → MallOrders: Pending → pending, Unshipped/Shipped → new, Canceled → cancelled.
+def _errors_text(errors: Sequence[_Error]) -> str:
+    return "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error message"
 
-    Lines are numbered by OrderItemId order, so the numbering is stable across polls.
-    """
-    try:
-        payload = msgspec.json.decode(body, type=_OrdersBody).payload
-    except msgspec.DecodeError as exc:
-        _raise_error_body(body, exc)
-    orders = []
-    for order in payload.Orders:
+
+def start_order_poll(account: ApiAccount, since: datetime, until: datetime) -> OrderPoll:
+    """getOrders for the Japan marketplace, every order last updated in ``[since, until)``
+    (new orders, payments, cancellations), every page (NextToken); then, since getOrders
+    carries no items, getOrderItems for each order, every page. SP-API only serves
+    ``LastUpdatedBefore`` up to two minutes before the call: ``until`` must be that old."""
+    return _OrdersPoll(account, since, until)
+
+
+class _OrdersPoll(ApiOrderPoll):
+    def __init__(self, account: ApiAccount, since: datetime, until: datetime) -> None:
+        check_window(since, until)
+        self._auth = ((_ACCESS_TOKEN, account.secret),)
+        self._until = until
+        self._seen: set[str] = set()
+        self._found: dict[str, tuple[_Order, MallOrderState]] = {}
+        self._waiting: list[str] = []  # orders whose items are still to be read
+        self._current = ""  # the order whose items are being read
+        self._items: list[_OrderItem] = []
+        self._taken: list[MallOrder] = []
+        self._tokens: set[str] = set()  # every NextToken followed, so a repeated one stops us
+        first = None
+        if since < until:
+            # LastUpdatedBefore is inclusive: an order changed at ``until`` itself comes back
+            # here and in the next window; this poll leaves it to the next one.
+            first = self._get_orders(
+                (
+                    ("LastUpdatedAfter", _utc_z(since)),
+                    ("LastUpdatedBefore", _utc_z(until)),
+                    ("MaxResultsPerPage", str(ORDERS_PER_PAGE)),
+                )
+            )
+        super().__init__(first)
+
+    def _get_orders(self, criteria: tuple[tuple[str, str], ...]) -> HttpRequest:
+        return HttpRequest(
+            method="GET",
+            path=ORDERS_PATH,
+            query=(("MarketplaceIds", MARKETPLACE_JP), *criteria),
+            headers=self._auth,
+        )
+
+    def _get_items(self, next_token: str) -> HttpRequest:
+        return HttpRequest(
+            method="GET",
+            path=f"{ORDERS_PATH}/{quote(self._current, safe='')}/{_ORDER_ITEMS}",
+            query=(("NextToken", next_token),) if next_token else (),
+            headers=self._auth,
+        )
+
+    def _fresh(self, token: str) -> str:
+        if token in self._tokens:
+            raise MallApiError(f"the same NextToken came back twice: {token[:40]}")
+        self._tokens.add(token)
+        return token
+
+    def _error_text(self, body: bytes) -> str:
+        try:
+            return _errors_text(msgspec.json.decode(body, type=_ErrorBody).errors)
+        except msgspec.DecodeError:
+            return body.decode("utf-8", "replace")
+
+    def _answer(self, body: bytes) -> HttpRequest | None:
+        if self._current:
+            return self._items_page(body)
+        return self._orders_page(body)
+
+    def _orders_page(self, body: bytes) -> HttpRequest | None:
+        try:
+            answer = msgspec.json.decode(body, type=_OrdersAnswer)
+        except msgspec.DecodeError as exc:
+            raise MallApiError(f"unreadable getOrders answer: {exc}") from None
+        if answer.errors or answer.payload is None:
+            raise MallApiError(f"getOrders: {_errors_text(answer.errors)}")
+        for order in answer.payload.Orders:
+            self._take_order(order)
+        if answer.payload.NextToken:
+            return self._get_orders((("NextToken", self._fresh(answer.payload.NextToken)),))
+        self._waiting = list(self._found)
+        return self._next_order()
+
+    def _take_order(self, order: _Order) -> None:
+        if order.AmazonOrderId in self._seen:  # a page boundary moved under an update
+            return
+        self._seen.add(order.AmazonOrderId)
+        if order.MarketplaceId != MARKETPLACE_JP or order.OrderStatus in _NOT_THIS_SHOPS:
+            self._ignored += 1
+            return
         status = _STATUSES.get(order.OrderStatus)
         if status is None:
-            raise ValueError(
+            raise MallApiError(
                 f"order {order.AmazonOrderId}: unknown OrderStatus {order.OrderStatus!r}"
             )
-        items = sorted(order.OrderItems, key=lambda item: (len(item.OrderItemId), item.OrderItemId))
-        lines = tuple(
-            OrderLine(
-                line_no=line_no,
-                item_id=identifier(item.SellerSKU),
-                sku=join_sku(item.SellerSKU, ()),
-                quantity=item.QuantityOrdered,
-                name=item.Title,
+        if order.LastUpdateDate != "":
+            updated = _moment(order.LastUpdateDate, f"order {order.AmazonOrderId} LastUpdateDate")
+            if updated >= self._until:
+                return
+        self._found[order.AmazonOrderId] = (order, status)
+
+    def _next_order(self) -> HttpRequest | None:
+        if not self._waiting:
+            self._current = ""
+            self._finish(self._taken)
+            return None
+        self._current = self._waiting.pop(0)
+        self._items = []
+        return self._get_items("")
+
+    def _items_page(self, body: bytes) -> HttpRequest | None:
+        try:
+            answer = msgspec.json.decode(body, type=_ItemsAnswer)
+        except msgspec.DecodeError as exc:
+            raise MallApiError(f"unreadable getOrderItems answer: {exc}") from None
+        if answer.errors or answer.payload is None:
+            raise MallApiError(f"getOrderItems {self._current}: {_errors_text(answer.errors)}")
+        payload = answer.payload
+        if payload.AmazonOrderId and payload.AmazonOrderId != self._current:
+            raise MallApiError(
+                f"getOrderItems for {self._current} answered for {payload.AmazonOrderId}"
             )
-            for line_no, item in enumerate(items, start=1)
-        )
-        orders.append(
-            MallOrder(
-                order_no=order.AmazonOrderId,
-                ordered_at=datetime.fromisoformat(order.PurchaseDate).isoformat(),
-                status=status,
-                lines=lines,
+        self._items.extend(payload.OrderItems)
+        if payload.NextToken:
+            return self._get_items(self._fresh(payload.NextToken))
+        self._taken.append(self._mall_order())
+        return self._next_order()
+
+    def _mall_order(self) -> MallOrder:
+        order, status = self._found[self._current]
+        where = f"order {order.AmazonOrderId}"
+        if not self._items:
+            raise MallApiError(f"{where}: getOrderItems gave no items")
+        # By OrderItemId, so that the same order read again numbers its lines the same way.
+        items = sorted({item.OrderItemId: item for item in self._items}.values(), key=_item_rank)
+        lines = []
+        for line_no, item in enumerate(items, start=1):
+            # An item without a seller SKU (rare) keeps its ASIN, so the line is never lost.
+            item_id = identifier(item.SellerSKU) or identifier(item.ASIN)
+            if not item_id:
+                raise MallApiError(f"{where} item {item.OrderItemId}: no SellerSKU and no ASIN")
+            lines.append(
+                OrderLine(
+                    line_no=line_no,
+                    item_id=item_id,
+                    sku=join_sku(item_id, ()),
+                    quantity=item.QuantityOrdered,
+                    name=item.Title,
+                )
             )
+        ordered_at = _moment(order.PurchaseDate, f"{where} PurchaseDate")
+        return MallOrder(
+            order_no=order.AmazonOrderId,
+            ordered_at=ordered_at.isoformat(),
+            status=status,
+            lines=tuple(lines),
         )
-    return orders
 
 
-def _raise_error_body(body: bytes, not_orders: msgspec.DecodeError) -> NoReturn:
+def _item_rank(item: _OrderItem) -> tuple[int, str]:
+    return rank_key(item.OrderItemId)
+
+
+# --- Orders, simulator side ---------------------------------------------------------------
+# The simulator's NextTokens are its own (base64 of the page they continue); Amazon's are
+# opaque, and the poll only passes them back.
+
+
+def _token(fields: dict[str, str | int]) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(fields)).decode("ascii")
+
+
+def _untoken(token: str) -> dict[str, str | int]:
     try:
-        errors = msgspec.json.decode(body, type=_ErrorBody).errors
-    except msgspec.DecodeError:
-        raise ValueError(f"unreadable getOrders answer: {not_orders}") from None
-    raise ValueError("; ".join(f"{e.code}: {e.message}" for e in errors) or "getOrders failed")
+        fields = msgspec.json.decode(
+            base64.urlsafe_b64decode(token.encode("ascii")), type=dict[str, str | int]
+        )
+    except (ValueError, UnicodeEncodeError):
+        raise ValueError(f"NextToken {token!r} is not one this mall gave") from None
+    return fields
 
 
-def render_orders_response(orders: Sequence[MallOrder]) -> bytes:
-    """A getOrders answer (with OrderItems folded in) for ``orders`` (simulator side)."""
-    rendered = []
-    for order in orders:
-        status = _RENDERED_STATUS.get(order.status)
-        if status is None:
-            raise ValueError(f"order {order.order_no}: Amazon has no {order.status} state")
-        rendered.append(
-            _Order(
-                AmazonOrderId=order.order_no,
-                PurchaseDate=_utc_z(datetime.fromisoformat(order.ordered_at)),
-                OrderStatus=status,
-                OrderItems=[
-                    _OrderItem(
-                        OrderItemId=f"{line.line_no:014d}",
-                        SellerSKU=line.item_id,
-                        QuantityOrdered=line.quantity,
-                        Title=line.name,
-                    )
-                    for line in order.lines
-                ],
+def read_order_call(request: HttpRequest) -> OrderCall:
+    """What a getOrders or getOrderItems request asks for (simulator side)."""
+    if request.method != "GET" or not request.path.startswith(ORDERS_PATH):
+        raise ValueError(f"expected GET {ORDERS_PATH}…, got {request.method} {request.path}")
+    if not header(request, _ACCESS_TOKEN):
+        raise ValueError(f"missing {_ACCESS_TOKEN}")
+    query = dict(request.query)
+    token = query.get("NextToken", "")
+    parts = request.path.removeprefix(ORDERS_PATH).split("/")
+    if parts == [""]:
+        if MARKETPLACE_JP not in query.get("MarketplaceIds", "").split(","):
+            raise ValueError(f"MarketplaceIds must include {MARKETPLACE_JP}")
+        if token:
+            fields = _untoken(token)
+            return OrderSearch(
+                since=datetime.fromisoformat(str(fields["since"])),
+                until=datetime.fromisoformat(str(fields["until"])),
+                by=ORDER_SEARCH_DATE,
+                limit=int(fields["limit"]),
+                offset=int(fields["offset"]),
+            )
+        since = _query_time(query, "LastUpdatedAfter")
+        if "LastUpdatedBefore" in query:
+            # inclusive at the mall: up to the end of that second
+            until = _query_time(query, "LastUpdatedBefore") + timedelta(seconds=1)
+        else:
+            until = datetime.max.replace(tzinfo=UTC)
+        limit = query.get("MaxResultsPerPage", str(ORDERS_PER_PAGE))
+        if not (limit.isdigit() and 1 <= int(limit) <= ORDERS_PER_PAGE):
+            raise ValueError(f"MaxResultsPerPage {limit!r} is not 1–{ORDERS_PER_PAGE}")
+        return OrderSearch(since=since, until=until, by=ORDER_SEARCH_DATE, limit=int(limit))
+    if len(parts) == 3 and parts[0] == "" and parts[1] and parts[2] == _ORDER_ITEMS:
+        order_no = unquote(parts[1])
+        offset = 0
+        if token:
+            fields = _untoken(token)
+            if fields.get("order") != order_no:
+                raise ValueError(f"NextToken {token!r} is not one for order {order_no}")
+            offset = int(fields["offset"])
+        return ItemsFetch(order_no=order_no, offset=offset)
+    raise ValueError(f"path {request.path} is neither getOrders nor getOrderItems")
+
+
+def _query_time(query: dict[str, str], name: str) -> datetime:
+    value = query.get(name, "")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} {value!r} has no time zone")
+    return moment
+
+
+def render_order_answer(call: OrderCall, answer: OrderAnswer) -> bytes:
+    """The getOrders page or getOrderItems page for ``call`` (simulator side)."""
+    if isinstance(call, OrderSearch):
+        orders = [_rendered_order(served) for served in answer.orders]
+        after = answer.start + len(orders)
+        next_token = None
+        if after < answer.total:
+            next_token = _token(
+                {
+                    "since": call.since.isoformat(),
+                    "until": call.until.isoformat(),
+                    "limit": call.limit,
+                    "offset": after,
+                }
+            )
+        return msgspec.json.encode(
+            _OrdersAnswer(payload=_OrdersPayload(Orders=orders, NextToken=next_token))
+        )
+    if isinstance(call, ItemsFetch):
+        (served,) = answer.orders
+        lines = served.order.lines[answer.start : answer.start + answer.limit]
+        after = answer.start + len(lines)
+        return msgspec.json.encode(
+            _ItemsAnswer(
+                payload=_ItemsPayload(
+                    AmazonOrderId=served.order.order_no,
+                    OrderItems=[
+                        _OrderItem(
+                            OrderItemId=f"{line.line_no:014d}",
+                            SellerSKU=line.item_id,
+                            QuantityOrdered=line.quantity,
+                            Title=line.name,
+                        )
+                        for line in lines
+                    ],
+                    NextToken=_token({"order": served.order.order_no, "offset": after})
+                    if after < answer.total
+                    else None,
+                )
             )
         )
-    return msgspec.json.encode(_OrdersBody(payload=_OrdersPayload(Orders=rendered)))
+    raise ValueError("Amazon has no order fetch by number list")
+
+
+def _rendered_order(served: ServedOrder) -> _Order:
+    order = served.order
+    status = _RENDERED_STATUS.get(order.status)
+    if status is None:
+        raise ValueError(f"order {order.order_no}: Amazon has no {order.status} state")
+    return _Order(
+        AmazonOrderId=order.order_no,
+        PurchaseDate=_utc_z(datetime.fromisoformat(order.ordered_at)),
+        LastUpdateDate=_utc_z(served.updated_at),
+        OrderStatus=status,
+        MarketplaceId=OTHER_MARKETPLACE if served.foreign else MARKETPLACE_JP,
+    )

@@ -14,8 +14,9 @@ It exports ``CAPABILITY`` and, depending on what the mall supports, these functi
   ``list[StockUpdate]`` (what the simulated mall does with it), plus ``parse_stock_response``.
 - mail intake: ``parse_order_mail(raw: bytes) -> MallOrder`` (raises ``MailError``) and
   ``render_order_mail(order, shop_name) -> bytes`` (the simulator's template).
-- API intake: ``build_orders_request(account, since) -> HttpRequest``,
-  ``parse_orders_response(body) -> list[MallOrder]`` and ``render_orders_response(orders)``.
+- API intake: ``start_order_poll(account, since, until) -> OrderPoll`` (every page, every
+  order's items) and ``ORDER_SEARCH_DATE``; for the simulator ``read_order_call(request)`` and
+  ``render_order_answer(call, answer)`` (``protocols.malls._api``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import codecs
 import csv
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import Literal, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -157,6 +158,11 @@ class MailError(ValueError):
     """An order mail that does not parse; the message says why (never a guess)."""
 
 
+class NotAnOrderMail(MailError):
+    """A mail of the mall that is not an order (在庫ゼロのお知らせ, 発送完了, a change notice):
+    intake sets it aside as read, not as broken."""
+
+
 class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     """One line of an order. ``sku`` is the default rule's code; ``choices`` are the option
     values printed with the item (Rakuten), which tell variations apart when the item's
@@ -185,6 +191,43 @@ class ApiAccount(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str
     secret: str
     seller_id: str = ""
+
+
+class MallApiError(ValueError):
+    """A mall API answered with an error (or something unreadable); the message says what.
+    Nothing of the call took effect on zaiko's side: it is tried again later."""
+
+
+class RateLimited(MallApiError):
+    """The mall answered 429: wait ``retry_after`` seconds (its Retry-After, when it sent
+    one) and send the same request again."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OrderPoll(Protocol):
+    """One poll of a mall's order API, without I/O (the daemon sends, the mall module
+    reads): ``next_request()`` gives the next call (a page, the items of an order, the
+    details of a batch of order numbers) or None when done; ``feed()`` takes that call's
+    answer, and raises ``RateLimited`` (send the same request again after the wait) or
+    ``MallApiError`` (the poll failed; start a new one later, from the same cursor). When
+    done, ``orders`` holds every order of the window ``[since, until)`` with all its lines,
+    and ``ignored`` counts what was seen but is not this shop's (another marketplace).
+    Which date the window is on is the module's ``ORDER_SEARCH_DATE``: ``"updated"`` (last
+    change: a later payment or cancellation falls in a later window) or ``"ordered"`` (order
+    date only: a change to an older order is seen by a poll whose window holds its date)."""
+
+    def next_request(self) -> HttpRequest | None: ...
+
+    def feed(self, status: int, headers: Mapping[str, str], body: bytes) -> None: ...
+
+    @property
+    def orders(self) -> list[MallOrder]: ...
+
+    @property
+    def ignored(self) -> int: ...
 
 
 class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -35,6 +35,7 @@ MAIL_LAYOUT = LabelLayout(
     quantity="数量",
     name="商品名",
     variation=("横軸コード", "縦軸コード"),
+    subject_marks=("注文", "TEMPOSTAR連携"),
 )
 _SENDER = "tempostar@cartstar.example"
 _API = JsonStockApi(path="/api/v1/inventories", batch_size=CAPABILITY.api_batch_size)

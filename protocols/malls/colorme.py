@@ -83,6 +83,7 @@ MAIL_LAYOUT = LabelLayout(
     quantity="数量",
     name="商品名",
     variation=("オプション1", "オプション2"),
+    subject_marks=("注文",),
 )
 _SENDER = "order@shop-pro.example"
 

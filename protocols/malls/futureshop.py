@@ -76,6 +76,7 @@ MAIL_LAYOUT = LabelLayout(
     item_code="商品番号",
     quantity="数量",
     name="注文商品名",
+    subject_marks=("注文",),
 )
 # 注文商品名 ends with 【code】 (optionally followed by the spec's display text). Only a
 # code-like tag after a non-empty name counts, so a name such as 【送料無料】Tシャツ keeps its tag.

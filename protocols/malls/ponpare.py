@@ -19,6 +19,7 @@ from protocols.malls.base import (
     HttpRequest,
     MailError,
     MallOrder,
+    NotAnOrderMail,
     OrderLine,
     RowError,
     StockRow,
@@ -120,7 +121,7 @@ _LABEL = re.compile(r"^\[[^\]]+\]\s*[：:]")
 def parse_order_mail(raw: bytes) -> MallOrder:
     mail = _mail.read_mail(raw)
     if SUBJECT not in mail.subject:
-        raise MailError(f"not an order confirmation: subject {mail.subject!r}")
+        raise NotAnOrderMail(f"not an order confirmation: subject {mail.subject!r}")
     lines = [line.strip() for line in mail.lines]
     order_no = _first_match(_ORDER_NO, lines, "[注文番号]")
     ordered_at = _mail.parse_ja_datetime(

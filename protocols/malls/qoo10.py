@@ -1,30 +1,45 @@
 """Qoo10 (qoo10): stock out through QSM's QAPI (form-encoded calls with the seller's ``key``:
 ``ItemsOrder.SetGoodsPriceQty`` for items without options, ``ItemsOptions.EditGoodsInventory``
-for option items) and order intake through a shipping-info call (unpaid 入金待ち, paid, cancelled,
-partially cancelled carts).
+for option items) and order intake through ``ShippingBasic.GetShippingInfo_v2`` by order date
+(unpaid 入金待ち, paid, cancelled, partially cancelled carts).
 
-Unverified: call and parameter names follow a public SDK, not QSM's spec; the order answer's row
-fields and state names are zaiko's design (no public QSM order response).
+Unverified: call and parameter names follow public SDKs and clients, not QSM's spec; the row
+states, and cancelled rows in the same answer, are zaiko's design (the real QAPI lists
+cancellations through a claim call, and no public QSM order response exists).
+Paging is not public: one public client sees every row on Page 1 and an empty Page 2; zaiko asks page after page until one brings no new row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 
-from protocols.malls._api import check_route, require_pushable
+from protocols.malls._api import (
+    ApiOrderPoll,
+    OrderAnswer,
+    OrderCall,
+    OrderSearch,
+    OrderSearchDate,
+    check_route,
+    check_window,
+    in_window,
+    rank_key,
+    require_pushable,
+)
 from protocols.malls._mail import JST
 from protocols.malls.base import (
     ApiAccount,
     Capability,
     HttpRequest,
+    MallApiError,
     MallOrder,
     MallOrderState,
     OrderLine,
+    OrderPoll,
     StockUpdate,
     identifier,
     joined,
@@ -39,8 +54,8 @@ CAPABILITY = Capability(
     api_batch_size=1,
     api_requests_per_s=5.0,
     unverified=(
-        "QAPI call/parameter names follow a public SDK; "
-        "order-answer row fields and state names are zaiko's design"
+        "QAPI call/parameter names follow public SDKs; order row states and cancelled rows in "
+        "the shipping-info answer are zaiko's design"
     ),
 )
 
@@ -209,7 +224,14 @@ def render_error(status: int, message: str) -> bytes:
     return msgspec.json.encode(_Result(ResultCode=-status, ResultMsg=message))
 
 
-# --- orders -------------------------------------------------------------------------------
+# --- orders: ShippingBasic.GetShippingInfo_v2 ------------------------------------------------
+
+ORDER_SEARCH_DATE: OrderSearchDate = "ordered"
+# search_Sdate to search_Edate (both included) may span 90 days at most (a public client).
+SEARCH_DAYS = 90
+ROWS_PER_PAGE = 200  # PageSize, as a public client sends it
+_SEARCH_BY_ORDER_DATE = "1"  # search_condition 1 = 注文日
+_SEARCH_DATE_FORMAT = "%Y%m%d"
 
 
 class _OrderRow(msgspec.Struct):
@@ -223,91 +245,180 @@ class _OrderRow(msgspec.Struct):
     itemTitle: str = ""
 
 
-def build_orders_request(account: ApiAccount, since: datetime) -> HttpRequest:
-    """Every cart ordered or changed since the day of ``since`` (Japan time), in all states."""
-    if since.tzinfo is None:
-        raise ValueError(f"{since} has no time zone")
-    return _call(
-        GET_SHIPPING_INFO, account, [("search_Sdate", since.astimezone(JST).strftime("%Y%m%d"))]
+def start_order_poll(account: ApiAccount, since: datetime, until: datetime) -> OrderPoll:
+    """GetShippingInfo_v2 by order date over the Japan days of ``[since, until)``, at most 90
+    days a call, page after page; rows (one per Qoo10 orderNo) become one order per cart
+    (packNo), and carts ordered outside the window (the search takes whole days) are left
+    out. No search by last change: a payment or cancellation is seen by a poll whose window
+    holds the cart's order date."""
+    return _OrdersPoll(account, since, until)
+
+
+def _day_ranges(since: datetime, until: datetime) -> list[tuple[date, date]]:
+    if since >= until:
+        return []
+    first = since.astimezone(JST).date()
+    last = (until - timedelta(microseconds=1)).astimezone(JST).date()
+    ranges = []
+    while first <= last:
+        end = min(last, first + timedelta(days=SEARCH_DAYS - 1))
+        ranges.append((first, end))
+        first = end + timedelta(days=1)
+    return ranges
+
+
+class _OrdersPoll(ApiOrderPoll):
+    def __init__(self, account: ApiAccount, since: datetime, until: datetime) -> None:
+        check_window(since, until)
+        self._account = account
+        self._since, self._until = since, until
+        self._ranges = _day_ranges(since, until)
+        self._page = 1
+        self._rows: dict[str, _OrderRow] = {}  # by Qoo10 orderNo
+        super().__init__(self._search() if self._ranges else None)
+
+    def _search(self) -> HttpRequest:
+        first, last = self._ranges[0]
+        return _call(
+            GET_SHIPPING_INFO,
+            self._account,
+            [
+                ("search_condition", _SEARCH_BY_ORDER_DATE),
+                ("search_Sdate", first.strftime(_SEARCH_DATE_FORMAT)),
+                ("search_Edate", last.strftime(_SEARCH_DATE_FORMAT)),
+                ("Page", str(self._page)),
+                ("PageSize", str(ROWS_PER_PAGE)),
+            ],
+        )
+
+    def _error_text(self, body: bytes) -> str:
+        try:
+            result = msgspec.json.decode(body, type=_Result)
+        except msgspec.DecodeError:
+            return body.decode("utf-8", "replace")
+        return f"Qoo10 ResultCode {result.ResultCode}: {result.ResultMsg}"
+
+    def _answer(self, body: bytes) -> HttpRequest | None:
+        try:
+            rows = msgspec.json.decode(_checked(body).ResultObject, type=list[_OrderRow] | None)
+        except msgspec.ValidationError as exc:
+            raise MallApiError(f"unreadable GetShippingInfo_v2 rows: {exc}") from None
+        new_rows = [row for row in rows or () if row.orderNo not in self._rows]
+        self._rows.update((row.orderNo, row) for row in new_rows)
+        if new_rows:
+            self._page += 1
+            return self._search()
+        self._ranges.pop(0)
+        self._page = 1
+        if self._ranges:
+            return self._search()
+        carts: dict[str, list[_OrderRow]] = {}
+        for row in self._rows.values():
+            carts.setdefault(row.packNo, []).append(row)
+        orders = (_cart_order(pack_no, rows) for pack_no, rows in carts.items())
+        self._finish(
+            [
+                order
+                for order in orders
+                if in_window(datetime.fromisoformat(order.ordered_at), self._since, self._until)
+            ]
+        )
+        return None
+
+
+def _row_rank(row: _OrderRow) -> tuple[int, str]:
+    return rank_key(row.orderNo)
+
+
+def _cart_order(pack_no: str, rows: list[_OrderRow]) -> MallOrder:
+    """A cart's rows → one MallOrder. Lines are numbered by orderNo, so the same cart read
+    again numbers them the same way. A cart whose rows are all cancelled is ``cancelled``;
+    some cancelled is ``partially_cancelled`` with those lines in ``cancelled_lines``;
+    otherwise ``unpaid`` (入金待ち) or ``new`` (paid)."""
+    rows = sorted(rows, key=_row_rank)
+    states = []
+    for row in rows:
+        state = _ROW_STATES.get(row.shippingStatus)
+        if state is None:
+            raise MallApiError(
+                f"order {row.orderNo}: unknown shippingStatus {row.shippingStatus!r}"
+            )
+        states.append(state)
+    cancelled = tuple(n for n, state in enumerate(states, start=1) if state == "cancelled")
+    status: MallOrderState
+    if len(cancelled) == len(rows):
+        status, cancelled = "cancelled", ()
+    elif cancelled:
+        status = "partially_cancelled"
+    else:
+        status = "unpaid" if "unpaid" in states else "new"
+    try:
+        ordered_at = datetime.strptime(rows[0].orderDate, _DATE_FORMAT).replace(tzinfo=JST)
+    except ValueError:
+        raise MallApiError(
+            f"cart {pack_no}: orderDate {rows[0].orderDate!r} is not {_DATE_FORMAT}"
+        ) from None
+    lines = tuple(
+        OrderLine(
+            line_no=line_no,
+            item_id=identifier(row.sellerItemCode),
+            variation=_option_variation(row.optionCode),
+            sku=join_sku(row.sellerItemCode, _option_variation(row.optionCode)),
+            quantity=row.orderQty,
+            name=row.itemTitle,
+        )
+        for line_no, row in enumerate(rows, start=1)
+    )
+    return MallOrder(
+        order_no=pack_no,
+        ordered_at=ordered_at.isoformat(),
+        status=status,
+        lines=lines,
+        cancelled_lines=cancelled,
     )
 
 
-def parse_orders_request(request: HttpRequest) -> datetime:
-    """The first day (Japan time, midnight) a shipping-info call asks for (simulator side)."""
+# --- orders, simulator side ------------------------------------------------------------------
+
+
+def read_order_call(request: HttpRequest) -> OrderCall:
+    """What a GetShippingInfo_v2 call asks for (simulator side): whole Japan days."""
     form = _form(request)
     if form.get("method") != GET_SHIPPING_INFO:
         raise ValueError(f"not an order call: method {form.get('method')!r}")
-    try:
-        return datetime.strptime(form.get("search_Sdate", ""), "%Y%m%d").replace(tzinfo=JST)
-    except ValueError:
-        raise ValueError(f"search_Sdate {form.get('search_Sdate')!r} is not YYYYMMDD") from None
-
-
-def _row_order(row: _OrderRow) -> tuple[int, str]:
-    return (len(row.orderNo), row.orderNo)
-
-
-def parse_orders_response(body: bytes) -> list[MallOrder]:
-    """Rows (one per Qoo10 orderNo) → one MallOrder per cart (packNo).
-
-    Lines are numbered by orderNo order, stable across polls. A cart whose rows are all
-    cancelled is ``cancelled``; some cancelled is ``partially_cancelled`` with those lines in
-    ``cancelled_lines``; otherwise ``unpaid`` (入金待ち) or ``new`` (paid).
-    """
-    try:
-        answer = msgspec.json.decode(_checked(body).ResultObject, type=list[_OrderRow] | None)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"unreadable order rows: {exc}") from None
-    carts: dict[str, list[_OrderRow]] = {}
-    for row in answer or ():
-        if row.shippingStatus not in _ROW_STATES:
-            raise ValueError(f"order {row.orderNo}: unknown shippingStatus {row.shippingStatus!r}")
-        carts.setdefault(row.packNo, []).append(row)
-    orders = []
-    for pack_no, rows in carts.items():
-        rows.sort(key=_row_order)
-        states = [_ROW_STATES[row.shippingStatus] for row in rows]
-        cancelled = tuple(n for n, state in enumerate(states, start=1) if state == "cancelled")
-        status: MallOrderState
-        if len(cancelled) == len(rows):
-            status, cancelled = "cancelled", ()
-        elif cancelled:
-            status = "partially_cancelled"
-        else:
-            status = "unpaid" if "unpaid" in states else "new"
+    if form.get("search_condition", _SEARCH_BY_ORDER_DATE) != _SEARCH_BY_ORDER_DATE:
+        raise ValueError("search_condition: the simulator searches by order date (1)")
+    days = []
+    for name in ("search_Sdate", "search_Edate"):
+        value = form.get(name, "")
         try:
-            ordered_at = datetime.strptime(rows[0].orderDate, _DATE_FORMAT).replace(tzinfo=JST)
+            days.append(datetime.strptime(value, _SEARCH_DATE_FORMAT).date())
         except ValueError:
-            raise ValueError(
-                f"cart {pack_no}: orderDate {rows[0].orderDate!r} is not {_DATE_FORMAT}"
-            ) from None
-        lines = tuple(
-            OrderLine(
-                line_no=line_no,
-                item_id=identifier(row.sellerItemCode),
-                variation=_option_variation(row.optionCode),
-                sku=join_sku(row.sellerItemCode, _option_variation(row.optionCode)),
-                quantity=row.orderQty,
-                name=row.itemTitle,
-            )
-            for line_no, row in enumerate(rows, start=1)
-        )
-        orders.append(
-            MallOrder(
-                order_no=pack_no,
-                ordered_at=ordered_at.isoformat(),
-                status=status,
-                lines=lines,
-                cancelled_lines=cancelled,
-            )
-        )
-    return orders
+            raise ValueError(f"{name} {value!r} is not YYYYMMDD") from None
+    first, last = days
+    if not timedelta(0) <= last - first < timedelta(days=SEARCH_DAYS):
+        raise ValueError(f"search_Edate must be 0–{SEARCH_DAYS - 1} days after search_Sdate")
+    page = _count(form.get("Page", "1"), "Page")
+    page_size = _count(form.get("PageSize", str(ROWS_PER_PAGE)), "PageSize")
+    if page < 1 or page_size < 1:
+        raise ValueError("Page and PageSize must be 1 or more")
+    return OrderSearch(
+        since=datetime.combine(first, time(), JST),
+        until=datetime.combine(last + timedelta(days=1), time(), JST),
+        by=ORDER_SEARCH_DATE,
+        limit=page_size,
+        page=page,
+    )
 
 
-def render_orders_response(orders: Sequence[MallOrder]) -> bytes:
-    """A shipping-info answer for ``orders`` (simulator side); orderNo = cart number + line."""
+def render_order_answer(call: OrderCall, answer: OrderAnswer) -> bytes:
+    """A GetShippingInfo_v2 page: one row per line, orderNo = cart number + line (simulator
+    side)."""
+    if not isinstance(call, OrderSearch):
+        raise ValueError("QAPI answers order searches only")
     rows = []
-    for order in orders:
+    for served in answer.orders:
+        order = served.order
         if order.status == "pending":
             raise ValueError(f"order {order.order_no}: Qoo10 has no pending state")
         live_state = _UNPAID if order.status == "unpaid" else _PAID

@@ -25,8 +25,11 @@ from protocols.malls.base import (
     CsvRecords,
     HttpRequest,
     MailError,
+    MallApiError,
     MallOrder,
+    NotAnOrderMail,
     OrderLine,
+    OrderPoll,
     RowError,
     StockRow,
     StockUpdate,
@@ -41,8 +44,8 @@ BATCH_SIZE = 400
 REQUESTS_PER_SECOND = 1.0
 MAX_QUANTITY = 99_999
 GET_ORDER_BATCH_SIZE = 100
-# RMS refuses a searchOrder window longer than 63 days.
-SEARCH_WINDOW = timedelta(days=63) - timedelta(seconds=1)
+# RMS refuses a searchOrder window longer than 63 days (endDatetime is inclusive).
+SEARCH_WINDOW = timedelta(days=63)
 
 STOCK_PATH = "/es/2.0/inventories/bulk-upsert"
 SEARCH_ORDER_PATH = "/es/2.0/order/searchOrder/"
@@ -594,9 +597,20 @@ def render_error(status: int, message: str) -> bytes:
 
 
 # --- RMS order API -----------------------------------------------------------------------
+# searchOrder (order numbers, by order date, page after page of PaginationRequestModel)
+# then getOrder (the orders, at most 100 numbers a call).
 
-_ORDER_CANCELLED = 900
-_ORDER_WAITING = 100
+ORDER_SEARCH_DATE: _api.OrderSearchDate = "ordered"
+SEARCH_PAGE_SIZE = 1000  # requestRecordsAmount: at most 1,000
+# searchOrder hands out the first 15,000 numbers of a search only: a window holding more is
+# searched again in halves.
+SEARCH_RESULTS_LIMIT = 15_000
+GET_ORDER_VERSION = 7
+_DATE_TYPE_ORDERED = 1  # dateType 1 = 注文日
+_SORT_BY_ORDER_DATE = 1
+_OLDEST_FIRST = 1
+_ORDER_CANCELLED = 900  # orderProgress 900 = キャンセル確定
+_ORDER_WAITING = 100  # orderProgress 100 = 注文確認待ち
 
 
 class _Message(msgspec.Struct, rename="camel"):
@@ -605,26 +619,41 @@ class _Message(msgspec.Struct, rename="camel"):
     message: str = ""
 
 
+class _Sort(msgspec.Struct, rename="camel"):
+    sort_column: int
+    sort_direction: int
+
+
 class _Pagination(msgspec.Struct, rename="camel"):
-    request_records_amount: int
-    request_page: int
+    request_records_amount: int = 30
+    request_page: int = 1
+    sorts: list[_Sort] = msgspec.field(name="SortModelList", default_factory=list)
 
 
 class _SearchOrder(msgspec.Struct, rename="camel"):
     date_type: int
     start_datetime: str
     end_datetime: str
-    pagination: _Pagination = msgspec.field(name="PaginationRequestModel")
+    pagination: _Pagination = msgspec.field(
+        name="PaginationRequestModel", default_factory=_Pagination
+    )
+
+
+class _PageInfo(msgspec.Struct, rename="camel"):
+    total_records_amount: int | None = None
+    total_pages: int | None = None
+    request_page: int | None = None
 
 
 class _SearchResult(msgspec.Struct):
-    order_numbers: list[str] = msgspec.field(name="orderNumberList", default_factory=list)
+    order_numbers: list[str] | None = msgspec.field(name="orderNumberList", default=None)
     messages: list[_Message] = msgspec.field(name="MessageModelList", default_factory=list)
+    page: _PageInfo | None = msgspec.field(name="PaginationResponseModel", default=None)
 
 
 class _GetOrder(msgspec.Struct):
     order_numbers: list[str] = msgspec.field(name="orderNumberList")
-    version: int = 7
+    version: int = GET_ORDER_VERSION
 
 
 class _Sku(msgspec.Struct, rename="camel"):
@@ -655,7 +684,7 @@ class _Order(msgspec.Struct, rename="camel"):
 
 
 class _GetOrderResult(msgspec.Struct):
-    orders: list[_Order] = msgspec.field(name="OrderModelList", default_factory=list)
+    orders: list[_Order] | None = msgspec.field(name="OrderModelList", default=None)
     messages: list[_Message] = msgspec.field(name="MessageModelList", default_factory=list)
 
 
@@ -665,92 +694,157 @@ def _rms_datetime(moment: datetime) -> str:
     return moment.astimezone(_mail.JST).strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def build_orders_request(account: ApiAccount, since: datetime) -> HttpRequest:
-    """searchOrder by order date from ``since`` (63-day window). Step 1 of 2: it returns order
-    numbers only; read them with ``parse_order_numbers`` and fetch with
-    ``build_get_order_requests`` → ``parse_orders_response``."""
-    search = _SearchOrder(
-        date_type=1,
-        start_datetime=_rms_datetime(since),
-        end_datetime=_rms_datetime(since + SEARCH_WINDOW),
-        pagination=_Pagination(request_records_amount=1000, request_page=1),
-    )
-    return HttpRequest(
-        method="POST",
-        path=SEARCH_ORDER_PATH,
-        headers=(authorization(account), _api.JSON_CONTENT_TYPE),
-        body=msgspec.json.encode(search),
+def _message_errors(messages: Sequence[_Message]) -> str:
+    return "; ".join(
+        f"{m.message_code} {m.message}".strip() for m in messages if m.message_type == "ERROR"
     )
 
 
-def parse_orders_request(request: HttpRequest) -> datetime:
-    """The searchOrder start (simulator side)."""
-    _api.check_route(request, "POST", SEARCH_ORDER_PATH)
-    search = msgspec.json.decode(request.body, type=_SearchOrder)
-    return datetime.fromisoformat(search.start_datetime)
+def start_order_poll(account: ApiAccount, since: datetime, until: datetime) -> OrderPoll:
+    """searchOrder by order date (dateType 1) over ``[since, until)`` in windows of at most 63
+    days, every page, oldest first; then getOrder for the numbers found, 100 at a time. RMS
+    has no search by last change: a cancellation is seen by a poll whose window holds the
+    order's date."""
+    return _OrdersPoll(account, since, until)
 
 
-def parse_order_numbers(body: bytes) -> list[str]:
-    result = msgspec.json.decode(body, type=_SearchResult)
-    _raise_on_error(result.messages)
-    return result.order_numbers
+class _OrdersPoll(_api.ApiOrderPoll):
+    def __init__(self, account: ApiAccount, since: datetime, until: datetime) -> None:
+        _api.check_window(since, until)
+        self._auth = (authorization(account), _api.JSON_CONTENT_TYPE)
+        self._since, self._until = since, until
+        self._windows = _api.window_chunks(since, until, SEARCH_WINDOW)
+        self._page = 1
+        self._numbers: dict[str, None] = {}  # in the order found, once each
+        self._batches: list[list[str]] = []
+        self._asked: list[str] = []
+        self._taken: dict[str, MallOrder] = {}
+        super().__init__(self._search() if self._windows else None)
 
-
-def render_order_numbers(order_numbers: Sequence[str]) -> bytes:
-    return msgspec.json.encode(
-        _SearchResult(
-            order_numbers=list(order_numbers),
-            messages=[_Message(message_type="INFO", message="注文検索に成功しました。")],
+    def _search(self) -> HttpRequest:
+        start, end = self._windows[0]
+        search = _SearchOrder(
+            date_type=_DATE_TYPE_ORDERED,
+            start_datetime=_rms_datetime(start),
+            # endDatetime is inclusive, to the second
+            end_datetime=_rms_datetime(end - timedelta(microseconds=1)),
+            pagination=_Pagination(
+                request_records_amount=SEARCH_PAGE_SIZE,
+                request_page=self._page,
+                sorts=[_Sort(_SORT_BY_ORDER_DATE, _OLDEST_FIRST)],
+            ),
         )
-    )
+        return HttpRequest(
+            method="POST",
+            path=SEARCH_ORDER_PATH,
+            headers=self._auth,
+            body=msgspec.json.encode(search),
+        )
 
-
-def build_get_order_requests(
-    account: ApiAccount, order_numbers: Sequence[str]
-) -> list[HttpRequest]:
-    """getOrder, at most 100 order numbers per request."""
-    return [
-        HttpRequest(
+    def _get_order(self) -> HttpRequest:
+        self._asked = self._batches.pop(0)
+        return HttpRequest(
             method="POST",
             path=GET_ORDER_PATH,
-            headers=(authorization(account), _api.JSON_CONTENT_TYPE),
-            body=msgspec.json.encode(_GetOrder(order_numbers=list(batch))),
+            headers=self._auth,
+            body=msgspec.json.encode(_GetOrder(order_numbers=self._asked)),
         )
-        for batch in _api.chunks(order_numbers, GET_ORDER_BATCH_SIZE)
-    ]
 
+    def _error_text(self, body: bytes) -> str:
+        try:
+            errors = _message_errors(msgspec.json.decode(body, type=_SearchResult).messages)
+        except msgspec.DecodeError:
+            errors = ""
+        return errors or _error_message(body)
 
-def parse_get_order_request(request: HttpRequest) -> list[str]:
-    """The order numbers a getOrder request asks for (simulator side)."""
-    _api.check_route(request, "POST", GET_ORDER_PATH)
-    return msgspec.json.decode(request.body, type=_GetOrder).order_numbers
+    def _answer(self, body: bytes) -> HttpRequest | None:
+        if self._asked:
+            return self._read_orders(body)
+        return self._read_numbers(body)
 
+    def _read_numbers(self, body: bytes) -> HttpRequest | None:
+        try:
+            result = msgspec.json.decode(body, type=_SearchResult)
+        except msgspec.DecodeError as exc:
+            raise MallApiError(f"unreadable searchOrder answer: {exc}") from None
+        errors = _message_errors(result.messages)
+        if errors:
+            raise MallApiError(f"searchOrder: {errors}")
+        page = result.page or _PageInfo()
+        start, end = self._windows[0]
+        if self._page == 1 and (page.total_records_amount or 0) > SEARCH_RESULTS_LIMIT:
+            if end - start <= timedelta(seconds=1):
+                raise MallApiError(
+                    f"searchOrder: more than {SEARCH_RESULTS_LIMIT:,} orders in one second"
+                )
+            middle = start + (end - start) / 2
+            self._windows[0:1] = [(start, middle), (middle, end)]
+            return self._search()
+        self._numbers.update(dict.fromkeys(result.order_numbers or ()))
+        if page.total_pages and self._page < page.total_pages:
+            self._page += 1
+            return self._search()
+        self._windows.pop(0)
+        self._page = 1
+        if self._windows:
+            return self._search()
+        self._batches = [
+            list(batch) for batch in _api.chunks(list(self._numbers), GET_ORDER_BATCH_SIZE)
+        ]
+        if self._batches:
+            return self._get_order()
+        self._finish_found()
+        return None
 
-def parse_orders_response(body: bytes) -> list[MallOrder]:
-    """A getOrder response → orders; deleted items make an order partially cancelled."""
-    result = msgspec.json.decode(body, type=_GetOrderResult)
-    _raise_on_error(result.messages)
-    return [_mall_order(order) for order in result.orders]
+    def _read_orders(self, body: bytes) -> HttpRequest | None:
+        try:
+            result = msgspec.json.decode(body, type=_GetOrderResult)
+        except msgspec.DecodeError as exc:
+            raise MallApiError(f"unreadable getOrder answer: {exc}") from None
+        errors = _message_errors(result.messages)
+        if errors:
+            raise MallApiError(f"getOrder: {errors}")
+        for order in result.orders or ():
+            self._taken[order.order_number] = _mall_order(order)
+        missing = [number for number in self._asked if number not in self._taken]
+        if missing:
+            raise MallApiError(
+                f"getOrder left out {len(missing)} order(s): {', '.join(missing[:3])}"
+            )
+        self._asked = []
+        if self._batches:
+            return self._get_order()
+        self._finish_found()
+        return None
 
-
-def _raise_on_error(messages: Sequence[_Message]) -> None:
-    errors = [
-        f"{m.message_code} {m.message}".strip() for m in messages if m.message_type == "ERROR"
-    ]
-    if errors:
-        raise ValueError("; ".join(errors))
+    def _finish_found(self) -> None:
+        found = (self._taken[number] for number in self._numbers)
+        self._finish(
+            [
+                order
+                for order in found
+                if _api.in_window(
+                    datetime.fromisoformat(order.ordered_at), self._since, self._until
+                )
+            ]
+        )
 
 
 def _mall_order(order: _Order) -> MallOrder:
+    """getOrder's order → MallOrder; deleted items make it partially cancelled. Lines are
+    numbered by itemDetailId, so the same order read again numbers them the same way."""
+    items = sorted(
+        (item for package in order.packages for item in package.items),
+        key=lambda item: item.item_detail_id,
+    )
     lines: list[OrderLine] = []
     deleted: list[int] = []
-    for item in (item for package in order.packages for item in package.items):
+    for line_no, item in enumerate(items, start=1):
         variation = sku_variation(item.skus[0].variant_id) if item.skus else ()
-        line_no = len(lines) + 1
         lines.append(
             OrderLine(
                 line_no=line_no,
-                item_id=item.manage_number,
+                item_id=identifier(item.manage_number),
                 variation=variation,
                 sku=join_sku(item.manage_number, variation),
                 quantity=item.units,
@@ -760,8 +854,15 @@ def _mall_order(order: _Order) -> MallOrder:
         )
         if item.delete_item_flag:
             deleted.append(line_no)
-    ordered_at = datetime.fromisoformat(order.order_datetime).isoformat()
-    if order.order_progress == _ORDER_CANCELLED or (deleted and len(deleted) == len(lines)):
+    try:
+        ordered_at = datetime.fromisoformat(order.order_datetime).isoformat()
+    except ValueError:
+        raise MallApiError(
+            f"order {order.order_number}: orderDatetime {order.order_datetime!r} is not a date"
+        ) from None
+    if not lines:
+        raise MallApiError(f"order {order.order_number}: no items")
+    if order.order_progress == _ORDER_CANCELLED or len(deleted) == len(lines):
         return MallOrder(
             order_no=order.order_number,
             ordered_at=ordered_at,
@@ -778,39 +879,87 @@ def _mall_order(order: _Order) -> MallOrder:
     )
 
 
-def render_orders_response(orders: Sequence[MallOrder]) -> bytes:
-    """The getOrder response for ``orders`` (simulator side)."""
-    rendered = []
-    for order in orders:
-        if order.status not in ("new", "cancelled", "partially_cancelled"):
-            raise ValueError(f"rakuten has no {order.status} orders")
-        cancelled = order.status == "cancelled"
-        items = [
-            _Item(
-                item_detail_id=line.line_no,
-                item_name=line.name,
-                item_number=line.item_id,
-                manage_number=line.item_id,
-                units=line.quantity,
-                delete_item_flag=int(line.line_no in order.cancelled_lines and not cancelled),
-                selected_choice="\n".join(_choice_lines(line)),
-                skus=[_Sku(variant_id=_api_variant_id(line.item_id, line.variation))],
+# --- RMS order API, simulator side -----------------------------------------------------------
+
+
+def read_order_call(request: HttpRequest) -> _api.OrderCall:
+    """What a searchOrder or getOrder request asks for (simulator side)."""
+    if request.method != "POST" or request.path not in (SEARCH_ORDER_PATH, GET_ORDER_PATH):
+        raise ValueError(f"expected POST {SEARCH_ORDER_PATH} or {GET_ORDER_PATH}")
+    if request.path == GET_ORDER_PATH:
+        numbers = msgspec.json.decode(request.body, type=_GetOrder).order_numbers
+        if not 1 <= len(numbers) <= GET_ORDER_BATCH_SIZE:
+            raise ValueError(
+                f"{len(numbers)} order numbers in one getOrder (1–{GET_ORDER_BATCH_SIZE})"
             )
-            for line in order.lines
-        ]
-        rendered.append(
-            _Order(
-                order_number=order.order_no,
-                order_progress=_ORDER_CANCELLED if cancelled else _ORDER_WAITING,
-                order_datetime=_rms_datetime(datetime.fromisoformat(order.ordered_at)),
-                packages=[_Package(items=items)],
+        return _api.OrderFetch(order_numbers=tuple(numbers))
+    search = msgspec.json.decode(request.body, type=_SearchOrder)
+    if search.date_type != _DATE_TYPE_ORDERED:
+        raise ValueError(f"dateType {search.date_type}: the simulator searches by order date (1)")
+    start = datetime.fromisoformat(search.start_datetime)
+    end = datetime.fromisoformat(search.end_datetime)
+    if not timedelta(0) <= end - start <= SEARCH_WINDOW:
+        raise ValueError("期間指定が不正です。(endDatetime must be 0–63 days after startDatetime)")
+    paging = search.pagination
+    if not 1 <= paging.request_records_amount <= SEARCH_PAGE_SIZE or paging.request_page < 1:
+        raise ValueError("PaginationRequestModel: requestRecordsAmount 1–1000, requestPage ≥ 1")
+    return _api.OrderSearch(
+        since=start,
+        until=end + timedelta(seconds=1),  # inclusive at the mall, to the second
+        by=ORDER_SEARCH_DATE,
+        limit=paging.request_records_amount,
+        page=paging.request_page,
+    )
+
+
+def render_order_answer(call: _api.OrderCall, answer: _api.OrderAnswer) -> bytes:
+    """The searchOrder page or getOrder answer for ``call`` (simulator side)."""
+    if isinstance(call, _api.OrderSearch):
+        pages = -(-answer.total // answer.limit) if answer.limit else 0
+        return msgspec.json.encode(
+            _SearchResult(
+                order_numbers=[served.order.order_no for served in answer.orders],
+                messages=[_Message(message_type="INFO", message="注文検索に成功しました。")],
+                # RMS answers nulls when nothing matched
+                page=_PageInfo(
+                    total_records_amount=answer.total or None,
+                    total_pages=pages or None,
+                    request_page=call.page if answer.total else None,
+                ),
             )
         )
-    return msgspec.json.encode(
-        _GetOrderResult(
-            orders=rendered,
-            messages=[_Message(message_type="INFO", message="受注情報取得に成功しました。")],
+    if isinstance(call, _api.OrderFetch):
+        return msgspec.json.encode(
+            _GetOrderResult(
+                orders=[_rendered_order(served.order) for served in answer.orders],
+                messages=[_Message(message_type="INFO", message="受注情報取得に成功しました。")],
+            )
         )
+    raise ValueError("RMS has no separate item call: getOrder carries the items")
+
+
+def _rendered_order(order: MallOrder) -> _Order:
+    if order.status not in ("new", "cancelled", "partially_cancelled"):
+        raise ValueError(f"rakuten has no {order.status} orders")
+    cancelled = order.status == "cancelled"
+    items = [
+        _Item(
+            item_detail_id=line.line_no,
+            item_name=line.name,
+            item_number=line.item_id,
+            manage_number=line.item_id,
+            units=line.quantity,
+            delete_item_flag=int(line.line_no in order.cancelled_lines and not cancelled),
+            selected_choice="\n".join(_choice_lines(line)),
+            skus=[_Sku(variant_id=_api_variant_id(line.item_id, line.variation))],
+        )
+        for line in order.lines
+    ]
+    return _Order(
+        order_number=order.order_no,
+        order_progress=_ORDER_CANCELLED if cancelled else _ORDER_WAITING,
+        order_datetime=_rms_datetime(datetime.fromisoformat(order.ordered_at)),
+        packages=[_Package(items=items)],
     )
 
 
@@ -845,7 +994,7 @@ def parse_order_mail(raw: bytes) -> MallOrder:
     elif "注文内容ご確認" in subject and _MOBILE_MARK not in subject:
         status = "new"
     else:
-        raise MailError(f"not an order confirmation: subject {subject!r}")
+        raise NotAnOrderMail(f"not an order confirmation: subject {subject!r}")
     lines = [line.strip() for line in mail.lines]
     text = "\n".join(lines)
     order_no = _ORDER_NO.search(text)

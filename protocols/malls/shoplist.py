@@ -36,6 +36,7 @@ MAIL_LAYOUT = LabelLayout(
     quantity="数量",
     name="商品名",
     variation=("カラーコード", "サイズコード"),
+    subject_marks=("注文",),
 )
 _SENDER = "order@shoplist.example"
 _API = JsonStockApi(path="/api/v1/stocks", batch_size=CAPABILITY.api_batch_size)

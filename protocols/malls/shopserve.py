@@ -39,6 +39,7 @@ MAIL_LAYOUT = LabelLayout(
     item_code="品番",
     quantity="数量",
     name="品名",
+    subject_marks=("注文",),
 )
 _SENDER = "order@shopserve.example"
 _API = JsonStockApi(path="/api/v1/stock/update", batch_size=CAPABILITY.api_batch_size)

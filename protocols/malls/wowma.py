@@ -18,6 +18,7 @@ from protocols.malls.base import (
     HttpRequest,
     MailError,
     MallOrder,
+    NotAnOrderMail,
     OrderLine,
     RowError,
     StockRow,
@@ -335,7 +336,7 @@ MAIL_SENDER = "au PAY マーケット <order@wowma.jp>"
 def parse_order_mail(raw: bytes) -> MallOrder:
     mail = _mail.read_mail(raw)
     if SUBJECT not in mail.subject:
-        raise MailError(f"not an order confirmation: subject {mail.subject!r}")
+        raise NotAnOrderMail(f"not an order confirmation: subject {mail.subject!r}")
     order, items = _mail.labelled_blocks(mail.lines, "商品名")
     order_no = _mail.required(order, "注文番号", "order")
     ordered_at = _mail.parse_ja_datetime(_mail.required(order, "注文日時", "order"), "注文日時")

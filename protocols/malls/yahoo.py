@@ -20,6 +20,7 @@ from protocols.malls.base import (
     HttpRequest,
     MailError,
     MallOrder,
+    NotAnOrderMail,
     OrderLine,
     RowError,
     StockRow,
@@ -259,7 +260,7 @@ def parse_order_mail(raw: bytes) -> MallOrder:
     if _OLD_FORMAT_MARK in mail.subject:
         raise MailError(f"old-format Yahoo order mail is not supported: subject {mail.subject!r}")
     if not mail.subject.startswith(SUBJECT_PREFIX):
-        raise MailError(f"not an order confirmation: subject {mail.subject!r}")
+        raise NotAnOrderMail(f"not an order confirmation: subject {mail.subject!r}")
     lines = [line.strip() for line in mail.lines]
     fields: dict[str, str] = {}
     for line in lines:

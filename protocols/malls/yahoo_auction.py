@@ -1,27 +1,39 @@
 """ヤフオク! (yahoo_auction): order intake only (TEMPOSTAR offers no stock push for it), read from
-the seller's list of closed, sold auctions. One auction is one order with one line: multi-quantity
-listings are not recommended for integrations, so one winner per auction is assumed.
+the seller's list of closed, sold auctions by last change, page after page. One auction is one
+order with one line: multi-quantity listings are not recommended for integrations, so one winner
+per auction is assumed.
 
 Unverified: the closed-auction call and its JSON fields are zaiko's design after the auction API's
 naming (no public seller API documentation was found).
+Paging is not public: zaiko follows the Yahoo! Web API convention (start, results; totalResultsAvailable, firstResultPosition).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
 import msgspec
 
-from protocols.malls._api import check_route, header
+from protocols.malls._api import (
+    ApiOrderPoll,
+    OrderAnswer,
+    OrderCall,
+    OrderSearch,
+    OrderSearchDate,
+    check_route,
+    check_window,
+    header,
+)
 from protocols.malls.base import (
     ApiAccount,
     Capability,
     HttpRequest,
+    MallApiError,
     MallOrder,
     MallOrderState,
     OrderLine,
+    OrderPoll,
     identifier,
     joined,
 )
@@ -35,6 +47,8 @@ CAPABILITY = Capability(
 )
 
 CLOSED_LIST_PATH = "/AuctionWebService/V2/myCloseList"
+ORDER_SEARCH_DATE: OrderSearchDate = "updated"
+AUCTIONS_PER_PAGE = 50  # results: at most 50 a page
 # Sold: the auction ended with a winner. Cancelled: the seller removed the winner (落札者削除)
 # or the deal was called off, so the unit comes back.
 _STATES: dict[str, MallOrderState] = {"sold": "new", "cancelled": "cancelled"}
@@ -56,7 +70,9 @@ class _Auction(msgspec.Struct):
 
 
 class _ResultSet(msgspec.Struct):
+    totalResultsAvailable: int
     totalResultsReturned: int
+    firstResultPosition: int
     Result: list[_Auction] = []
 
 
@@ -72,75 +88,121 @@ class _ErrorAnswer(msgspec.Struct):
     Error: _ErrorDetail
 
 
-def build_orders_request(account: ApiAccount, since: datetime) -> HttpRequest:
-    """Sold or cancelled auctions that closed or changed since ``since``."""
-    if since.tzinfo is None:
-        raise ValueError(f"{since} has no time zone")
-    return HttpRequest(
-        method="GET",
-        path=CLOSED_LIST_PATH,
-        query=(("list", "sold"), ("output", "json"), ("since", since.isoformat())),
-        headers=(("Authorization", f"Bearer {account.secret}"),),
+def start_order_poll(account: ApiAccount, since: datetime, until: datetime) -> OrderPoll:
+    """Sold or cancelled auctions that closed or changed in ``[since, until)``, every page."""
+    return _OrdersPoll(account, since, until)
+
+
+class _OrdersPoll(ApiOrderPoll):
+    def __init__(self, account: ApiAccount, since: datetime, until: datetime) -> None:
+        check_window(since, until)
+        self._auth = (("Authorization", f"Bearer {account.secret}"),)
+        self._since, self._until = since, until
+        self._start = 1
+        self._taken: dict[str, MallOrder] = {}
+        super().__init__(self._page() if since < until else None)
+
+    def _page(self) -> HttpRequest:
+        return HttpRequest(
+            method="GET",
+            path=CLOSED_LIST_PATH,
+            query=(
+                ("list", "sold"),
+                ("output", "json"),
+                ("since", self._since.isoformat()),
+                ("until", self._until.isoformat()),
+                ("start", str(self._start)),
+                ("results", str(AUCTIONS_PER_PAGE)),
+            ),
+            headers=self._auth,
+        )
+
+    def _error_text(self, body: bytes) -> str:
+        try:
+            return msgspec.json.decode(body, type=_ErrorAnswer).Error.Message
+        except msgspec.DecodeError:
+            return body.decode("utf-8", "replace")
+
+    def _answer(self, body: bytes) -> HttpRequest | None:
+        try:
+            result = msgspec.json.decode(body, type=_Answer).ResultSet
+        except msgspec.DecodeError as exc:
+            raise MallApiError(f"unreadable closed-auction answer: {exc}") from None
+        for auction in result.Result:
+            self._taken.setdefault(auction.AuctionID, _mall_order(auction))
+        # counted here, not from firstResultPosition: a mall repeating itself cannot loop us
+        self._start += len(result.Result)
+        if result.Result and self._start <= result.totalResultsAvailable:
+            return self._page()
+        self._finish(list(self._taken.values()))
+        return None
+
+
+def _mall_order(auction: _Auction) -> MallOrder:
+    """A closed auction → MallOrder (sold → new, cancelled → cancelled), one line."""
+    status = _STATES.get(auction.Status)
+    if status is None:
+        raise MallApiError(f"auction {auction.AuctionID}: unknown Status {auction.Status!r}")
+    try:
+        ended = datetime.fromisoformat(auction.EndTime)
+    except ValueError:
+        raise MallApiError(f"auction {auction.AuctionID}: EndTime {auction.EndTime!r}") from None
+    return MallOrder(
+        order_no=auction.AuctionID,
+        ordered_at=ended.isoformat(),
+        status=status,
+        lines=(
+            OrderLine(
+                line_no=1,
+                item_id=identifier(auction.SellerItemCode),
+                sku=join_sku(auction.SellerItemCode, ()),
+                quantity=auction.Quantity,
+                name=auction.Title,
+            ),
+        ),
     )
 
 
-def parse_orders_request(request: HttpRequest) -> datetime:
-    """The ``since`` instant of a closed-auction call (simulator side)."""
+# --- simulator side ---------------------------------------------------------------------------
+
+
+def read_order_call(request: HttpRequest) -> OrderCall:
+    """What a closed-auction call asks for (simulator side)."""
     check_route(request, "GET", CLOSED_LIST_PATH)
     if not header(request, "Authorization").startswith("Bearer "):
         raise ValueError("missing Bearer authorization")
-    since = dict(request.query).get("since", "")
-    try:
-        moment = datetime.fromisoformat(since)
-    except ValueError:
-        raise ValueError(f"since {since!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"since {since!r} has no time zone")
-    return moment
-
-
-def parse_orders_response(body: bytes) -> list[MallOrder]:
-    """Closed auctions → MallOrders (sold → new, cancelled → cancelled), one line each."""
-    try:
-        auctions = msgspec.json.decode(body, type=_Answer).ResultSet.Result
-    except msgspec.DecodeError as not_orders:
+    query = dict(request.query)
+    window = []
+    for name in ("since", "until"):
+        value = query.get(name, "")
         try:
-            message = msgspec.json.decode(body, type=_ErrorAnswer).Error.Message
-        except msgspec.DecodeError:
-            raise ValueError(f"unreadable closed-auction answer: {not_orders}") from None
-        raise ValueError(message) from None
-    orders = []
-    for auction in auctions:
-        status = _STATES.get(auction.Status)
-        if status is None:
-            raise ValueError(f"auction {auction.AuctionID}: unknown Status {auction.Status!r}")
-        try:
-            ended = datetime.fromisoformat(auction.EndTime)
+            moment = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"auction {auction.AuctionID}: EndTime {auction.EndTime!r}") from None
-        orders.append(
-            MallOrder(
-                order_no=auction.AuctionID,
-                ordered_at=ended.isoformat(),
-                status=status,
-                lines=(
-                    OrderLine(
-                        line_no=1,
-                        item_id=identifier(auction.SellerItemCode),
-                        sku=join_sku(auction.SellerItemCode, ()),
-                        quantity=auction.Quantity,
-                        name=auction.Title,
-                    ),
-                ),
-            )
-        )
-    return orders
+            raise ValueError(f"{name} {value!r} is not an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{name} {value!r} has no time zone")
+        window.append(moment)
+    start, results = query.get("start", "1"), query.get("results", str(AUCTIONS_PER_PAGE))
+    if not (start.isdigit() and int(start) >= 1):
+        raise ValueError(f"start {start!r} is not 1 or more")
+    if not (results.isdigit() and 1 <= int(results) <= AUCTIONS_PER_PAGE):
+        raise ValueError(f"results {results!r} is not 1–{AUCTIONS_PER_PAGE}")
+    return OrderSearch(
+        since=window[0],
+        until=window[1],
+        by=ORDER_SEARCH_DATE,
+        limit=int(results),
+        offset=int(start) - 1,
+    )
 
 
-def render_orders_response(orders: Sequence[MallOrder]) -> bytes:
-    """A closed-auction answer for ``orders`` (simulator side)."""
+def render_order_answer(call: OrderCall, answer: OrderAnswer) -> bytes:
+    """A closed-auction page (simulator side)."""
+    if not isinstance(call, OrderSearch):
+        raise ValueError("the closed-auction list answers searches only")
     auctions = []
-    for order in orders:
+    for served in answer.orders:
+        order = served.order
         state = _RENDERED_STATES.get(order.status)
         if state is None:
             raise ValueError(f"auction {order.order_no}: ヤフオク! has no {order.status} state")
@@ -158,7 +220,14 @@ def render_orders_response(orders: Sequence[MallOrder]) -> bytes:
             )
         )
     return msgspec.json.encode(
-        _Answer(ResultSet=_ResultSet(totalResultsReturned=len(auctions), Result=auctions))
+        _Answer(
+            ResultSet=_ResultSet(
+                totalResultsAvailable=answer.total,
+                totalResultsReturned=len(auctions),
+                firstResultPosition=answer.start + 1,
+                Result=auctions,
+            )
+        )
     )
 
 

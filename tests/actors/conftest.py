@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from daemon.commands import LedgerRequest
+from daemon.config import IntakeSection
 from daemon.events import EventBus, StatusBoard
 from daemon.wiring import ShopWiring, StatePaths
 
@@ -51,4 +52,5 @@ def wiring(
             maildir_root=state / "mail",
             credentials_dir=state / "credentials",
         ),
+        intake=IntakeSection(),
     )

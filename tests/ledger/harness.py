@@ -10,10 +10,11 @@ from typing import Any
 
 import msgspec
 
-from daemon.commands import Command
+from daemon.commands import Command, IncomingOrder, OrdersTaken, TakeOrders
 from daemon.ledger import catalog, shops, stock
 from daemon.ledger.engine import Engine
 from protocols import control
+from protocols.malls.base import MallOrder, MallOrderState, OrderLine
 from protocols.settings import ShopSettings
 
 _ticks = itertools.count()
@@ -25,6 +26,26 @@ def clock() -> str:
 
 def shop_settings(**changes: object) -> ShopSettings:
     return msgspec.convert({"id": "r1", "mall": "rakuten", **changes}, ShopSettings)
+
+
+def mall_order(
+    order_no: str,
+    *lines: tuple[str, int],
+    status: MallOrderState = "new",
+    cancelled: tuple[int, ...] = (),
+) -> MallOrder:
+    """An order as a mall reports it: (item id, quantity) per line, numbered from 1; the item
+    id is also the default-rule SKU (no variation)."""
+    return MallOrder(
+        order_no=order_no,
+        ordered_at="2026-11-26T09:00:00+09:00",
+        status=status,
+        lines=tuple(
+            OrderLine(line_no=number, item_id=item, sku=item, quantity=quantity)
+            for number, (item, quantity) in enumerate(lines, start=1)
+        ),
+        cancelled_lines=cancelled,
+    )
 
 
 class LedgerHarness:
@@ -51,6 +72,13 @@ class LedgerHarness:
         result = self.one(command, actor)
         assert not isinstance(result, control.Error), result
         return result
+
+    def take(self, shop: str, *orders: MallOrder) -> OrdersTaken:
+        taken: OrdersTaken = self.ok(
+            TakeOrders(shop=shop, orders=tuple(IncomingOrder(order) for order in orders)),
+            actor=f"shop:{shop}",
+        )
+        return taken
 
     def add(self, code: str, expected: int | None = None) -> None:
         self.ok(control.SkuAdd(id=1, code=code))

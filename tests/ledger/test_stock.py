@@ -6,10 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.commands import OrderLineIn, RecordOrder
 from protocols import control
 from protocols.sku import MAX_QUANTITY
-from tests.ledger.harness import LedgerHarness, shop_settings
+from tests.ledger.harness import LedgerHarness, mall_order, shop_settings
 
 
 def test_code_kept_exactly_and_journal_sums(ledger: LedgerHarness) -> None:
@@ -65,7 +64,7 @@ def test_random_operations_match_a_dict_model(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, str, int]]
 ) -> None:
     ledger = LedgerHarness(tmp_path_factory.mktemp("prop") / "z.sqlite3")
-    ledger.ok(control.ShopsApply(id=1, shops=(shop_settings(),)))
+    ledger.ok(control.ShopsApply(id=1, shops=(shop_settings(order_intake="active"),)))
     model = {"A": 0, "B": 0}
     for code in model:
         ledger.add(code)
@@ -79,15 +78,7 @@ def test_random_operations_match_a_dict_model(
             if model[code] + amount >= 0 or amount >= 0:
                 model[code] += amount
         elif amount > 0:
-            result = ledger.one(
-                RecordOrder(
-                    shop="r1",
-                    order_no=f"o{number}",
-                    ordered_at="x",
-                    status="allocated",
-                    lines=(OrderLineIn(1, code, amount),),
-                ),
-            )
+            result = ledger.take("r1", mall_order(f"o{number}", (code, amount)))
             model[code] -= amount
         assert {c: ledger.expected(c) for c in model} == model, result
     assert ledger.violations() == []

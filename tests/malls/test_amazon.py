@@ -7,14 +7,18 @@ import msgspec
 import pytest
 
 from protocols.malls import amazon
+from protocols.malls._api import ItemsFetch, OrderAnswer, OrderSearch, ServedOrder
 from protocols.malls.base import (
     ApiAccount,
     HttpRequest,
+    MallApiError,
     MallOrder,
     MallOrderState,
     OrderLine,
+    RateLimited,
     StockUpdate,
 )
+from tests.malls.order_api import FakeMall, run_poll
 
 ACCOUNT = ApiAccount(
     base_url="https://sellingpartnerapi-fe.amazon.com", secret="Atza|token", seller_id="A2SELLER"
@@ -72,65 +76,256 @@ def test_stock_responses() -> None:
         amazon.parse_stock_response(200, invalid)
 
 
-def test_orders_request() -> None:
-    since = datetime(2024, 1, 2, 9, 0, tzinfo=timezone(timedelta(hours=9)))
-    request = amazon.build_orders_request(ACCOUNT, since)
-    assert (request.method, request.path) == ("GET", "/orders/v0/orders")
-    assert ("LastUpdatedAfter", "2024-01-02T00:00:00Z") in request.query
-    assert ("MarketplaceIds", "A1VC38T7YXB528") in request.query
-    assert amazon.parse_orders_request(request) == since
-    with pytest.raises(ValueError, match="no time zone"):
-        amazon.build_orders_request(ACCOUNT, datetime(2024, 1, 2))
+# --- orders: getOrders, then getOrderItems ---------------------------------------------------
+
+JST = timezone(timedelta(hours=9))
+SINCE = datetime(2024, 1, 2, 9, 0, tzinfo=JST)
+UNTIL = SINCE + timedelta(hours=6)
 
 
-def _order(number: str, status: MallOrderState) -> MallOrder:
-    return MallOrder(
-        order_no=number,
-        ordered_at="2024-01-02T01:02:03+00:00",
-        status=status,
-        lines=(
-            OrderLine(line_no=1, item_id="000123", sku="000123", quantity=2, name="㈱髙①～"),
-            OrderLine(line_no=2, item_id="B-1", sku="B-1", quantity=1, name="B"),
+def page(orders: list[dict[str, object]], next_token: str | None = None) -> bytes:
+    payload: dict[str, object] = {"Orders": orders}
+    if next_token is not None:
+        payload["NextToken"] = next_token
+    return msgspec.json.encode({"payload": payload})
+
+
+def items(order_id: str, rows: list[dict[str, object]], next_token: str | None = None) -> bytes:
+    payload: dict[str, object] = {"AmazonOrderId": order_id, "OrderItems": rows}
+    if next_token is not None:
+        payload["NextToken"] = next_token
+    return msgspec.json.encode({"payload": payload})
+
+
+def amazon_order(
+    order_id: str, status: str, marketplace: str = "A1VC38T7YXB528"
+) -> dict[str, object]:
+    return {
+        "AmazonOrderId": order_id,
+        "PurchaseDate": "2024-01-02T01:02:03Z",
+        "LastUpdateDate": "2024-01-02T02:00:00Z",
+        "OrderStatus": status,
+        "MarketplaceId": marketplace,
+        "SalesChannel": "Amazon.co.jp",
+    }
+
+
+def feed_all(poll, answers: list[bytes]) -> list[HttpRequest]:  # type: ignore[no-untyped-def]
+    """Answer the poll's calls in turn with ``answers`` (200 each); return the calls."""
+    sent = []
+    for body in answers:
+        request = poll.next_request()
+        assert request is not None
+        sent.append(request)
+        poll.feed(200, {"content-type": "application/json"}, body)
+    assert poll.next_request() is None
+    return sent
+
+
+def test_getorders_pages_then_each_orders_items_pages_in_amazon_shape() -> None:
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    sent = feed_all(
+        poll,
+        [
+            page([amazon_order("503-1", "Unshipped"), amazon_order("503-2", "Pending")], "tok-2"),
+            page(
+                [
+                    amazon_order("503-3", "Shipped", marketplace="A1F83G8C2ARO7P"),
+                    amazon_order("503-4", "Canceled"),
+                    amazon_order("503-5", "PartiallyShipped"),
+                ]
+            ),
+            items(
+                "503-1",
+                [
+                    {
+                        "OrderItemId": "20",
+                        "SellerSKU": "000777",
+                        "ASIN": "B0X",
+                        "QuantityOrdered": 1,
+                    },
+                    {
+                        "OrderItemId": "9",
+                        "SellerSKU": "000778",
+                        "QuantityOrdered": 3,
+                        "Title": "㈱髙①～",
+                    },
+                ],
+                "items-2",
+            ),
+            items("503-1", [{"OrderItemId": "100", "SellerSKU": "000779", "QuantityOrdered": 2}]),
+            items("503-2", [{"OrderItemId": "1", "SellerSKU": "A", "QuantityOrdered": 1}]),
+            items("503-4", [{"OrderItemId": "1", "SellerSKU": "B", "QuantityOrdered": 4}]),
+            items("503-5", [{"OrderItemId": "1", "ASIN": "B0NOSKU", "QuantityOrdered": 1}]),
+        ],
+    )
+    first = sent[0]
+    assert (first.method, first.path) == ("GET", "/orders/v0/orders")
+    assert first.query == (
+        ("MarketplaceIds", "A1VC38T7YXB528"),
+        ("LastUpdatedAfter", "2024-01-02T00:00:00Z"),
+        ("LastUpdatedBefore", "2024-01-02T06:00:00Z"),
+        ("MaxResultsPerPage", "100"),
+    )
+    assert ("x-amz-access-token", "Atza|token") in first.headers
+    assert sent[1].query == (("MarketplaceIds", "A1VC38T7YXB528"), ("NextToken", "tok-2"))
+    assert [(r.path, r.query) for r in sent[2:]] == [
+        ("/orders/v0/orders/503-1/orderItems", ()),
+        ("/orders/v0/orders/503-1/orderItems", (("NextToken", "items-2"),)),
+        ("/orders/v0/orders/503-2/orderItems", ()),
+        ("/orders/v0/orders/503-4/orderItems", ()),
+        ("/orders/v0/orders/503-5/orderItems", ()),
+    ]
+    assert poll.ignored == 1  # 503-3 was sold on Amazon.co.uk: no items asked for it
+    assert [(o.order_no, o.status) for o in poll.orders] == [
+        ("503-1", "new"),
+        ("503-2", "pending"),
+        ("503-4", "cancelled"),
+        ("503-5", "new"),
+    ]
+    first_order = poll.orders[0]
+    assert datetime.fromisoformat(first_order.ordered_at) == datetime(
+        2024, 1, 2, 1, 2, 3, tzinfo=UTC
+    )
+    # by OrderItemId (9 < 20 < 100), across both item pages
+    assert [(ln.line_no, ln.sku, ln.quantity, ln.name) for ln in first_order.lines] == [
+        (1, "000778", 3, "㈱髙①～"),
+        (2, "000777", 1, ""),
+        (3, "000779", 2, ""),
+    ]
+    assert poll.orders[3].lines[0].item_id == "B0NOSKU"  # no SellerSKU: the ASIN keeps the line
+
+
+def test_sandbox_epoch_dates_and_mcf_orders_do_not_break_the_poll() -> None:
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    sandbox = {"AmazonOrderId": "902-1", "PurchaseDate": "1505701063", "OrderStatus": "Unshipped"}
+    feed_all(
+        poll,
+        [
+            page([sandbox, amazon_order("902-2", "Unfulfillable")]),
+            items("902-1", [{"OrderItemId": "1", "SellerSKU": "S", "QuantityOrdered": 1}]),
+        ],
+    )
+    (taken,) = poll.orders
+    assert taken.ordered_at == "2017-09-18T02:17:43+00:00"
+    assert poll.ignored == 1  # Unfulfillable: a Multi-Channel Fulfillment order
+
+
+def test_an_order_updated_at_until_is_left_to_the_next_window() -> None:
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    at_until = {**amazon_order("503-9", "Unshipped"), "LastUpdateDate": "2024-01-02T06:00:00Z"}
+    feed_all(poll, [page([at_until])])
+    assert poll.orders == [] and poll.ignored == 0
+
+
+def test_amazon_error_shapes() -> None:
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(
+        MallApiError, match=r"^HTTP 403: Unauthorized: Access to requested resource is denied$"
+    ):
+        poll.feed(403, {}, amazon.render_error(403, "Access to requested resource is denied"))
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match="getOrders: InvalidInput: bad date"):
+        poll.feed(200, {}, b'{"errors": [{"code": "InvalidInput", "message": "bad date"}]}')
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match="order 1: unknown OrderStatus 'Lost'"):
+        poll.feed(200, {}, page([amazon_order("1", "Lost")]))
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    poll.feed(200, {}, page([amazon_order("1", "Unshipped")]))
+    with pytest.raises(MallApiError, match="getOrderItems for 1 answered for 2"):
+        poll.feed(
+            200, {}, items("2", [{"OrderItemId": "1", "SellerSKU": "S", "QuantityOrdered": 1}])
+        )
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    poll.feed(200, {}, page([amazon_order("1", "Unshipped")], "again"))
+    with pytest.raises(MallApiError, match="the same NextToken came back twice"):
+        poll.feed(200, {}, page([], "again"))
+
+
+def test_rate_limited_reads_retry_after() -> None:
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    request = poll.next_request()
+    with pytest.raises(RateLimited) as limited:
+        poll.feed(429, {"retry-after": "2"}, amazon.render_error(429, "You exceeded your quota"))
+    assert limited.value.retry_after == 2.0
+    assert str(limited.value) == "HTTP 429: QuotaExceeded: You exceeded your quota"
+    assert poll.next_request() == request
+    with pytest.raises(RateLimited) as limited:
+        poll.feed(429, {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, b"")
+    assert limited.value.retry_after is None  # an HTTP date needs a clock: the daemon's backoff
+    assert poll.next_request() == request
+
+
+def _served(number: str, status: MallOrderState, *, foreign: bool = False) -> ServedOrder:
+    return ServedOrder(
+        order=MallOrder(
+            order_no=number,
+            ordered_at="2024-01-02T10:02:03+09:00",
+            status=status,
+            lines=(
+                OrderLine(line_no=1, item_id="000123", sku="000123", quantity=2, name="㈱髙①～"),
+                OrderLine(line_no=2, item_id="B-1", sku="B-1", quantity=1, name="B"),
+                OrderLine(line_no=3, item_id="TS/01 赤%", sku="TS/01 赤%", quantity=5),
+            ),
         ),
+        updated_at=datetime(2024, 1, 2, 11, 0, tzinfo=JST),
+        foreign=foreign,
     )
 
 
-def test_orders_round_trip_with_each_status() -> None:
-    orders = [
-        _order("250-0000001-0000001", "pending"),
-        _order("250-0000002-0000002", "new"),
-        _order("250-0000003-0000003", "cancelled"),
+def test_simulated_answers_follow_amazon_and_the_poll_reads_them() -> None:
+    held = [
+        _served("250-0000001-0000001", "pending"),
+        _served("250-0000002-0000002", "new"),
+        _served("250-0000003-0000003", "cancelled", foreign=True),
+        _served("250-0000004-0000004", "cancelled"),
     ]
-    body = amazon.render_orders_response(orders)
-    assert [o["OrderStatus"] for o in msgspec.json.decode(body)["payload"]["Orders"]] == [
-        "Pending",
-        "Unshipped",
-        "Canceled",
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    mall = FakeMall(amazon, held, page_size=3, items_page_size=2)
+    run_poll(poll, mall)
+    # 2 order pages; 3 orders × 2 item pages
+    assert len(mall.requests) == 2 + 3 * 2
+    rendered = msgspec.json.decode(mall.answer(mall.requests[0])[2])["payload"]["Orders"]
+    assert "OrderItems" not in rendered[0]  # getOrders carries no items
+    assert [o["OrderStatus"] for o in rendered] == ["Pending", "Unshipped", "Canceled"]
+    assert rendered[2]["MarketplaceId"] == amazon.OTHER_MARKETPLACE
+    assert [(o.order_no, o.status) for o in poll.orders] == [
+        ("250-0000001-0000001", "pending"),
+        ("250-0000002-0000002", "new"),
+        ("250-0000004-0000004", "cancelled"),
     ]
-    assert amazon.parse_orders_response(body) == orders
-
-
-def test_orders_response_from_amazon_shape() -> None:
-    body = b"""{"payload": {"NextToken": null, "Orders": [
-      {"AmazonOrderId": "503-1", "PurchaseDate": "2024-03-04T05:06:07Z", "OrderStatus": "Shipped",
-       "OrderItems": [{"OrderItemId": "10", "SellerSKU": "000777", "ASIN": "B0X", "QuantityOrdered": 1},
-                      {"OrderItemId": "9", "SellerSKU": "000778", "QuantityOrdered": 3, "Title": "t"}]}]}}"""
-    (order,) = amazon.parse_orders_response(body)
-    assert order.status == "new"
-    assert datetime.fromisoformat(order.ordered_at) == datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
-    assert [(line.line_no, line.sku, line.quantity) for line in order.lines] == [
-        (1, "000778", 3),
-        (2, "000777", 1),
-    ]
-
-
-def test_orders_errors() -> None:
-    with pytest.raises(ValueError, match="Unauthorized: Access to requested resource is denied"):
-        amazon.parse_orders_response(
-            amazon.render_error(403, "Access to requested resource is denied")
-        )
-    unknown = b'{"payload": {"Orders": [{"AmazonOrderId": "1", "PurchaseDate": "2024-01-01T00:00:00Z", "OrderStatus": "Unfulfillable", "OrderItems": []}]}}'
-    with pytest.raises(ValueError, match="unknown OrderStatus 'Unfulfillable'"):
-        amazon.parse_orders_response(unknown)
+    assert poll.ignored == 1
+    assert all(o.lines == held[0].order.lines for o in poll.orders)
     with pytest.raises(ValueError, match="no partially_cancelled state"):
-        amazon.render_orders_response([_order("1", "partially_cancelled")])
+        amazon.render_order_answer(
+            amazon.read_order_call(mall.requests[0]),
+            OrderAnswer(orders=(_served("1", "partially_cancelled"),), total=1, limit=1),
+        )
+
+
+def test_simulator_reads_only_what_amazon_would_take() -> None:
+    request = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL).next_request()
+    assert request is not None
+    call = amazon.read_order_call(request)
+    assert call == OrderSearch(
+        since=SINCE,
+        until=UNTIL + timedelta(seconds=1),  # LastUpdatedBefore is inclusive
+        by="updated",
+        limit=100,
+    )
+    with pytest.raises(ValueError, match="MarketplaceIds"):
+        amazon.read_order_call(msgspec.structs.replace(request, query=request.query[1:]))
+    with pytest.raises(ValueError, match="x-amz-access-token"):
+        amazon.read_order_call(msgspec.structs.replace(request, headers=()))
+    with pytest.raises(ValueError, match="not one this mall gave"):
+        amazon.read_order_call(
+            msgspec.structs.replace(request, query=(request.query[0], ("NextToken", "@@")))
+        )
+    items_request = HttpRequest(
+        method="GET",
+        path="/orders/v0/orders/" + quote("250-1", safe="") + "/orderItems",
+        headers=request.headers,
+    )
+    assert amazon.read_order_call(items_request) == ItemsFetch(order_no="250-1")
+    with pytest.raises(ValueError, match="neither getOrders nor getOrderItems"):
+        amazon.read_order_call(msgspec.structs.replace(items_request, path="/orders/v0/orders/1/x"))

@@ -1,20 +1,23 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
 import msgspec
 import pytest
 
 from protocols.malls import qoo10
+from protocols.malls._api import OrderSearch
 from protocols.malls.base import (
     ApiAccount,
     HttpRequest,
+    MallApiError,
     MallOrder,
     MallOrderState,
     OrderLine,
     StockUpdate,
 )
+from tests.malls.order_api import FakeMall, run_poll, served
 
 ACCOUNT = ApiAccount(base_url="https://api.qoo10.jp", secret="qkey")
 JST = timezone(timedelta(hours=9))
@@ -69,12 +72,10 @@ def test_stock_responses() -> None:
         qoo10.parse_stock_response(503, b"")
 
 
-def test_orders_request() -> None:
-    request = qoo10.build_orders_request(ACCOUNT, datetime(2024, 1, 1, 20, 0, tzinfo=UTC))
-    assert form(request)["method"] == "ShippingBasic.GetShippingInfo_v2"
-    assert form(request)["search_Sdate"] == "20240102"
-    assert qoo10.parse_orders_request(request) == datetime(2024, 1, 2, tzinfo=JST)
+# --- orders: ShippingBasic.GetShippingInfo_v2 ------------------------------------------------
 
+SINCE = datetime(2024, 1, 2, 10, 0, tzinfo=JST)
+UNTIL = datetime(2024, 1, 3, tzinfo=JST)
 
 LINES = (
     OrderLine(line_no=1, item_id="000123", sku="000123", quantity=2, name="㈱髙①～"),
@@ -82,6 +83,40 @@ LINES = (
         line_no=2, item_id="TEE", variation=("RED-M",), sku="TEERED-M", quantity=1, name="Tシャツ"
     ),
 )
+
+
+def test_orders_call_by_order_date_page_after_page() -> None:
+    held = [
+        served(
+            MallOrder(order_no=f"90000{n}", ordered_at=f"2024-01-02T1{n}:00:00+09:00", lines=LINES)
+        )
+        for n in range(5)
+    ]
+    poll = qoo10.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    mall = FakeMall(qoo10, held, page_size=2)
+    run_poll(poll, mall)
+    forms = [form(r) for r in mall.requests]
+    assert {f["method"] for f in forms} == {"ShippingBasic.GetShippingInfo_v2"}
+    assert (forms[0]["search_condition"], forms[0]["search_Sdate"], forms[0]["search_Edate"]) == (
+        "1",
+        "20240102",
+        "20240102",
+    )
+    assert forms[0]["key"] == "qkey"
+    # pages of two carts until one brings no new row
+    assert [f["Page"] for f in forms] == ["1", "2", "3", "4"]
+    assert [o.order_no for o in poll.orders] == ["900000", "900001", "900002", "900003", "900004"]
+    assert poll.orders[0].lines == LINES
+
+
+def test_a_long_window_is_searched_90_days_at_a_time() -> None:
+    poll = qoo10.start_order_poll(ACCOUNT, SINCE, SINCE + timedelta(days=100))
+    mall = FakeMall(qoo10, [])
+    run_poll(poll, mall)
+    assert [(form(r)["search_Sdate"], form(r)["search_Edate"]) for r in mall.requests] == [
+        ("20240102", "20240331"),
+        ("20240401", "20240411"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +128,7 @@ LINES = (
         ("partially_cancelled", (2,), ["配送要請", "キャンセル"]),
     ],
 )
-def test_orders_round_trip_with_each_status(
+def test_each_state_round_trips(
     status: MallOrderState, cancelled_lines: tuple[int, ...], row_states: list[str]
 ) -> None:
     order = MallOrder(
@@ -103,14 +138,19 @@ def test_orders_round_trip_with_each_status(
         lines=LINES,
         cancelled_lines=cancelled_lines,
     )
-    body = qoo10.render_orders_response([order])
-    assert [
-        row["shippingStatus"] for row in msgspec.json.decode(body)["ResultObject"]
-    ] == row_states
-    assert qoo10.parse_orders_response(body) == [order]
+    poll = qoo10.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    mall = FakeMall(qoo10, [served(order)])
+    run_poll(poll, mall)
+    first_page = msgspec.json.decode(mall.answer(mall.requests[0])[2])["ResultObject"]
+    assert [row["shippingStatus"] for row in first_page] == row_states
+    assert poll.orders == [order]
 
 
-def test_rows_group_by_cart_with_stable_line_numbers() -> None:
+def shipping_info(rows: list[dict[str, object]]) -> bytes:
+    return msgspec.json.encode({"ResultCode": 0, "ResultMsg": "SUCCESS", "ResultObject": rows})
+
+
+def test_rows_group_by_cart_with_line_numbers_by_orderno() -> None:
     rows = [
         {
             "packNo": "77",
@@ -137,37 +177,64 @@ def test_rows_group_by_cart_with_stable_line_numbers() -> None:
             "sellerItemCode": "A",
             "orderQty": 2,
         },
+        {  # the same day, before the window: the poll leaves it out
+            "packNo": "66",
+            "orderNo": "500",
+            "orderDate": "2024-02-03 00:59:59",
+            "shippingStatus": "配送要請",
+            "sellerItemCode": "A",
+            "orderQty": 1,
+        },
     ]
-    body = msgspec.json.encode({"ResultCode": 0, "ResultMsg": "SUCCESS", "ResultObject": rows})
-    first, second = qoo10.parse_orders_response(body)
-    assert (
-        first.order_no == "77"
-        and first.status == "partially_cancelled"
-        and first.cancelled_lines == (1,)
+    since = datetime(2024, 2, 3, 1, 0, tzinfo=JST)
+    poll = qoo10.start_order_poll(ACCOUNT, since, since + timedelta(hours=12))
+    poll.feed(200, {}, shipping_info(rows))
+    poll.feed(200, {}, shipping_info(rows))  # a QAPI that ignores Page: nothing new, done
+    assert poll.next_request() is None
+    first, second = poll.orders
+    assert (first.order_no, first.status, first.cancelled_lines) == (
+        "77",
+        "partially_cancelled",
+        (1,),
     )
     assert [line.item_id for line in first.lines] == ["A", "B"]
     assert second.status == "unpaid" and second.lines[0].sku == "00012301"
     assert second.ordered_at == "2024-02-03T05:00:00+09:00"
 
 
-def test_orders_errors() -> None:
-    with pytest.raises(ValueError, match="ResultCode -401: 認証キーが無効です"):
-        qoo10.parse_orders_response(qoo10.render_error(401, "認証キーが無効です"))
+def test_order_errors() -> None:
+    poll = qoo10.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match="ResultCode -401: 認証キーが無効です"):
+        poll.feed(200, {}, qoo10.render_error(401, "認証キーが無効です"))
+    poll = qoo10.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match=r"^HTTP 500: Qoo10 ResultCode -500: down$"):
+        poll.feed(500, {}, qoo10.render_error(500, "down"))
     row = {
         "packNo": "1",
         "orderNo": "1",
-        "orderDate": "2024-02-03 04:05:06",
+        "orderDate": "2024-01-02 14:05:06",
         "shippingStatus": "返品",
         "sellerItemCode": "A",
         "orderQty": 1,
     }
-    with pytest.raises(ValueError, match="unknown shippingStatus '返品'"):
-        qoo10.parse_orders_response(
-            msgspec.json.encode({"ResultCode": 0, "ResultMsg": "", "ResultObject": [row]})
-        )
-    assert (
-        qoo10.parse_orders_response(
-            b'{"ResultCode": 0, "ResultMsg": "SUCCESS", "ResultObject": null}'
-        )
-        == []
+    poll = qoo10.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    poll.feed(200, {}, shipping_info([row]))
+    with pytest.raises(MallApiError, match="unknown shippingStatus '返品'"):
+        poll.feed(200, {}, b'{"ResultCode": 0, "ResultMsg": "SUCCESS", "ResultObject": null}')
+
+
+def test_simulator_reads_whole_days_and_pages() -> None:
+    request = qoo10.start_order_poll(ACCOUNT, SINCE, UNTIL).next_request()
+    assert request is not None
+    assert qoo10.read_order_call(request) == OrderSearch(
+        since=datetime(2024, 1, 2, tzinfo=JST), until=UNTIL, by="ordered", limit=200, page=1
     )
+    stock = qoo10.build_stock_requests([StockUpdate("A", (), 1)], ACCOUNT)[0]
+    with pytest.raises(ValueError, match="not an order call"):
+        qoo10.read_order_call(stock)
+    with pytest.raises(ValueError, match="search_condition"):
+        qoo10.read_order_call(
+            msgspec.structs.replace(
+                request, body=request.body.replace(b"search_condition=1", b"search_condition=2")
+            )
+        )

@@ -3,9 +3,9 @@ from __future__ import annotations
 import base64
 import email
 import json
-from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from protocols.malls import rakuten
@@ -235,80 +235,6 @@ def test_stock_response_success_and_error() -> None:
         rakuten.parse_stock_response(400, body)
     with pytest.raises(ValueError, match="HTTP 503: Service Unavailable"):
         rakuten.parse_stock_response(503, b"Service Unavailable")
-
-
-# --- order API -------------------------------------------------------------------------
-
-API_ORDERS = [
-    MallOrder(
-        order_no="123456-20260612-0123456789",
-        ordered_at="2026-06-12T10:31:07+09:00",
-        lines=(
-            OrderLine(line_no=1, item_id="000123", sku="000123", quantity=2, name="①水筒"),
-            OrderLine(
-                line_no=2,
-                item_id="shirt",
-                variation=("sku:shirt-red",),
-                sku="shirt-red",
-                quantity=1,
-                name="㈱髙シャツ～",
-            ),
-        ),
-    ),
-    MallOrder(
-        order_no="123456-20260612-00012345",
-        ordered_at="2026-06-12T11:00:00+09:00",
-        status="partially_cancelled",
-        lines=(
-            OrderLine(line_no=1, item_id="a", sku="a", quantity=1),
-            OrderLine(line_no=2, item_id="b", sku="b", quantity=3),
-        ),
-        cancelled_lines=(2,),
-    ),
-    MallOrder(
-        order_no="123456-20260612-00099999",
-        ordered_at="2026-06-12T12:00:00+09:00",
-        status="cancelled",
-        lines=(OrderLine(line_no=1, item_id="a", sku="a", quantity=1),),
-        cancelled_lines=(1,),
-    ),
-]
-
-
-def test_orders_api_round_trip_with_cancellations() -> None:
-    assert rakuten.parse_orders_response(rakuten.render_orders_response(API_ORDERS)) == API_ORDERS
-
-
-def test_search_then_get_order_requests() -> None:
-    since = datetime.fromisoformat("2026-06-12T00:00:00+09:00")
-    search = rakuten.build_orders_request(ACCOUNT, since)
-    assert search.path == "/es/2.0/order/searchOrder/"
-    body = json.loads(search.body)
-    assert body["startDatetime"] == "2026-06-12T00:00:00+0900"
-    assert body["endDatetime"] == "2026-08-13T23:59:59+0900"
-    assert rakuten.parse_orders_request(search) == since
-    numbers = [f"123456-20260612-{n:010d}" for n in range(250)]
-    assert rakuten.parse_order_numbers(rakuten.render_order_numbers(numbers)) == numbers
-    gets = rakuten.build_get_order_requests(ACCOUNT, numbers)
-    assert [len(rakuten.parse_get_order_request(g)) for g in gets] == [100, 100, 50]
-    with pytest.raises(ValueError, match="aware"):
-        rakuten.build_orders_request(ACCOUNT, datetime(2026, 6, 12))
-
-
-def test_orders_api_error_message_is_raised() -> None:
-    body = json.dumps(
-        {
-            "MessageModelList": [
-                {
-                    "messageType": "ERROR",
-                    "messageCode": "ORDER_EXT_API_SEARCH_ORDER_ERROR_012",
-                    "message": "期間指定が不正です。",
-                }
-            ]
-        }
-    ).encode()
-    with pytest.raises(ValueError, match="期間指定が不正です"):
-        rakuten.parse_order_numbers(body)
 
 
 # --- order mails -----------------------------------------------------------------------
@@ -616,5 +542,6 @@ def test_mail_and_api_carry_the_printed_option_values() -> None:
             ]
         }
     ).encode()
-    (order_line,) = rakuten.parse_orders_response(body)[0].lines
+    answer = msgspec.json.decode(body, type=rakuten._GetOrderResult)
+    (order_line,) = rakuten._mall_order(answer.orders[0]).lines
     assert order_line.choices == ("レッド", "する")

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
 from protocols.malls import wowma, wowma_manager
-from protocols.malls.base import ApiAccount, MallOrder, OrderLine, StockUpdate
+from protocols.malls._api import OrderAnswer, OrderSearch
+from protocols.malls.base import ApiAccount, MallApiError, MallOrder, OrderLine, StockUpdate
+from tests.malls.order_api import JST, FakeMall, run_poll, served
 
 ACCOUNT = ApiAccount(base_url="https://api.manager.wowma.jp", secret="key", seller_id="64197720")
+SINCE = datetime(2026, 6, 12, 8, 30, tzinfo=JST)
+UNTIL = datetime(2026, 6, 13, tzinfo=JST)
 
 ORDERS = [
     MallOrder(
@@ -48,11 +52,40 @@ ORDERS = [
         cancelled_lines=(1,),
     ),
 ]
+# Ordered on the same Japan day, but before the window: the search brings it, the poll drops it.
+EARLY = MallOrder(
+    order_no="100000000",
+    ordered_at="2026-06-12T08:29:00+09:00",
+    lines=(OrderLine(line_no=1, item_id="a", sku="a", quantity=1),),
+)
 
 
-def test_orders_round_trip_with_every_status() -> None:
-    body = wowma_manager.render_orders_response(ORDERS)
-    assert wowma_manager.parse_orders_response(body) == ORDERS
+def test_every_page_and_every_state() -> None:
+    poll = wowma_manager.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    mall = FakeMall(wowma_manager, [served(o) for o in [EARLY, *ORDERS]])
+    run_poll(poll, mall)
+    assert poll.orders == ORDERS
+    queries = [dict(r.query) for r in mall.requests]
+    assert [q["startCount"] for q in queries] == ["1", "3", "5"]  # resultCount 6: three pages
+    first = queries[0]
+    assert first["shopId"] == "64197720"
+    assert (first["startDate"], first["endDate"], first["dateType"], first["totalCount"]) == (
+        "20260612",
+        "20260612",
+        "0",
+        "1000",
+    )
+    assert dict(mall.requests[0].headers)["Authorization"] == "Bearer key"
+
+
+def test_a_long_window_is_searched_30_days_at_a_time() -> None:
+    poll = wowma_manager.start_order_poll(ACCOUNT, SINCE, SINCE + timedelta(days=45))
+    mall = FakeMall(wowma_manager, [])
+    run_poll(poll, mall)
+    assert [(dict(r.query)["startDate"], dict(r.query)["endDate"]) for r in mall.requests] == [
+        ("20260612", "20260711"),
+        ("20260712", "20260727"),
+    ]
 
 
 def test_choice_line_sku_matches_the_stock_rule() -> None:
@@ -65,38 +98,64 @@ def test_choice_line_sku_matches_the_stock_rule() -> None:
             ),
         ),
     )
-    (parsed,) = wowma_manager.parse_orders_response(wowma_manager.render_orders_response([order]))
+    poll = wowma_manager.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    run_poll(poll, FakeMall(wowma_manager, [served(order)]))
+    (parsed,) = poll.orders
     assert parsed.lines[0].sku == wowma.join_sku("shirt", ("red", "-")) == "shirtred"
 
 
-def test_orders_request_asks_for_order_dates_from_since() -> None:
-    since = datetime.fromisoformat("2026-06-11T23:30:00+00:00")  # 08:30 on the 12th in Japan
-    request = wowma_manager.build_orders_request(ACCOUNT, since)
-    assert (request.method, request.path) == ("GET", "/wmshopapi/searchTradeInfoListProc")
-    query = dict(request.query)
-    assert query["shopId"] == "64197720"
-    assert (query["startDate"], query["endDate"], query["dateType"]) == (
-        "20260612",
-        "20260712",
-        "0",
-    )
-    assert dict(request.headers)["Authorization"] == "Bearer key"
-    assert wowma_manager.parse_orders_request(request).isoformat() == "2026-06-12T00:00:00+09:00"
+ANSWER = """<?xml version="1.0" encoding="UTF-8"?><response><result><status>0</status></result>
+<resultCount>1</resultCount><orderInfo><orderId>9</orderId><orderDate>2026/06/12 10:00</orderDate>
+<orderStatus>新規受付</orderStatus>
+<detail><orderDetailId>12</orderDetailId><itemCode>b</itemCode><unit>1</unit></detail>
+<detail><orderDetailId>3</orderDetailId><itemCode>a</itemCode><unit>2</unit>
+<itemCancelStatus>1</itemCancelStatus></detail>
+</orderInfo></response>""".encode()
 
 
-def test_error_response_raises_with_the_mall_message() -> None:
-    body = wowma_manager.render_error(401, "認証に失敗しました", "PME0001")
-    with pytest.raises(ValueError, match="PME0001 認証に失敗しました"):
-        wowma_manager.parse_orders_response(body)
+def test_lines_follow_orderdetailid() -> None:
+    poll = wowma_manager.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    poll.feed(200, {}, ANSWER)
+    assert poll.next_request() is None
+    (order,) = poll.orders
+    assert [(ln.line_no, ln.item_id, ln.quantity) for ln in order.lines] == [
+        (1, "a", 2),
+        (2, "b", 1),
+    ]
+    assert (order.status, order.cancelled_lines) == ("partially_cancelled", (1,))
 
 
-def test_order_without_details_is_refused() -> None:
-    body = (
+def test_errors_in_the_mall_shape() -> None:
+    poll = wowma_manager.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match=r"^HTTP 401: PME0001 認証に失敗しました$"):
+        poll.feed(401, {}, wowma_manager.render_error(401, "認証に失敗しました", "PME0001"))
+    poll = wowma_manager.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match="searchTradeInfoListProc: PME0100 検索条件が不正です"):
+        poll.feed(200, {}, wowma_manager.render_error(400, "検索条件が不正です", "PME0100"))
+    poll = wowma_manager.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    no_details = (
         b"<response><result><status>0</status></result><orderInfo><orderId>9</orderId>"
         b"<orderDate>2026/06/12 10:00</orderDate></orderInfo></response>"
     )
-    with pytest.raises(ValueError, match="order 9: no <detail>"):
-        wowma_manager.parse_orders_response(body)
+    with pytest.raises(MallApiError, match="order 9: no <detail>"):
+        poll.feed(200, {}, no_details)
+
+
+def test_simulator_reads_whole_days() -> None:
+    request = wowma_manager.start_order_poll(ACCOUNT, SINCE, UNTIL).next_request()
+    assert request is not None
+    assert wowma_manager.read_order_call(request) == OrderSearch(
+        since=datetime(2026, 6, 12, tzinfo=JST), until=UNTIL, by="ordered", limit=1000
+    )
+    with pytest.raises(ValueError, match="dateType"):
+        wowma_manager.read_order_call(
+            type(request)(method="GET", path=request.path, query=(("dateType", "1"),))
+        )
+    answer = wowma_manager.render_order_answer(
+        wowma_manager.read_order_call(request),
+        OrderAnswer(orders=(served(ORDERS[0]),), total=7, limit=1),
+    )
+    assert b"<resultCount>7</resultCount>" in answer
 
 
 def test_stock_goes_through_the_wowma_api() -> None:

@@ -6,9 +6,14 @@ import msgspec
 import pytest
 
 from protocols.malls import yahoo_auction
-from protocols.malls.base import ApiAccount, MallOrder, MallOrderState, OrderLine
+from protocols.malls._api import OrderSearch
+from protocols.malls.base import ApiAccount, MallApiError, MallOrder, MallOrderState, OrderLine
+from tests.malls.order_api import FakeMall, run_poll, served
 
 ACCOUNT = ApiAccount(base_url="https://auctions.yahooapis.jp", secret="yj-token")
+JST = timezone(timedelta(hours=9))
+SINCE = datetime(2024, 1, 2, 3, 4, 5, tzinfo=JST)
+UNTIL = SINCE + timedelta(days=1)
 
 
 def test_no_stock_out() -> None:
@@ -16,38 +21,57 @@ def test_no_stock_out() -> None:
     assert not hasattr(yahoo_auction, "build_stock_requests")
 
 
-def test_orders_request_round_trip() -> None:
-    since = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=9)))
-    request = yahoo_auction.build_orders_request(ACCOUNT, since)
-    assert (request.method, request.path) == ("GET", "/AuctionWebService/V2/myCloseList")
-    assert ("Authorization", "Bearer yj-token") in request.headers
-    assert yahoo_auction.parse_orders_request(request) == since
-
-
-@pytest.mark.parametrize("status", ["new", "cancelled"])
-def test_orders_round_trip(status: MallOrderState) -> None:
-    order = MallOrder(
-        order_no="x1234567890",
-        ordered_at="2024-01-02T21:00:00+09:00",
+def auction(number: str, status: MallOrderState, hours: int) -> MallOrder:
+    return MallOrder(
+        order_no=number,
+        ordered_at=(SINCE + timedelta(hours=hours)).isoformat(),
         status=status,
         lines=(OrderLine(line_no=1, item_id="000123", sku="000123", quantity=1, name="㈱髙①～"),),
     )
-    body = yahoo_auction.render_orders_response([order])
-    assert (
-        msgspec.json.decode(body)["ResultSet"]["Result"][0]["Status"]
-        == {"new": "sold", "cancelled": "cancelled"}[status]
-    )
-    assert yahoo_auction.parse_orders_response(body) == [order]
+
+
+def test_closed_auctions_page_after_page() -> None:
+    held = [auction(f"x{n}", "cancelled" if n == 3 else "new", n) for n in range(5)]
+    poll = yahoo_auction.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    mall = FakeMall(yahoo_auction, [served(o) for o in held])
+    run_poll(poll, mall)
+    queries = [dict(r.query) for r in mall.requests]
+    assert [q["start"] for q in queries] == ["1", "3", "5"]
+    assert queries[0]["since"] == SINCE.isoformat() and queries[0]["until"] == UNTIL.isoformat()
+    assert ("Authorization", "Bearer yj-token") in mall.requests[0].headers
+    assert poll.orders == held
+    rendered = msgspec.json.decode(mall.answer(mall.requests[1])[2])["ResultSet"]
+    assert (rendered["totalResultsAvailable"], rendered["firstResultPosition"]) == (5, 3)
+    assert [r["Status"] for r in rendered["Result"]] == ["sold", "cancelled"]
 
 
 def test_orders_errors() -> None:
-    with pytest.raises(ValueError, match="invalid token"):
-        yahoo_auction.parse_orders_response(yahoo_auction.render_error(401, "invalid token"))
-    bad = b'{"ResultSet": {"totalResultsReturned": 1, "Result": [{"AuctionID": "a", "SellerItemCode": "A", "EndTime": "2024-01-02T21:00:00+09:00", "Status": "bidding"}]}}'
-    with pytest.raises(ValueError, match="unknown Status 'bidding'"):
-        yahoo_auction.parse_orders_response(bad)
+    poll = yahoo_auction.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match=r"^HTTP 401: invalid token$"):
+        poll.feed(401, {}, yahoo_auction.render_error(401, "invalid token"))
+    bad = b'{"ResultSet": {"totalResultsAvailable": 1, "totalResultsReturned": 1, "firstResultPosition": 1, "Result": [{"AuctionID": "a", "SellerItemCode": "A", "EndTime": "2024-01-02T21:00:00+09:00", "Status": "bidding"}]}}'
+    poll = yahoo_auction.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    with pytest.raises(MallApiError, match="unknown Status 'bidding'"):
+        poll.feed(200, {}, bad)
     unpaid = MallOrder(
         order_no="a", ordered_at="2024-01-02T21:00:00+09:00", status="unpaid", lines=()
     )
+    poll = yahoo_auction.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    request = poll.next_request()
+    assert request is not None
     with pytest.raises(ValueError, match="no unpaid state"):
-        yahoo_auction.render_orders_response([unpaid])
+        run_poll(poll, FakeMall(yahoo_auction, [served(unpaid)]))
+
+
+def test_simulator_reads_the_window_and_the_page() -> None:
+    request = yahoo_auction.start_order_poll(ACCOUNT, SINCE, UNTIL).next_request()
+    assert request is not None
+    assert yahoo_auction.read_order_call(request) == OrderSearch(
+        since=SINCE, until=UNTIL, by="updated", limit=50
+    )
+    with pytest.raises(ValueError, match="Bearer"):
+        yahoo_auction.read_order_call(msgspec.structs.replace(request, headers=()))
+    with pytest.raises(ValueError, match="results '500'"):
+        yahoo_auction.read_order_call(
+            msgspec.structs.replace(request, query=(*request.query[:-1], ("results", "500")))
+        )

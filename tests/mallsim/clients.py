@@ -6,6 +6,7 @@ import asyncio
 import ftplib
 import io
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
@@ -13,7 +14,7 @@ import httpx
 import trio
 
 from mallsim.sim import Addresses
-from protocols.malls.base import HttpRequest
+from protocols.malls.base import HttpRequest, OrderPoll, RateLimited
 
 
 async def sftp_upload(
@@ -96,6 +97,26 @@ async def send(client: httpx.AsyncClient, base_url: str, req: HttpRequest) -> ht
         headers=list(req.headers),
         content=req.body,
     )
+
+
+async def run_order_poll(
+    client: httpx.AsyncClient,
+    base_url: str,
+    poll: OrderPoll,
+    wait: Callable[[float | None], None],
+) -> int:
+    """Drive an order poll to its end over HTTP, as the daemon does: on a 429, ``wait`` for
+    the Retry-After (a test moves the rate limiter's clock) and send the same request again.
+    Returns how many requests were sent."""
+    sent = 0
+    while (req := poll.next_request()) is not None:
+        resp = await send(client, base_url, req)
+        sent += 1
+        try:
+            poll.feed(resp.status_code, resp.headers, resp.content)
+        except RateLimited as exc:
+            wait(exc.retry_after)
+    return sent
 
 
 def folder_of(path: str | None) -> str:

@@ -140,6 +140,19 @@ async def test_run_reports_a_config_error_in_one_line(tmp_path: Path) -> None:
             '[[merchants]]\nid = "m"\n[[shops]]\nid = "_admin"\nmall = "yahoo"\nmerchant = "m"\n',
             "shops[0].id: '_admin'",
         ),
+        (
+            '[[shops]]\nid = "w"\nmall = "wowma_manager"\npending_fraction = 0.5\n',
+            "shops[0].pending_fraction: wowma_manager has no pending or unpaid orders",
+        ),
+        (
+            '[[shops]]\nid = "q"\nmall = "qoo10"\nforeign_fraction = 0.5\n',
+            "shops[0].foreign_fraction: qoo10 shows no orders of other marketplaces",
+        ),
+        (
+            '[[shops]]\nid = "a"\nmall = "amazon"\npending_fraction = 1.5\n',
+            "shops[0].pending_fraction: must be 0–1, got 1.5",
+        ),
+        ("[sim]\norder_page_size = 0\n", "sim.order_page_size: must be ≥ 1, got 0"),
     ],
 )
 def test_config_errors_name_the_key(toml: str, message: str) -> None:

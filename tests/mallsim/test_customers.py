@@ -43,11 +43,14 @@ customers_per_hour = 45
 seed = 12
 items = [{{ sku = "SHARED", item_id = "shared" }}, {{ sku = "W-1", item_id = "w-1" }}]
 
+# Qoo10: a share of carts waits for payment (unpaid) and is paid later.
 [[shops]]
 id = "q"
 mall = "qoo10"
 merchant = "m"
 customers_per_hour = 30
+pending_fraction = 0.3
+pending_after_s = 300
 seed = 13
 items = [{{ sku = "SHARED", item_id = "shared" }}, {{ sku = "Q-1", item_id = "q-1" }}]
 
@@ -65,12 +68,16 @@ cancel_after_s = 300
 seed = 14
 items = [{{ sku = "R-1", item_id = "r-1" }}, {{ sku = "R-2", item_id = "r-2" }}]
 
+# Amazon: also Pending orders paid later, and orders of another marketplace (no stock moved).
 [[shops]]
 id = "a"
 mall = "amazon"
 merchant = "m"
 customers_per_hour = 120
 cancel_fraction = 0.4
+pending_fraction = 0.3
+pending_after_s = 300
+foreign_fraction = 0.2
 seed = 15
 seller_id = "S"
 items = [{{ sku = "A-1", item_id = "a-1" }}]
@@ -95,6 +102,9 @@ def settled(s: SimState) -> bool:
         and all(sh.orders_placed >= FIRST for sh in shops.values())
         and shops["r"].orders_cancelled >= 3
         and shops["a"].orders_cancelled >= 3
+        and shops["a"].payments >= 2
+        and shops["a"].foreign_orders >= 2
+        and shops["q"].payments >= 2
     )
 
 
@@ -105,7 +115,7 @@ async def run_until_settled(tmp: Path) -> tuple[Simulator, dict[str, list[MallOr
         assert all(sh.mail_errors == 0 for sh in sim.state.shops.values())
         # Read the published orders now: the simulation goes on until the block ends.
         orders = {
-            sid: [order for order, _ in shop.orders.values()]
+            sid: [published.order for published in shop.orders.values()]
             for sid, shop in sim.state.shops.items()
         }
         mails = {sid: maildir_messages(Path(tmp) / "maildir", sid) for sid in ("y", "w", "r")}
@@ -123,6 +133,14 @@ def check_truth(state: SimState) -> None:
             initial = start if start is not None else state.cfg.merchants[0].stock[item.sku]
             assert item.shown >= 0
             assert item.shown == initial - item.sold + item.cancelled
+    # Another marketplace's orders are published but sold nothing here.
+    amazon = state.shops["a"]
+    foreign = [p for p in amazon.orders.values() if p.foreign]
+    assert len(foreign) == amazon.foreign_orders
+    sold_here = sum(
+        line.quantity for p in amazon.orders.values() if not p.foreign for line in p.order.lines
+    )
+    assert sold_here == sum(item.sold for item in amazon.items.values())
     m = state.merchants["m"]
     shared_sold = sum(state.shops[i].items["SHARED"].sold for i in ("y", "w", "q"))
     assert shared_sold == 15  # every shop sold what it showed, no more
@@ -139,7 +157,7 @@ def check_mails(state: SimState, shop_id: str, raws: list[bytes]) -> None:
     shop = state.shops[shop_id]
     mall = Mall(shop.kind)
     assert len(raws) >= shop.orders_placed  # more may have come since the snapshot
-    published = {order.order_no: order for order, _ in shop.orders.values()}
+    published = {p.order.order_no: p.order for p in shop.orders.values()}
     statuses: dict[str, list[str]] = {}
     for raw in raws:
         parsed = mall.parse_order_mail(raw)

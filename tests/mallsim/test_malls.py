@@ -15,8 +15,8 @@ from mallsim.malls import Mall
 from mallsim.sim import Simulator, open_simulator
 from mallsim.state import SimState
 from protocols.malls import KINDS, capability
-from protocols.malls.base import ApiAccount, StockUpdate
-from tests.mallsim.clients import ftps_upload, send, sftp_upload
+from protocols.malls.base import ApiAccount, MallOrder, StockUpdate
+from tests.mallsim.clients import ftps_upload, run_order_poll, send, sftp_upload
 from tests.mallsim.conftest import PASSWORD, SECRET, SELLER, ManualClock, item_ids
 
 FILE_KINDS = [k for k in KINDS if "ftp" in capability(k).stock_out]
@@ -141,55 +141,54 @@ async def test_stock_api_refuses_a_wrong_secret(
 
 
 async def fetch_orders(
-    client: httpx.AsyncClient, mall: Mall, acct: ApiAccount, since: datetime, clock: ManualClock
-) -> list:  # type: ignore[type-arg]
-    clock.advance(10)
-    resp = await send(client, acct.base_url, mall.build_orders_request(acct, since))
-    assert resp.status_code == 200, resp.text
-    if mall.has("parse_order_numbers"):  # a two-step API: search, then fetch
-        numbers = mall.mod.parse_order_numbers(resp.content)
-        orders = []
-        for req in mall.mod.build_get_order_requests(acct, numbers):
-            clock.advance(10)
-            got = await send(client, acct.base_url, req)
-            assert got.status_code == 200, got.text
-            orders += mall.parse_orders_response(got.content)
-        return orders
-    return mall.parse_orders_response(resp.content)
+    client: httpx.AsyncClient,
+    mall: Mall,
+    acct: ApiAccount,
+    since: datetime,
+    until: datetime,
+    clock: ManualClock,
+) -> list[MallOrder]:
+    """Every order of the window, by the module's own poll over the socket."""
+    poll = mall.start_order_poll(acct, since, until)
+    await run_order_poll(client, acct.base_url, poll, lambda s: clock.advance(s or 1.0))
+    return poll.orders
 
 
 @pytest.mark.parametrize("kind", ORDER_API_KINDS)
 async def test_order_api_serves_orders_and_cancellations(
     sim: Simulator, rate_clock: ManualClock, kind: str
 ) -> None:
-    mall = needs(kind, "build_orders_request", "parse_orders_response", "render_orders_response")
+    mall = needs(kind, "start_order_poll", "read_order_call", "render_order_answer")
     acct = account(sim, kind)
     since = sim.state.epoch - timedelta(days=1)
+    until = sim.state.epoch + timedelta(days=1)
     assert sim.addresses is not None
     admin = sim.addresses.http_url + "/_admin"
     sku = f"{kind.upper()}-A"
     async with httpx.AsyncClient() as client:
-        assert await fetch_orders(client, mall, acct, since, rate_clock) == []
+        assert await fetch_orders(client, mall, acct, since, until, rate_clock) == []
         placed = await client.post(
             admin + "/orders", json={"shop": kind, "lines": [{"sku": sku, "quantity": 2}]}
         )
         assert placed.status_code == 200, placed.text
         order_no = placed.json()["order_no"]
-        orders = await fetch_orders(client, mall, acct, since, rate_clock)
+        orders = await fetch_orders(client, mall, acct, since, until, rate_clock)
         assert [o.order_no for o in orders] == [order_no]
         (line,) = orders[0].lines
         assert (line.item_id, line.quantity) == (item_ids(kind)[0], 2)
-        assert orders[0].status in ("new", "pending", "unpaid")
+        assert orders[0].status == "new"
         assert sim.state.shops[kind].items[sku].shown == 8
         assert sim.state.merchants["m1"].real[sku] == 8
 
-        # Only orders changed since ``since`` (some malls search by whole days).
-        later = sim.state.wall(trio.current_time()) + timedelta(days=2)
-        assert await fetch_orders(client, mall, acct, later, rate_clock) == []
+        # Only the window's orders (some malls search by whole days: the poll cuts them).
+        assert (
+            await fetch_orders(client, mall, acct, until, until + timedelta(days=1), rate_clock)
+            == []
+        )
 
         cancelled = await client.post(admin + "/cancel", json={"shop": kind, "order_no": order_no})
         assert cancelled.status_code == 200, cancelled.text
-        orders = await fetch_orders(client, mall, acct, since, rate_clock)
+        orders = await fetch_orders(client, mall, acct, since, until, rate_clock)
         assert [(o.order_no, o.status) for o in orders] == [(order_no, "cancelled")]
         assert sim.state.shops[kind].items[sku].shown == 10
         assert sim.state.merchants["m1"].real[sku] == 10
