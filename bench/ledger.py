@@ -35,7 +35,9 @@ from protocols.sku import MAX_QUANTITY
 SKUS = 1000
 
 
-async def through_ledger(database: Path, lines: int, producers: int, per_order: int) -> float:
+async def through_ledger(
+    database: Path, lines: int, producers: int, per_order: int, per_command: int
+) -> float:
     bus = EventBus()
     subscriber = bus.subscribe()  # a live subscriber, as the daemon always has
     send, receive = trio.open_memory_channel[LedgerRequest](1024)
@@ -65,18 +67,27 @@ async def through_ledger(database: Path, lines: int, producers: int, per_order: 
 
         async def producer(index: int, sender: trio.MemorySendChannel[LedgerRequest]) -> None:
             async with sender:
-                for order in range(index, orders, producers):
-                    skus = [f"{(order * per_order + line) % SKUS:06d}" for line in range(per_order)]
-                    mall_order = MallOrder(
-                        order_no=f"ORD-{order}",
-                        ordered_at="2026-11-26T00:00:00+09:00",
-                        lines=tuple(
-                            OrderLine(line_no=number, item_id=sku, sku=sku, quantity=1)
-                            for number, sku in enumerate(skus, start=1)
-                        ),
-                    )
-                    # one order per command, each an intake job of its own: the worst case
-                    command = TakeOrders(shop="bench", orders=(IncomingOrder(mall_order),))
+                mine = list(range(index, orders, producers))
+                for first in range(0, len(mine), per_command):
+                    batch = []
+                    for order in mine[first : first + per_command]:
+                        skus = [
+                            f"{(order * per_order + line) % SKUS:06d}" for line in range(per_order)
+                        ]
+                        batch.append(
+                            IncomingOrder(
+                                MallOrder(
+                                    order_no=f"ORD-{order}",
+                                    ordered_at="2026-11-26T00:00:00+09:00",
+                                    lines=tuple(
+                                        OrderLine(line_no=number, item_id=sku, sku=sku, quantity=1)
+                                        for number, sku in enumerate(skus, start=1)
+                                    ),
+                                )
+                            )
+                        )
+                    # an intake batch: one command, one intake job
+                    command = TakeOrders(shop="bench", orders=tuple(batch))
                     result = await submit(sender, command, "shop:bench")
                     assert not isinstance(result, control.Error), result
 
@@ -110,6 +121,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=30_000)
     parser.add_argument("--producers", type=int, default=64)
     parser.add_argument("--lines-per-order", type=int, default=3)
+    parser.add_argument(
+        "--orders-per-command",
+        type=int,
+        default=1,
+        help="orders per intake batch (TakeOrders); 1 is the worst case, one job per order",
+    )
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     ledger_rates, raw_rates = [], []
@@ -122,6 +139,7 @@ def main() -> None:
                     args.lines,
                     args.producers,
                     args.lines_per_order,
+                    args.orders_per_command,
                 )
             )
             raw_rates.append(raw_baseline(Path(tmp) / "raw.sqlite3", args.lines))

@@ -3,6 +3,8 @@ with its counts and per-row messages."""
 
 from __future__ import annotations
 
+import msgspec
+
 from daemon.commands import CreateJob, FinishJob
 from daemon.ledger import shops
 from daemon.ledger.tx import DomainError, Tx
@@ -108,17 +110,57 @@ def finish(tx: Tx, command: FinishJob) -> control.Job:
     )
     if updated.rowcount != 1:
         raise DomainError("conflict", f"job {command.job} is not running", "job")
-    messages = list(command.messages[:MAX_JOB_MESSAGES])
-    if len(command.messages) > MAX_JOB_MESSAGES:
-        messages.append(f"… and {len(command.messages) - MAX_JOB_MESSAGES} more messages")
+    _write_messages(tx, command.job, command.messages)
+    tx.publish(control.JobChanged(job=get(tx, command.job, with_messages=False)))
+    return get(tx, command.job)
+
+
+def record(tx: Tx, kind: str, shop: str, outcome: FinishJob) -> control.Job:
+    """A job that starts and ends within one command (an intake batch): one row, done at
+    once, one event; the job as it was stored, without reading it back."""
+    now = tx.now()
+    job_id = (
+        tx.db.execute(
+            "INSERT INTO jobs(kind, shop, state, started_at, ended_at, result, count, success, "
+            "failure) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?)",
+            (kind, shop, now, now, outcome.result, outcome.count, outcome.success, outcome.failure),
+        ).lastrowid
+        or 0
+    )
+    messages = _write_messages(tx, job_id, outcome.messages)
+    job = control.Job(
+        id=job_id,
+        kind=kind,
+        shop=shop,
+        state="done",
+        started_at=now,
+        ended_at=now,
+        result=outcome.result,
+        count=outcome.count,
+        success=outcome.success,
+        failure=outcome.failure,
+    )
+    tx.publish(control.JobChanged(job=job))
+    return msgspec.structs.replace(
+        job,
+        messages=tuple(m if isinstance(m, str) else m.message() for m in messages),
+        errors=tuple(m for m in messages if isinstance(m, RowError)),
+    )
+
+
+def _write_messages(tx: Tx, job: int, given: tuple[str | RowError, ...]) -> list[str | RowError]:
+    """A job's lines (at most MAX_JOB_MESSAGES, then how many more); the lines written."""
+    messages = list(given[:MAX_JOB_MESSAGES])
+    if len(given) > MAX_JOB_MESSAGES:
+        messages.append(f"… and {len(given) - MAX_JOB_MESSAGES} more messages")
     tx.db.executemany(
         "INSERT INTO job_messages(job, seq, message, line, code, field, reason) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (command.job, seq, message, None, None, None, None)
+            (job, seq, message, None, None, None, None)
             if isinstance(message, str)
             else (
-                command.job,
+                job,
                 seq,
                 message.message(),
                 message.line,
@@ -129,8 +171,7 @@ def finish(tx: Tx, command: FinishJob) -> control.Job:
             for seq, message in enumerate(messages)
         ],
     )
-    tx.publish(control.JobChanged(job=get(tx, command.job, with_messages=False)))
-    return get(tx, command.job)
+    return messages
 
 
 def fail_interrupted(tx: Tx) -> None:

@@ -18,7 +18,6 @@ import msgspec
 
 from daemon.clock import stamp
 from daemon.commands import (
-    CreateJob,
     FinishJob,
     IncomingOrder,
     OrderOutcome,
@@ -29,6 +28,7 @@ from daemon.commands import (
 from daemon.ledger import jobs, listings, shops, stock
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
+from protocols.malls.base import MallOrder
 from protocols.settings import ShopSettings
 from protocols.sku import quantity_problem
 
@@ -90,7 +90,6 @@ def take_orders(tx: Tx, command: TakeOrders) -> OrdersTaken:
         raise DomainError(
             "refused", f"shop {shop.id}: order intake is stopped; nothing taken", "order_intake"
         )
-    job = jobs.create(tx, CreateJob(kind="intake", shop=shop.id))
     results: list[OrderResult] = []
     for incoming in command.orders:
         try:
@@ -115,10 +114,12 @@ def take_orders(tx: Tx, command: TakeOrders) -> OrdersTaken:
         messages.append(f"{command.ignored} mail(s) were not orders (other notices of the mall)")
     failure = len(command.problems) + sum(r.outcome == "refused" for r in results)
     success = len(results) - sum(r.outcome == "refused" for r in results)
-    finished = jobs.finish(
+    finished = jobs.record(
         tx,
+        "intake",
+        shop.id,
         FinishJob(
-            job=job.id,
+            job=0,
             result="failed" if failure and not success else "ok",
             count=success + failure,
             success=success,
@@ -165,18 +166,25 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
                 outcome="ignored",
                 reason="cancelled before it was taken: nothing to take or give back",
             )
+        received_at = tx.now()
         db.execute(
             "INSERT INTO orders(shop, order_no, status, ordered_at, received_at, mall_state, "
             "source) VALUES (?, ?, 'allocated', ?, ?, ?, ?)",
-            (shop.id, order.order_no, order.ordered_at, tx.now(), state, incoming.source),
+            (shop.id, order.order_no, order.ordered_at, received_at, state, incoming.source),
         )
-    stored = {
-        line_no: (status, quantity)
-        for line_no, status, quantity in db.execute(
-            "SELECT line_no, status, quantity FROM order_lines WHERE shop = ? AND order_no = ?",
-            (shop.id, order.order_no),
-        )
-    }
+    # a new order's lines are all new: nothing to read back (this runs for every order)
+    stored = (
+        {}
+        if known is None
+        else {
+            line_no: (status, quantity)
+            for line_no, status, quantity in db.execute(
+                "SELECT line_no, status, quantity FROM order_lines WHERE shop = ? AND order_no = ?",
+                (shop.id, order.order_no),
+            )
+        }
+    )
+    new_lines: list[control.OrderLineDoc] = []
     taken = changed = False
     notes: list[str] = []
     oversold: list[str] = []
@@ -210,6 +218,18 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
             )
             if status in MOVED:
                 oversold += _sell(tx, shop.id, order.order_no, line.line_no, sku, line.quantity)
+            new_lines.append(
+                control.OrderLineDoc(
+                    line_no=line.line_no,
+                    item_id=line.item_id,
+                    variation=line.variation,
+                    sku=sku,
+                    quantity=line.quantity,
+                    status=status,
+                    name=line.name,
+                    choices=line.choices,
+                )
+            )
             taken = True
             continue
         status, quantity = before
@@ -243,7 +263,9 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
             "UPDATE orders SET mall_state = ? WHERE shop = ? AND order_no = ?",
             (state, shop.id, order.order_no),
         )
-    if taken or changed:
+    if known is None and taken:
+        _announce_new(tx, shop.id, order, received_at, new_lines)
+    elif taken or changed:
         _refresh(tx, shop.id, order.order_no)
     outcome: OrderOutcome = "taken" if taken else "changed" if changed else "replayed"
     return OrderResult(
@@ -252,6 +274,34 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
         reason="; ".join(notes),
         oversold=tuple(dict.fromkeys(oversold)),
     )
+
+
+def _announce_new(
+    tx: Tx,
+    shop: str,
+    order: MallOrder,
+    received_at: str,
+    lines: list[control.OrderLineDoc],
+) -> None:
+    """A new order's status and event, from what was just written (``_refresh`` reads it
+    back: the same document)."""
+    statuses = {line.status for line in lines}
+    doc = control.OrderDoc(
+        key=order_key(shop, order.order_no),
+        shop=shop,
+        order_no=order.order_no,
+        status=next((s for s in _ATTENTION if s in statuses), "allocated"),
+        mall_state=order.status,
+        ordered_at=order.ordered_at,
+        received_at=received_at,
+        lines=tuple(sorted(lines, key=lambda line: line.line_no)),
+    )
+    if doc.status != "allocated":
+        tx.db.execute(
+            "UPDATE orders SET status = ? WHERE shop = ? AND order_no = ?",
+            (doc.status, shop, order.order_no),
+        )
+    tx.publish(control.OrderChanged(order=doc))
 
 
 def _arrival_status(shop: ShopSettings, sku: str, waiting: bool) -> control.OrderStatus:
