@@ -126,92 +126,62 @@ async def api_intake(
     account = await trio.to_thread.run_sync(api.account)
     connection = api.connect()
     try:
-        await _poll_forever(
-            shop,
-            start_poll,
-            account,
-            connection,
-            bucket,
-            board,
-            clock,
-            wall_clock,
-            settings,
-            ledger,
-            actor,
-            task_status,
-        )
+        state = await call(ledger, GetIntakeState(shop=shop.id), actor, IntakeState)
+        if isinstance(state, control.Error):
+            raise RuntimeError(f"cannot read the intake state: {state.message}")
+        if shop.order_intake == "stopped":
+            # orders wait at the mall; the backlog choice is asked when intake is switched on
+            board.report_intake(shop.id, control.IntakeStatus())
+            task_status.started()
+            await trio.sleep_forever()
+        cursor = state.cursor
+        if state.backlog == "skip" and state.resumed_at:
+            cursor = state.resumed_at  # what was placed while stopped is not taken
+        if not cursor:
+            # a new shop starts from now, not from its history
+            cursor = stamp(wall_clock() - timedelta(seconds=settings.settle_s))
+        if state.backlog or not state.cursor:
+            await _save(ledger, SaveIntakeCursor(shop=shop.id, cursor=cursor), actor)
+        if state.backlog:
+            await _save(ledger, BacklogHandled(shop=shop.id), actor)
+        report = control.IntakeStatus()
+        board.report_intake(shop.id, report)
+        task_status.started()
+        failures = 0
+        deadline = clock()
+        next_lookback = clock()
+        while True:
+            until = wall_clock() - timedelta(seconds=settings.settle_s)
+            since = datetime.fromisoformat(cursor) - timedelta(seconds=settings.overlap_s)
+            if settings.lookback_s and clock() >= next_lookback:
+                since = min(since, until - timedelta(seconds=settings.lookback_s))
+                next_lookback = clock() + settings.lookback_every_s
+            since = min(since, until)
+            try:
+                poll = start_poll(account, since, until)
+                await run_poll(poll, connection.send, bucket, settings.rate_limited_s)
+                taken = await _take(ledger, shop.id, poll.orders, actor)
+            except PollFailed as exc:
+                delay = min(settings.backoff_max_s, settings.backoff_s * 2 ** min(failures, 20))
+                failures += 1
+                log.warning("shop %s: order poll failed (%s); again in %.0fs", shop.id, exc, delay)
+                report = control.IntakeStatus(ignored=report.ignored, last_error=str(exc))
+                board.report_intake(shop.id, report)
+                await trio.sleep_until(clock() + delay)
+                continue
+            failures = 0
+            cursor = stamp(until)
+            await _save(ledger, SaveIntakeCursor(shop=shop.id, cursor=cursor), actor)
+            error = ""
+            if taken is not None and taken.job.failure:
+                error = f"job {taken.job.id}: {taken.job.messages[0]}"
+            report = control.IntakeStatus(ignored=report.ignored + poll.ignored, last_error=error)
+            board.report_intake(shop.id, report)
+            deadline = max(deadline + settings.poll_s, clock())
+            await trio.sleep_until(deadline)
     finally:
         with trio.CancelScope(shield=True):
             await connection.aclose()
-
-
-async def _poll_forever(
-    shop: ShopSettings,
-    start_poll: StartPoll,
-    account: ApiAccount,
-    connection: MallConnection,
-    bucket: TokenBucket,
-    board: StatusBoard,
-    clock: Callable[[], float],
-    wall_clock: WallClock,
-    settings: ApiIntakeSettings,
-    ledger: trio.MemorySendChannel[LedgerRequest],
-    actor: str,
-    task_status: trio.TaskStatus[None],
-) -> None:
-    state = await call(ledger, GetIntakeState(shop=shop.id), actor, IntakeState)
-    if isinstance(state, control.Error):
-        raise RuntimeError(f"cannot read the intake state: {state.message}")
-    if shop.order_intake == "stopped":
-        # orders wait at the mall; the backlog choice is asked when intake is switched on
-        board.report_intake(shop.id, control.IntakeStatus())
-        task_status.started()
-        await trio.sleep_forever()
-    cursor = state.cursor
-    if state.backlog == "skip" and state.resumed_at:
-        cursor = state.resumed_at  # what was placed while stopped is not taken
-    if not cursor:
-        # a new shop starts from now, not from its history
-        cursor = stamp(wall_clock() - timedelta(seconds=settings.settle_s))
-    if state.backlog or not state.cursor:
-        await _save(ledger, SaveIntakeCursor(shop=shop.id, cursor=cursor), actor)
-    if state.backlog:
-        await _save(ledger, BacklogHandled(shop=shop.id), actor)
-    report = control.IntakeStatus()
-    board.report_intake(shop.id, report)
-    task_status.started()
-    failures = 0
-    deadline = clock()
-    next_lookback = clock()
-    while True:
-        until = wall_clock() - timedelta(seconds=settings.settle_s)
-        since = datetime.fromisoformat(cursor) - timedelta(seconds=settings.overlap_s)
-        if settings.lookback_s and clock() >= next_lookback:
-            since = min(since, until - timedelta(seconds=settings.lookback_s))
-            next_lookback = clock() + settings.lookback_every_s
-        since = min(since, until)
-        try:
-            poll = start_poll(account, since, until)
-            await run_poll(poll, connection.send, bucket, settings.rate_limited_s)
-            taken = await _take(ledger, shop.id, poll.orders, actor)
-        except PollFailed as exc:
-            delay = min(settings.backoff_max_s, settings.backoff_s * 2 ** min(failures, 20))
-            failures += 1
-            log.warning("shop %s: order poll failed (%s); again in %.0fs", shop.id, exc, delay)
-            report = control.IntakeStatus(ignored=report.ignored, last_error=str(exc))
-            board.report_intake(shop.id, report)
-            await trio.sleep_until(clock() + delay)
-            continue
-        failures = 0
-        cursor = stamp(until)
-        await _save(ledger, SaveIntakeCursor(shop=shop.id, cursor=cursor), actor)
-        error = ""
-        if taken is not None and taken.job.failure:
-            error = f"job {taken.job.id}: {taken.job.messages[0]}"
-        report = control.IntakeStatus(ignored=report.ignored + poll.ignored, last_error=error)
-        board.report_intake(shop.id, report)
-        deadline = max(deadline + settings.poll_s, clock())
-        await trio.sleep_until(deadline)
 
 
 async def _take(

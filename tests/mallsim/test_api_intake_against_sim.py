@@ -17,7 +17,7 @@ import msgspec
 import pytest
 import trio
 
-from cli.client import connect
+from cli.client import ControlClient, connect
 from daemon.config import load_config
 from mallsim.config import parse_config
 from mallsim.malls import Mall
@@ -52,6 +52,24 @@ async def admin(client: httpx.AsyncClient, sim: Simulator, what: str, **doc: obj
     assert resp.status_code == 200, resp.text
     order_no: str = resp.json()["order_no"]
     return order_no
+
+
+async def until_taken(
+    client: ControlClient,
+    wanted: dict[str, str],
+    seen: dict[str, str],
+    expected_sold: dict[str, int],
+) -> None:
+    """Wait until every order is in the status wanted (``seen`` follows the events); then
+    each SKU is at its start value minus what was sold."""
+    with trio.fail_after(60):
+        while any(seen.get(key) != status for key, status in wanted.items()):
+            event = await client.next_event()
+            if isinstance(event, control.OrderChanged):
+                seen[event.order.key] = event.order.status
+    for code, sold in expected_sold.items():
+        level = (await client.request(control.SkuShow(id=0, code=code))).sku.stock
+        assert level.expected == 100 - sold, (code, sold)
 
 
 async def test_every_api_mall_s_orders_are_taken_once(paged_sim: Simulator, tmp_path: Path) -> None:
@@ -142,14 +160,7 @@ async def test_every_api_mall_s_orders_are_taken_once(paged_sim: Simulator, tmp_
                 expected_sold[a] = expected_sold.get(a, 0) + 1
                 to_cancel.append((kind, number))
         seen: dict[str, str] = {}
-        with trio.fail_after(60):
-            while any(seen.get(key) != status for key, status in wanted.items()):
-                event = await client.next_event()
-                if isinstance(event, control.OrderChanged):
-                    seen[event.order.key] = event.order.status
-        for code, sold in expected_sold.items():
-            level = (await client.request(control.SkuShow(id=0, code=code))).sku.stock
-            assert level.expected == 100 - sold, (code, sold)
+        await until_taken(client, wanted, seen, expected_sold)
         # the waiting orders get paid (their lines stay taken once, now allocated), and some
         # orders already taken are cancelled (their units come back)
         for key, status in wanted.items():
@@ -161,14 +172,7 @@ async def test_every_api_mall_s_orders_are_taken_once(paged_sim: Simulator, tmp_
             await admin(http, sim, "cancel", shop=kind, order_no=number)
             wanted[f"{kind}:{number}"] = "cancelled"
             expected_sold[f"{kind.upper()}-A"] -= 1
-        with trio.fail_after(60):
-            while any(seen.get(key) != status for key, status in wanted.items()):
-                event = await client.next_event()
-                if isinstance(event, control.OrderChanged):
-                    seen[event.order.key] = event.order.status
-        for code, sold in expected_sold.items():
-            level = (await client.request(control.SkuShow(id=0, code=code))).sku.stock
-            assert level.expected == 100 - sold, (code, sold)
+        await until_taken(client, wanted, seen, expected_sold)
         status = await client.request(control.GetStatus(id=0))
         amazon = next(shop for shop in status.shops if shop.id == "amazon")
         assert amazon.intake.ignored >= 1  # the other marketplace's order
