@@ -17,13 +17,14 @@ log = logging.getLogger(__name__)
 
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
-IN_CREATE = 0x00000100
+IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
 _READ_BYTES = 64 * 1024
 
 
 class DirectoryWatch:
-    """An inotify descriptor watching one folder for files created or moved into it."""
+    """An inotify descriptor watching one folder for files moved into it (a Maildir delivery:
+    tmp/ then rename) or written in it and closed (a file copied there by hand)."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -42,7 +43,7 @@ class DirectoryWatch:
                 "inotify unavailable (%s): scanning on a timer", os.strerror(ctypes.get_errno())
             )
             return None
-        if libc.inotify_add_watch(fd, os.fsencode(folder), IN_CREATE | IN_MOVED_TO) < 0:
+        if libc.inotify_add_watch(fd, os.fsencode(folder), IN_CLOSE_WRITE | IN_MOVED_TO) < 0:
             log.info(
                 "cannot watch %s (%s): scanning on a timer", folder, os.strerror(ctypes.get_errno())
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +50,8 @@ from protocols.settings import ShopSettings
 log = logging.getLogger(__name__)
 
 MailParser = Callable[[bytes], MallOrder]
+# a mail that does not read is quarantined once it is this old (seconds since written)
+WRITTEN_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,9 @@ class Reading:
     problem: str = ""
     not_an_order: bool = False
     gone: bool = False
+    # a mail copied into new/ by hand may be read while it is still being written: one
+    # that does not read yet and is younger than WRITTEN_S waits for the next round
+    not_ready: bool = False
 
 
 def read_mails(maildir: Maildir, names: Sequence[str], parse: MailParser) -> list[Reading]:
@@ -145,8 +151,10 @@ def read_mails(maildir: Maildir, names: Sequence[str], parse: MailParser) -> lis
     raises is that mail's problem."""
     readings = []
     for name in names:
+        path = maildir.new / name
         try:
-            raw = (maildir.new / name).read_bytes()
+            raw = path.read_bytes()
+            written = path.stat().st_mtime
         except FileNotFoundError:
             readings.append(Reading(name, gone=True))
             continue
@@ -155,7 +163,10 @@ def read_mails(maildir: Maildir, names: Sequence[str], parse: MailParser) -> lis
         except NotAnOrderMail as exc:
             readings.append(Reading(name, problem=str(exc), not_an_order=True))
         except MailError as exc:
-            readings.append(Reading(name, problem=str(exc)))
+            if time.time() - written < WRITTEN_S:
+                readings.append(Reading(name, not_ready=True))
+            else:
+                readings.append(Reading(name, problem=str(exc)))
         except Exception as exc:
             log.exception("parsing mail %s failed", name)
             readings.append(Reading(name, problem=f"unreadable ({type(exc).__name__}: {exc})"))
@@ -276,7 +287,8 @@ async def _read_ahead(
                 in_flight.update(names)
                 readings = await _read(maildir, names, parse, parsers)
                 await batches.send(readings)
-                continue  # more may have landed meanwhile
+                if not all(reading.not_ready for reading in readings):
+                    continue  # more may have landed meanwhile
             with trio.move_on_at(clock() + (settings.scan_s if watch else settings.poll_s)):
                 if watch is not None:
                     await watch.wait()

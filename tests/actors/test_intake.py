@@ -254,3 +254,17 @@ async def test_a_stopped_shop_counts_its_backlog_and_the_operator_chooses(tmp_pa
         await here.board.until(everything_filed(here.maildir))
         scope.cancel()
         assert here.expected("A") == 7
+
+
+async def test_a_mail_copied_into_new_is_read_once_it_is_written(tmp_path: Path) -> None:
+    """A file copied into new/ by hand (not tmp/ then rename) may be seen while it is still
+    empty: it waits, and is taken once written, never quarantined as broken."""
+    async with rig(tmp_path) as here:
+        await here.shop(order_intake="active")
+        path = here.maildir.new / "copied-by-hand"
+        path.write_bytes(b"")
+        scope = await here.intake()
+        path.write_bytes(order_mail("555-1", ("A", 2)))
+        report = await here.board.until(lambda report: report.filed == 1)
+        scope.cancel()
+        assert report.quarantined == 0 and here.expected("A") == 8
