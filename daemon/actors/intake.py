@@ -90,8 +90,9 @@ class Maildir:
             names = sorted(e.name for e in entries if not e.name.startswith("."))
         return names[:limit]
 
-    def backlog(self) -> tuple[int, float | None]:
-        """How many mails wait in ``new/``, and the oldest one's arrival (mtime)."""
+    def backlog(self, since: float) -> tuple[int, float | None]:
+        """How many mails that arrived after ``since`` (intake stopped) wait in ``new/``, and
+        the oldest one's arrival (mtime); older ones are taken whatever the choice."""
         count = 0
         oldest: float | None = None
         with os.scandir(self.new) as entries:
@@ -101,6 +102,8 @@ class Maildir:
                 try:
                     arrived = entry.stat().st_mtime
                 except FileNotFoundError:
+                    continue
+                if arrived <= since:
                     continue
                 count += 1
                 oldest = arrived if oldest is None else min(oldest, arrived)
@@ -118,13 +121,14 @@ class Maildir:
         except FileNotFoundError:
             log.info("mail %s left %s before it was filed", name, self.new)
 
-    def skip_arrived_before(self, moment: float) -> int:
-        """Move aside the mails that arrived before ``moment`` (the operator skipped them)."""
+    def skip_arrived_between(self, start: float, end: float) -> int:
+        """Move aside the mails that arrived while intake was stopped (the operator skipped
+        them): after ``start``, up to ``end``."""
         skipped = 0
         with os.scandir(self.new) as entries:
             for entry in list(entries):
                 try:
-                    if entry.stat().st_mtime <= moment:
+                    if start < entry.stat().st_mtime <= end:
                         os.rename(entry.path, self.skipped / entry.name)
                         skipped += 1
                 except FileNotFoundError:
@@ -157,6 +161,10 @@ def read_mails(maildir: Maildir, names: Sequence[str], parse: MailParser) -> lis
             written = path.stat().st_mtime
         except FileNotFoundError:
             readings.append(Reading(name, gone=True))
+            continue
+        except OSError as exc:
+            # a folder, a file the daemon may not read: that mail's problem, not intake's
+            readings.append(Reading(name, problem=f"cannot be read: {exc.strerror or exc}"))
             continue
         try:
             readings.append(Reading(name, order=parse(raw)))
@@ -241,7 +249,11 @@ async def mail_intake(
     board.report_intake(shop.id, counts.report())
     if shop.order_intake == "stopped":
         task_status.started()
-        await _count_backlog(shop.id, maildir, board, clock, settings, counts)
+        state = await call(ledger, GetIntakeState(shop=shop.id), actor, IntakeState)
+        if isinstance(state, control.Error):
+            raise RuntimeError(f"cannot read the intake state: {state.message}")
+        since = _timestamp(state.stopped_at)
+        await _count_backlog(shop.id, maildir, board, clock, settings, counts, since)
     watch = (
         await trio.to_thread.run_sync(DirectoryWatch.open, maildir.new) if settings.watch else None
     )
@@ -303,17 +315,22 @@ async def _count_backlog(
     clock: Callable[[], float],
     settings: MailIntakeSettings,
     counts: IntakeCounts,
+    since: float,
 ) -> NoReturn:
     """While intake is stopped: count what waits in new/, for status and for the choice asked
     when intake is switched on."""
     deadline = clock()
     while True:
-        waiting, oldest = await trio.to_thread.run_sync(maildir.backlog)
+        waiting, oldest = await trio.to_thread.run_sync(maildir.backlog, since)
         counts.backlog = waiting
         counts.backlog_oldest = "" if oldest is None else _moment(oldest)
         board.report_intake(shop, counts.report())
         deadline = max(deadline + settings.stopped_poll_s, clock())
         await trio.sleep_until(deadline)
+
+
+def _timestamp(moment: str) -> float:
+    return datetime.fromisoformat(moment).timestamp() if moment else 0.0
 
 
 async def _carry_out_backlog_choice(
@@ -327,8 +344,8 @@ async def _carry_out_backlog_choice(
     if not state.backlog:
         return
     if state.backlog == "skip" and state.resumed_at:
-        moment = datetime.fromisoformat(state.resumed_at).timestamp()
-        skipped = await trio.to_thread.run_sync(maildir.skip_arrived_before, moment)
+        start, end = _timestamp(state.stopped_at), _timestamp(state.resumed_at)
+        skipped = await trio.to_thread.run_sync(maildir.skip_arrived_between, start, end)
         log.info("shop %s: %d mail(s) that arrived while stopped moved to skipped/", shop, skipped)
     done = await call(ledger, BacklogHandled(shop=shop), actor, IntakeState)
     if isinstance(done, control.Error):

@@ -129,7 +129,7 @@ def _fast_iso2022jp_ms(data: bytes) -> str | None:
     """``decode_iso2022jp_ms`` with C-speed byte operations, for the usual mail: all its
     two-byte text is turned into Shift_JIS at once (the rows and the cells translated apart,
     then interleaved). None when the text needs the byte-by-byte reader."""
-    if b"\x0e" in data:
+    if b"\x0e" in data or b"\x0f" in data:
         return None
     pieces = _DESIGNATION.split(data)
     modes = [b"\x1b(B", *pieces[1::2]]
@@ -295,11 +295,8 @@ def _decode_body(payload: bytes, charset: str | None) -> str:
     declared = (charset or "").lower()
     if declared in ("iso-2022-jp", "csiso2022jp", "iso-2022-jp-ms", "cp50220", "cp50221"):
         try:
-            # most mails are plain JIS X 0208: Python's codec reads them at C speed
-            return payload.decode("iso2022_jp")
-        except UnicodeDecodeError:
-            pass
-        try:
+            # never Python's iso2022_jp first: it reads 〜 − ‖ ¢ £ ¬ and JIS-Roman as JIS
+            # does, where cp932 listings (and this decoder) have ～ － ∥ ￠ ￡ ￢ and ASCII
             return decode_iso2022jp_ms(payload)
         except UnicodeDecodeError:
             pass  # JIS X 0213 and the like: the stricter codecs below say what they can
@@ -353,23 +350,21 @@ def read_mail(raw: bytes) -> MailText:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if part.get_content_subtype() == "html":
         text = html_to_text(text)
-    return MailText(subject=_subject(message.get("Subject")), lines=text.split("\n"))
+    headers = _headers(raw)
+    return MailText(
+        subject=_subject(headers.get("subject") if headers else None), lines=text.split("\n")
+    )
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CHARSET = re.compile(r"""charset\s*=\s*"?([^";\s]+)""", re.IGNORECASE)
 
 
-def _read_single_part(raw: bytes) -> MailText | None:
-    """The usual order mail (one text/plain or text/html part, 7bit, 8bit, base64 or
-    quoted-printable) read without the email package, which costs most of a mail's intake
-    time; None for anything else (multipart, defects), which ``read_mail`` reads the long
-    way with the same result."""
+def _headers(raw: bytes) -> dict[str, str] | None:
+    """The header block, unfolded, by lower-case name (the first of each); 8-bit bytes kept
+    (escaped) for ``_subject`` to decode; None when it is not a header block."""
     found = _HEADER_END.search(raw)
-    if found is None:
-        return None
-    head = raw[: found.start()].decode("ascii", "surrogateescape")
-    body = raw[found.end() :]
+    head = raw[: found.start() if found else len(raw)].decode("ascii", "surrogateescape")
     headers: dict[str, str] = {}
     name = ""
     for line in head.replace("\r\n", "\n").split("\n"):
@@ -381,6 +376,19 @@ def _read_single_part(raw: bytes) -> MailText | None:
             return None
         name = key.strip().lower()
         headers.setdefault(name, value.strip())
+    return headers
+
+
+def _read_single_part(raw: bytes) -> MailText | None:
+    """The usual order mail (one text/plain or text/html part, 7bit, 8bit, base64 or
+    quoted-printable) read without the email package, which costs most of a mail's intake
+    time; None for anything else (multipart, defects), which ``read_mail`` reads the long
+    way with the same result."""
+    found = _HEADER_END.search(raw)
+    headers = _headers(raw)
+    if found is None or headers is None:
+        return None
+    body = raw[found.end() :]
     content_type = headers.get("content-type", "text/plain").lower()
     subtype = content_type.split(";", 1)[0].strip()
     if subtype not in ("text/plain", "text/html"):
@@ -426,11 +434,18 @@ def _subject(found: object) -> str:
     parts = []
     for chunk, charset in decode_header(str(found)):
         if isinstance(chunk, str):
-            # a raw 8-bit subject (no encoded words) comes back with its bytes escaped
+            # a raw subject (no encoded words) comes back with its 8-bit bytes escaped; a
+            # raw ISO-2022-JP one has its escape sequences
             raw_chunk = chunk.encode("utf-8", "surrogateescape")
-            for codec in ("utf-8", "cp932"):
+            readers: list[Callable[[bytes], str]] = [
+                lambda data: data.decode("utf-8"),
+                lambda data: data.decode("cp932"),
+            ]
+            if b"\x1b" in raw_chunk:
+                readers.insert(0, decode_iso2022jp_ms)
+            for read in readers:
                 try:
-                    chunk = raw_chunk.decode(codec)
+                    chunk = read(raw_chunk)
                     break
                 except UnicodeDecodeError:
                     continue

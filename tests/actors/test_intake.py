@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -26,8 +27,13 @@ from protocols.settings import ShopSettings
 FAST = MailIntakeSettings(poll_s=0.01, stopped_poll_s=0.01, batch_mails=3)
 
 
+STOPPED = datetime(2026, 11, 26, tzinfo=UTC).timestamp()
+# the ledger's wall clock (journal times, when intake stopped and was switched on again)
+WALL = [STOPPED]
+
+
 def now() -> str:
-    return "2026-11-26T00:00:00.000+00:00"
+    return datetime.fromtimestamp(WALL[0], UTC).isoformat(timespec="milliseconds")
 
 
 def order_mail(order_no: str, *lines: tuple[str, int], cancelled: bool = False) -> bytes:
@@ -133,6 +139,7 @@ class Rig:
 
 @asynccontextmanager
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    WALL[0] = STOPPED
     bus = EventBus()
     send, receive = trio.open_memory_channel[LedgerRequest](64)
     maildir = Maildir(tmp_path / "mail" / "r1")
@@ -220,12 +227,15 @@ async def test_a_stopped_shop_counts_its_backlog_and_the_operator_chooses(tmp_pa
     async with rig(tmp_path) as here:
         await here.shop(order_intake="active")
         await here.shop(order_intake="stopped")
-        here.deliver(order_mail("444-1", ("A", 1)), when=1_700_000_000.0)
-        here.deliver(order_mail("444-2", ("A", 2)), when=1_700_000_100.0)
+        # while stopped (after the ledger's stop time): a mail from before stays in new/
+        early = here.deliver(order_mail("444-0", ("B", 1)), when=STOPPED - 100)
+        here.deliver(order_mail("444-1", ("A", 1)), when=STOPPED + 100)
+        here.deliver(order_mail("444-2", ("A", 2)), when=STOPPED + 200)
         scope = await here.intake()
+        # the early mail is not part of the backlog: it is taken whatever the choice
         report = await here.board.until(lambda report: report.backlog == 2)
         scope.cancel()
-        assert report.backlog_oldest == "2023-11-14T22:13:20.000+00:00"
+        assert report.backlog_oldest == "2026-11-26T00:01:40.000+00:00"
         assert here.expected("A") == 10
         # switching on without a choice is refused, naming the backlog
         refused = await submit(
@@ -237,15 +247,17 @@ async def test_a_stopped_shop_counts_its_backlog_and_the_operator_chooses(tmp_pa
             "test",
         )
         assert isinstance(refused, control.Error) and "2 order mail(s)" in refused.message
+        WALL[0] = STOPPED + 1000  # switched on later
         await here.shop(backlog="skip", order_intake="active")
         scope = await here.intake()
         await here.board.until(everything_filed(here.maildir))
         scope.cancel()
         assert here.expected("A") == 10
         assert len(here.names(here.maildir.skipped)) == 2
+        assert here.expected("B") == 9 and not early.exists()  # taken, not skipped
         # a second stop: this time the operator takes what waited
         await here.shop(order_intake="stopped")
-        here.deliver(order_mail("444-3", ("A", 3)))
+        here.deliver(order_mail("444-3", ("A", 3)), when=STOPPED + 1500)
         scope = await here.intake()
         await here.board.until(lambda report: report.backlog == 1)
         scope.cancel()

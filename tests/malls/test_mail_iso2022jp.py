@@ -59,3 +59,26 @@ def test_an_order_whose_item_names_hold_extension_characters_is_taken(module: ob
     raw = module.render_order_mail(order, "髙島屋㈱")  # type: ignore[attr-defined]
     back = module.parse_order_mail(raw)  # type: ignore[attr-defined]
     assert back.lines[0].quantity == 2 and "髙級①㈱品" in back.lines[0].name
+
+
+def test_a_plain_jis_body_reads_as_cp932_listings_have_it() -> None:
+    """No ① in the mail: still ～ (U+FF5E), not 〜 (U+301C), as select.csv writes it."""
+    mail = read_mail(_mail("注文", "サイズ:M～L\nSKU~01"))
+    assert mail.lines[:2] == ["サイズ:M～L", "SKU~01"]
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "cp932", "jis"])
+def test_a_raw_8_bit_subject_reads_the_same_on_every_path(codec: str) -> None:
+    subject = "【楽天市場】注文内容ご確認（自動配信メール）"
+    raw_subject = encode_iso2022jp_ms(subject) if codec == "jis" else subject.encode(codec)
+    single = (
+        b"From: a@b\r\nSubject: " + raw_subject + b"\r\nContent-Type: text/plain; "
+        b"charset=utf-8\r\n\r\nbody\r\n"
+    )
+    multipart = (
+        b"From: a@b\r\nSubject: " + raw_subject + b"\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n--b--\r\n"
+    )
+    assert read_mail(single).subject == subject
+    assert read_mail(multipart).subject == subject
