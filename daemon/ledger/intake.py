@@ -46,9 +46,12 @@ def check_switch(
     after: ShopSettings,
     choice: control.BacklogChoice,
     waiting: Backlog,
+    *,
+    asked_by_flag: bool = True,
 ) -> None:
     """Switching a stopped shop's intake on while orders waited needs the operator's choice:
-    take them, or skip what arrived while it was stopped."""
+    take them, or skip what arrived while it was stopped. ``asked_by_flag``: the request can
+    carry the choice (``shops set --backlog``); a file applied cannot, so the fix differs."""
     switching_on = (
         before is not None and before.order_intake == "stopped" and after.order_intake != "stopped"
     )
@@ -63,21 +66,28 @@ def check_switch(
     if choice:
         return
     known = state(tx, after.id)
+
+    def fix(skip: str) -> str:
+        if asked_by_flag:
+            return f"add --backlog take to take them, or --backlog skip to {skip}"
+        return (
+            f'keep order_intake = "stopped" in the file and switch it on with '
+            f"zaiko shops set {after.id} order_intake={after.order_intake} --backlog take|skip"
+        )
+
     if "mail" in capability(after.mall).intake and waiting.count:
         oldest = f", the oldest from {waiting.oldest}" if waiting.oldest else ""
         raise DomainError(
             "refused",
             f"order_intake: {waiting.count} order mail(s) of shop {after.id} arrived while intake "
-            f"was stopped{oldest}; add --backlog take to take them, or --backlog skip to move "
-            "them aside",
+            f"was stopped{oldest}; {fix('move them aside')}",
             "order_intake",
         )
     if "api" in capability(after.mall).intake and known.cursor:
         raise DomainError(
             "refused",
             f"order_intake: orders placed at the mall since intake of shop {after.id} stopped "
-            f"({known.stopped_at or 'earlier'}) wait there; add --backlog take to take them, or "
-            "--backlog skip to start from now",
+            f"({known.stopped_at or 'earlier'}) wait there; {fix('start from now')}",
             "order_intake",
         )
 

@@ -94,7 +94,7 @@ def shops_apply(
         try:
             check_rules(tx, shop, before, command.force)
             waiting = (backlogs or {}).get(shop.id, Backlog())
-            intake.check_switch(tx, before, shop, "", waiting)
+            intake.check_switch(tx, before, shop, "", waiting, asked_by_flag=False)
         except DomainError as exc:
             raise DomainError(exc.code, f"shop {shop.id}: {exc}", exc.field, exc.details) from exc
         save(tx, shop, before)
