@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from daemon_process import ROOT, DaemonProcess
 
 
 def generate(directory: Path, rows: int) -> tuple[Path, list[Path]]:
@@ -86,50 +85,20 @@ def run_baseline(stock: Path, directory: Path) -> float:
     return elapsed
 
 
-class Daemon:
-    def __init__(self, directory: Path) -> None:
-        self.config = directory / "zaiko.toml"
-        self.config.write_text('[daemon]\nstate_dir = "state"\n[control]\nlisten = "127.0.0.1:0"\n')
-        notify_path = directory / "notify.sock"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-            notify.bind(str(notify_path))
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "--config", str(self.config), "daemon"],
-                cwd=ROOT,
-                env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
-                stdout=subprocess.DEVNULL,
-                stderr=(directory / "daemon.log").open("ab"),
-            )
-            while b"READY=1" not in notify.recv(4096):
-                pass
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def cli(self, *args: str) -> tuple[dict[str, object], float, float]:
-        """Run the CLI; return its JSON document, wall time and peak RSS (MB)."""
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "--config", str(self.config), *args, "--json"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+def run_cli(daemon: DaemonProcess, *args: str) -> tuple[dict[str, object], float, float]:
+    """Run ``zaiko ARGS --json``; return its JSON document, wall time and peak RSS (MB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        daemon.command(*args, "--json"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(
+            f"zaiko {' '.join(args)} failed: {proc.stderr.read().decode() if proc.stderr else ''}"
         )
-        stdout = proc.stdout.read() if proc.stdout else b""
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        if status != 0:
-            raise SystemExit(
-                f"zaiko {' '.join(args)} failed: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
-        return json.loads(stdout), elapsed, usage.ru_maxrss / 1024
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+    return json.loads(stdout), elapsed, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -144,15 +113,15 @@ def main() -> None:
         directory = Path(tmp)
         catalog, stocks = generate(directory, args.rows)
         print(f"file: {args.rows:,} rows, {stocks[0].stat().st_size / 1e6:.1f} MB cp932")
-        daemon = Daemon(directory)
+        daemon = DaemonProcess(directory)
         try:
-            document, seconds, _ = daemon.cli("sku", "import", str(catalog))
+            document, seconds, _ = run_cli(daemon, "sku", "import", str(catalog))
             print(f"registered {document['job']['success']:,} SKUs in {seconds:.1f}s")
             imports, baselines, client_rss = [], [], []
             for run in range(args.runs):
                 stock = stocks[run % 2]
                 base = baseline(stock, directory)
-                document, seconds, rss = daemon.cli("import", str(stock))
+                document, seconds, rss = run_cli(daemon, "import", str(stock))
                 job = document["job"]
                 assert job["success"] == args.rows, job
                 imports.append(seconds)
@@ -162,7 +131,7 @@ def main() -> None:
                     f"run {run + 1}: import {seconds:.2f}s ({args.rows / seconds:,.0f} rows/s), baseline {base:.2f}s, ratio {seconds / base:.2f}"
                 )
             daemon_rss = daemon.peak_rss_mb()
-            for line in (directory / "daemon.log").read_text().splitlines():
+            for line in daemon.log_path.read_text().splitlines():
                 if "import job" in line:
                     print("daemon:", line.split(": ", 1)[1])
         finally:

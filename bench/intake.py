@@ -20,8 +20,6 @@ while a 100,000-row import is applied.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +28,16 @@ import time
 from pathlib import Path
 
 import trio
+from daemon_process import ROOT, DaemonProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cli.client import connect  # noqa: E402
-from daemon.config import load_config  # noqa: E402
-from mallsim.maildir import deliver  # noqa: E402
-from protocols import control  # noqa: E402
-from protocols.malls import module  # noqa: E402
-from protocols.malls.base import MallOrder, OrderLine  # noqa: E402
+from cli.client import connect
+from daemon.config import load_config
+from mallsim.maildir import deliver
+from protocols import control
+from protocols.malls import module
+from protocols.malls.base import MallOrder, OrderLine
 
 SHOPS = {"r1": "rakuten", "y1": "yahoo", "w1": "wowma"}
 SKUS = 500
@@ -66,38 +64,15 @@ def render(shop: str, number: int) -> tuple[str, bytes]:
     return f"{shop}:{order_no}", module(kind).render_order_mail(order, "ベンチ店")
 
 
-class Daemon:
+class Daemon(DaemonProcess):
+    """The daemon with order mail intake, and its configuration as it reads it."""
+
     def __init__(self, directory: Path) -> None:
-        self.config_path = directory / "zaiko.toml"
-        self.config_path.write_text(
-            '[daemon]\nstate_dir = "state"\n[control]\nlisten = "127.0.0.1:0"\n'
-            '[mail]\nmaildir_root = "mail"\n'
-        )
+        super().__init__(directory, '[mail]\nmaildir_root = "mail"\n')
         self.config = load_config(self.config_path)
-        notify_path = directory / "notify.sock"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-            notify.bind(str(notify_path))
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "--config", str(self.config_path), "daemon"],
-                cwd=ROOT,
-                env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
-                stdout=subprocess.DEVNULL,
-                stderr=(directory / "daemon.log").open("ab"),
-            )
-            while b"READY=1" not in notify.recv(4096):
-                pass
 
     def cli(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "cli", "--config", str(self.config_path), *args],
-            cwd=ROOT,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        subprocess.run(self.command(*args), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
 def prepare(daemon: Daemon, directory: Path) -> None:
@@ -232,17 +207,7 @@ async def bench(args: argparse.Namespace, daemon: Daemon, directory: Path) -> No
         async def big_import() -> None:
             import_window.append(time.time())
             await trio.run_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "cli",
-                    "--config",
-                    str(daemon.config_path),
-                    "import",
-                    str(stock),
-                ],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
+                daemon.command("import", str(stock)), cwd=ROOT, stdout=subprocess.DEVNULL
             )
             import_window.append(time.time())
             import_done.set()
