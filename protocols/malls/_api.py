@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
+from protocols.malls._mail import JST
 from protocols.malls.base import (
     ApiAccount,
     HttpRequest,
@@ -190,6 +191,44 @@ def window_chunks(
         chunks.append((start, end))
         start = end
     return chunks
+
+
+def japan_day_ranges(since: datetime, until: datetime, days: int) -> list[tuple[date, date]]:
+    """``[since, until)`` as the whole Japan days a mall searching by date is asked for, at
+    most ``days`` to a search (first and last day included)."""
+    if since >= until:
+        return []
+    first = since.astimezone(JST).date()
+    last = (until - timedelta(microseconds=1)).astimezone(JST).date()
+    ranges = []
+    while first <= last:
+        end = min(last, first + timedelta(days=days - 1))
+        ranges.append((first, end))
+        first = end + timedelta(days=1)
+    return ranges
+
+
+def read_japan_days(
+    fields: Mapping[str, str], first_name: str, last_name: str, date_format: str, days: int
+) -> tuple[datetime, datetime]:
+    """The window a search by whole Japan days asks for (simulator side): from the start of
+    the first day to the end of the last, at most ``days`` days."""
+    first, last = (
+        _read_day(fields.get(name, ""), name, date_format) for name in (first_name, last_name)
+    )
+    if not timedelta(0) <= last - first < timedelta(days=days):
+        raise ValueError(f"{last_name} must be 0–{days - 1} days after {first_name}")
+    return (
+        datetime.combine(first, time(), JST),
+        datetime.combine(last + timedelta(days=1), time(), JST),
+    )
+
+
+def _read_day(value: str, name: str, date_format: str) -> date:
+    try:
+        return datetime.strptime(value, date_format).date()
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not YYYYMMDD") from None
 
 
 def in_window(moment: datetime, since: datetime, until: datetime) -> bool:

@@ -12,7 +12,7 @@ Paging is not public: one public client sees every row on Page 1 and an empty Pa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
@@ -27,7 +27,9 @@ from protocols.malls._api import (
     check_route,
     check_window,
     in_window,
+    japan_day_ranges,
     rank_key,
+    read_japan_days,
     require_pushable,
 )
 from protocols.malls._mail import JST
@@ -254,25 +256,12 @@ def start_order_poll(account: ApiAccount, since: datetime, until: datetime) -> O
     return _OrdersPoll(account, since, until)
 
 
-def _day_ranges(since: datetime, until: datetime) -> list[tuple[date, date]]:
-    if since >= until:
-        return []
-    first = since.astimezone(JST).date()
-    last = (until - timedelta(microseconds=1)).astimezone(JST).date()
-    ranges = []
-    while first <= last:
-        end = min(last, first + timedelta(days=SEARCH_DAYS - 1))
-        ranges.append((first, end))
-        first = end + timedelta(days=1)
-    return ranges
-
-
 class _OrdersPoll(ApiOrderPoll):
     def __init__(self, account: ApiAccount, since: datetime, until: datetime) -> None:
         check_window(since, until)
         self._account = account
         self._since, self._until = since, until
-        self._ranges = _day_ranges(since, until)
+        self._ranges = japan_day_ranges(since, until, SEARCH_DAYS)
         self._page = 1
         self._rows: dict[str, _OrderRow] = {}  # by Qoo10 orderNo
         super().__init__(self._search() if self._ranges else None)
@@ -388,23 +377,16 @@ def read_order_call(request: HttpRequest) -> OrderCall:
         raise ValueError(f"not an order call: method {form.get('method')!r}")
     if form.get("search_condition", _SEARCH_BY_ORDER_DATE) != _SEARCH_BY_ORDER_DATE:
         raise ValueError("search_condition: the simulator searches by order date (1)")
-    days = []
-    for name in ("search_Sdate", "search_Edate"):
-        value = form.get(name, "")
-        try:
-            days.append(datetime.strptime(value, _SEARCH_DATE_FORMAT).date())
-        except ValueError:
-            raise ValueError(f"{name} {value!r} is not YYYYMMDD") from None
-    first, last = days
-    if not timedelta(0) <= last - first < timedelta(days=SEARCH_DAYS):
-        raise ValueError(f"search_Edate must be 0–{SEARCH_DAYS - 1} days after search_Sdate")
+    since, until = read_japan_days(
+        form, "search_Sdate", "search_Edate", _SEARCH_DATE_FORMAT, SEARCH_DAYS
+    )
     page = _count(form.get("Page", "1"), "Page")
     page_size = _count(form.get("PageSize", str(ROWS_PER_PAGE)), "PageSize")
     if page < 1 or page_size < 1:
         raise ValueError("Page and PageSize must be 1 or more")
     return OrderSearch(
-        since=datetime.combine(first, time(), JST),
-        until=datetime.combine(last + timedelta(days=1), time(), JST),
+        since=since,
+        until=until,
         by=ORDER_SEARCH_DATE,
         limit=page_size,
         page=page,

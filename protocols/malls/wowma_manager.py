@@ -10,7 +10,7 @@ Paging is not public: zaiko reads resultCount as the number of orders the whole 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 
 from protocols.malls import _api, _mail, wowma
 from protocols.malls.base import (
@@ -70,19 +70,6 @@ def start_order_poll(account: ApiAccount, since: datetime, until: datetime) -> O
     return _OrdersPoll(account, since, until)
 
 
-def _day_ranges(since: datetime, until: datetime) -> list[tuple[date, date]]:
-    if since >= until:
-        return []
-    first = since.astimezone(_mail.JST).date()
-    last = (until - timedelta(microseconds=1)).astimezone(_mail.JST).date()
-    ranges = []
-    while first <= last:
-        end = min(last, first + timedelta(days=SEARCH_DAYS - 1))
-        ranges.append((first, end))
-        first = end + timedelta(days=1)
-    return ranges
-
-
 class _OrdersPoll(_api.ApiOrderPoll):
     def __init__(self, account: ApiAccount, since: datetime, until: datetime) -> None:
         _api.check_window(since, until)
@@ -92,7 +79,7 @@ class _OrdersPoll(_api.ApiOrderPoll):
             ("Content-Type", "application/x-www-form-urlencoded"),
         )
         self._since, self._until = since, until
-        self._ranges = _day_ranges(since, until)
+        self._ranges = _api.japan_day_ranges(since, until, SEARCH_DAYS)
         self._start_count = 1
         self._taken: dict[str, MallOrder] = {}
         super().__init__(self._search() if self._ranges else None)
@@ -253,24 +240,15 @@ def read_order_call(request: HttpRequest) -> _api.OrderCall:
     query = dict(request.query)
     if query.get("dateType", _DATE_TYPE_ORDERED) != _DATE_TYPE_ORDERED:
         raise ValueError(f"dateType {query['dateType']!r}: the simulator searches by order date")
-    days = []
-    for name in ("startDate", "endDate"):
-        value = query.get(name, "")
-        try:
-            days.append(datetime.strptime(value, _DATE_FORMAT).date())
-        except ValueError:
-            raise ValueError(f"{name} {value!r} is not YYYYMMDD") from None
-    first, last = days
-    if not timedelta(0) <= last - first < timedelta(days=SEARCH_DAYS):
-        raise ValueError(f"endDate must be 0–{SEARCH_DAYS - 1} days after startDate")
+    since, until = _api.read_japan_days(query, "startDate", "endDate", _DATE_FORMAT, SEARCH_DAYS)
     page_size, start_count = query.get("totalCount", "100"), query.get("startCount", "1")
     if not (page_size.isdigit() and 1 <= int(page_size) <= ORDERS_PER_PAGE):
         raise ValueError(f"totalCount {page_size!r} is not 1–{ORDERS_PER_PAGE}")
     if not (start_count.isdigit() and int(start_count) >= 1):
         raise ValueError(f"startCount {start_count!r} is not 1 or more")
     return _api.OrderSearch(
-        since=datetime.combine(first, time(), _mail.JST),
-        until=datetime.combine(last + timedelta(days=1), time(), _mail.JST),
+        since=since,
+        until=until,
         by=ORDER_SEARCH_DATE,
         limit=int(page_size),
         offset=int(start_count) - 1,
