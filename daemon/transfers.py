@@ -158,12 +158,7 @@ class Transfers:
     async def receive_chunk(self, chunk: control.UploadChunk, actor: str) -> control.ServerMessage:
         upload = self.uploads.get(chunk.job)
         if upload is None:
-            return control.Error(
-                id=chunk.id,
-                code="not_found",
-                message=f"no open upload for job {chunk.job} on this connection",
-                field="job",
-            )
+            return _no_open_upload(chunk.id, chunk.job)
         if chunk.seq > upload.next_seq:
             return control.Error(
                 id=chunk.id,
@@ -190,12 +185,7 @@ class Transfers:
     ) -> control.ServerMessage:
         upload = self.uploads.pop(finish.job, None)
         if upload is None:
-            return control.Error(
-                id=finish.id,
-                code="not_found",
-                message=f"no open upload for job {finish.job} on this connection",
-                field="job",
-            )
+            return _no_open_upload(finish.id, finish.job)
         try:
             await trio.to_thread.run_sync(upload.file.close)
         except OSError as exc:
@@ -390,3 +380,12 @@ async def finish_job(
     result = await call(ledger, finish, actor, control.Job)
     if isinstance(result, control.Error):
         log.warning("job %d not finished as %s: %s", finish.job, finish.result, result.message)
+
+
+def _no_open_upload(request_id: int, job: int) -> control.Error:
+    return control.Error(
+        id=request_id,
+        code="not_found",
+        message=f"no open upload for job {job} on this connection",
+        field="job",
+    )
