@@ -193,6 +193,18 @@ def window_chunks(
     return chunks
 
 
+def read_query_time(query: Mapping[str, str], name: str) -> datetime:
+    """A time a poll's request carries (simulator side): ISO 8601 with its zone."""
+    value = query.get(name, "")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} {value!r} has no time zone")
+    return moment
+
+
 def japan_day_ranges(since: datetime, until: datetime, days: int) -> list[tuple[date, date]]:
     """``[since, until)`` as the whole Japan days a mall searching by date is asked for, at
     most ``days`` to a search (first and last day included)."""

@@ -27,6 +27,7 @@ from protocols.malls._api import (
     check_window,
     header,
     rank_key,
+    read_query_time,
     require_pushable,
 )
 from protocols.malls.base import (
@@ -488,10 +489,10 @@ def read_order_call(request: HttpRequest) -> OrderCall:
                 limit=int(fields["limit"]),
                 offset=int(fields["offset"]),
             )
-        since = _query_time(query, "LastUpdatedAfter")
+        since = read_query_time(query, "LastUpdatedAfter")
         if "LastUpdatedBefore" in query:
             # inclusive at the mall: up to the end of that second
-            until = _query_time(query, "LastUpdatedBefore") + timedelta(seconds=1)
+            until = read_query_time(query, "LastUpdatedBefore") + timedelta(seconds=1)
         else:
             until = datetime.max.replace(tzinfo=UTC)
         limit = query.get("MaxResultsPerPage", str(ORDERS_PER_PAGE))
@@ -508,17 +509,6 @@ def read_order_call(request: HttpRequest) -> OrderCall:
             offset = int(fields["offset"])
         return ItemsFetch(order_no=order_no, offset=offset)
     raise ValueError(f"path {request.path} is neither getOrders nor getOrderItems")
-
-
-def _query_time(query: dict[str, str], name: str) -> datetime:
-    value = query.get(name, "")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name} {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{name} {value!r} has no time zone")
-    return moment
 
 
 def render_order_answer(call: OrderCall, answer: OrderAnswer) -> bytes:

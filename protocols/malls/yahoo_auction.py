@@ -24,6 +24,7 @@ from protocols.malls._api import (
     check_route,
     check_window,
     header,
+    read_query_time,
 )
 from protocols.malls.base import (
     ApiAccount,
@@ -172,24 +173,15 @@ def read_order_call(request: HttpRequest) -> OrderCall:
     if not header(request, "Authorization").startswith("Bearer "):
         raise ValueError("missing Bearer authorization")
     query = dict(request.query)
-    window = []
-    for name in ("since", "until"):
-        value = query.get(name, "")
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{name} {value!r} is not an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            raise ValueError(f"{name} {value!r} has no time zone")
-        window.append(moment)
+    since, until = read_query_time(query, "since"), read_query_time(query, "until")
     start, results = query.get("start", "1"), query.get("results", str(AUCTIONS_PER_PAGE))
     if not (start.isdigit() and int(start) >= 1):
         raise ValueError(f"start {start!r} is not 1 or more")
     if not (results.isdigit() and 1 <= int(results) <= AUCTIONS_PER_PAGE):
         raise ValueError(f"results {results!r} is not 1–{AUCTIONS_PER_PAGE}")
     return OrderSearch(
-        since=window[0],
-        until=window[1],
+        since=since,
+        until=until,
         by=ORDER_SEARCH_DATE,
         limit=int(results),
         offset=int(start) - 1,
