@@ -77,13 +77,17 @@ class IntakeState(msgspec.Struct, frozen=True):
     """A shop's intake bookkeeping in the ledger. ``cursor``: where the order API poll goes on
     from (ISO time; empty before the first poll); ``resumed_at`` and ``backlog``: intake was
     switched on at that time with that choice, which the intake actor carries out once (a
-    ``skip`` moves the mails that waited aside), then clears."""
+    ``skip`` moves the mails that waited aside), then clears. ``skipped_from`` and
+    ``skipped_until``: the last skipped stop; an order API shop never takes an order placed
+    in it (a poll's overlap or look-back reaches into it)."""
 
     shop: str
     cursor: str = ""
     stopped_at: str = ""
     resumed_at: str = ""
     backlog: control.BacklogChoice = ""
+    skipped_from: str = ""
+    skipped_until: str = ""
 
 
 class SaveIntakeCursor(msgspec.Struct, frozen=True):

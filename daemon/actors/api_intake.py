@@ -87,6 +87,9 @@ class ApiIntakeSettings:
     rate_limited_s: float = 1.0
 
 
+_SAID_LIMIT = 500
+
+
 class PollFailed(Exception):
     """The mall could not be polled this time (down, 5xx, unreadable): try again later."""
 
@@ -144,10 +147,14 @@ async def api_intake(
             await _save(ledger, SaveIntakeCursor(shop=shop.id, cursor=cursor), actor)
         if state.backlog:
             await _save(ledger, BacklogHandled(shop=shop.id), actor)
+        skipped = _placed_in(state.skipped_from, state.skipped_until)
         report = control.IntakeStatus()
         board.report_intake(shop.id, report)
         task_status.started()
         failures = 0
+        # an order that does not read comes back in every poll whose window holds it: it is
+        # said once (the newest few hundred are remembered)
+        said: dict[str, None] = {}
         deadline = clock()
         next_lookback = clock()
         while True:
@@ -160,7 +167,9 @@ async def api_intake(
             try:
                 poll = start_poll(account, since, until)
                 await run_poll(poll, connection.send, bucket, settings.rate_limited_s)
-                taken = await _take(ledger, shop.id, poll.orders, actor)
+                problems = [problem for problem in poll.unreadable if problem not in said]
+                orders = [order for order in poll.orders if not skipped(order)]
+                taken = await _take(ledger, shop.id, orders, problems, actor)
             except PollFailed as exc:
                 delay = min(settings.backoff_max_s, settings.backoff_s * 2 ** min(failures, 20))
                 failures += 1
@@ -170,6 +179,9 @@ async def api_intake(
                 await trio.sleep_until(clock() + delay)
                 continue
             failures = 0
+            said.update(dict.fromkeys(problems))
+            for stale in list(said)[: max(0, len(said) - _SAID_LIMIT)]:
+                del said[stale]
             cursor = stamp(until)
             await _save(ledger, SaveIntakeCursor(shop=shop.id, cursor=cursor), actor)
             error = ""
@@ -184,17 +196,41 @@ async def api_intake(
             await connection.aclose()
 
 
+def _placed_in(start: str, end: str) -> Callable[[MallOrder], bool]:
+    """Whether an order was placed in ``(start, end]`` (no ``end``: never; no ``start``:
+    since ever), the backlog the operator skipped."""
+    if not end:
+        return lambda order: False
+    until = datetime.fromisoformat(end)
+    since = datetime.fromisoformat(start) if start else None
+
+    def placed_in(order: MallOrder) -> bool:
+        placed = datetime.fromisoformat(order.ordered_at)
+        return placed <= until and (since is None or placed > since)
+
+    return placed_in
+
+
 async def _take(
     ledger: trio.MemorySendChannel[LedgerRequest],
     shop: str,
     orders: list[MallOrder],
+    unreadable: list[str],
     actor: str,
 ) -> OrdersTaken | None:
-    if not orders:
+    if not orders and not unreadable:
         return None
     taken = await call(
         ledger,
-        TakeOrders(shop=shop, orders=tuple(IncomingOrder(o, source="api") for o in orders)),
+        TakeOrders(
+            shop=shop,
+            orders=tuple(IncomingOrder(o, source="api") for o in orders),
+            problems=tuple(
+                f"not taken: {problem}; correct it at the mall (it is read again while the "
+                "poll window holds it) or move its stock by hand (zaiko stock add)"
+                for problem in unreadable
+            ),
+        ),
         actor,
         OrdersTaken,
     )

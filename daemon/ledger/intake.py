@@ -12,14 +12,21 @@ from protocols.settings import ShopSettings
 
 def state(tx: Tx, shop: str) -> IntakeState:
     found = tx.db.execute(
-        "SELECT cursor, stopped_at, resumed_at, backlog FROM intake_state WHERE shop = ?",
+        "SELECT cursor, stopped_at, resumed_at, backlog, skipped_from, skipped_until "
+        "FROM intake_state WHERE shop = ?",
         (shop,),
     ).fetchone()
     if found is None:
         return IntakeState(shop=shop)
-    cursor, stopped_at, resumed_at, backlog = found
+    cursor, stopped_at, resumed_at, backlog, skipped_from, skipped_until = found
     return IntakeState(
-        shop=shop, cursor=cursor, stopped_at=stopped_at, resumed_at=resumed_at, backlog=backlog
+        shop=shop,
+        cursor=cursor,
+        stopped_at=stopped_at,
+        resumed_at=resumed_at,
+        backlog=backlog,
+        skipped_from=skipped_from,
+        skipped_until=skipped_until,
     )
 
 
@@ -109,3 +116,9 @@ def note_switch(
             "UPDATE intake_state SET resumed_at = ?, backlog = ? WHERE shop = ?",
             (now, choice or "take", after.id),
         )
+        if choice == "skip":
+            tx.db.execute(
+                "UPDATE intake_state SET skipped_from = stopped_at, skipped_until = ? "
+                "WHERE shop = ?",
+                (now, after.id),
+            )

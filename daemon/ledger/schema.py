@@ -247,6 +247,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         backlog TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID
     """,
+    # the last backlog skipped by an order API shop: orders placed in (from, until] are not
+    # taken, however far back a later poll reaches
+    """
+    ALTER TABLE intake_state ADD COLUMN skipped_from TEXT NOT NULL DEFAULT '';
+    ALTER TABLE intake_state ADD COLUMN skipped_until TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 

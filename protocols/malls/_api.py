@@ -7,7 +7,7 @@ simulator's view of an order call).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal, TypeVar
 
@@ -259,7 +259,8 @@ class ApiOrderPoll:
     ``next_request()`` returns the call in flight until it is answered; a 429 raises
     ``RateLimited`` and leaves that call in flight (send it again after the wait); any other
     failure (4xx/5xx, an answer that does not read) raises ``MallApiError`` and fails the poll
-    for good: ``next_request()`` raises it again, and nothing of the poll is taken. ``orders``
+    for good: ``next_request()`` raises it again, and nothing of the poll is taken. One order
+    that does not read is left out and said in ``unreadable`` (``_readable``). ``orders``
     can be read once the poll is done (``next_request()`` returned None).
 
     A mall module subclasses it with ``_answer(body)`` (read a 2xx answer, return the next
@@ -271,6 +272,7 @@ class ApiOrderPoll:
         self._failure: MallApiError | None = None
         self._result: list[MallOrder] | None = None if first is not None else []
         self._ignored = 0
+        self._unreadable: list[str] = []
 
     def next_request(self) -> HttpRequest | None:
         if self._failure is not None:
@@ -304,6 +306,20 @@ class ApiOrderPoll:
     @property
     def ignored(self) -> int:
         return self._ignored
+
+    @property
+    def unreadable(self) -> list[str]:
+        return self._unreadable
+
+    def _readable(self, read: Callable[[], T]) -> T | None:
+        """``read()`` of one order, or None when it does not read: a ValueError of a reader
+        that reads one order is about that order (its message names it), kept in
+        ``unreadable``, and the poll goes on."""
+        try:
+            return read()
+        except ValueError as exc:
+            self._unreadable.append(str(exc))
+            return None
 
     def _finish(self, orders: list[MallOrder]) -> None:
         self._result = orders

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Literal
 from urllib.parse import quote, unquote
 
@@ -363,7 +364,7 @@ class _OrdersPoll(ApiOrderPoll):
         if answer.errors or answer.payload is None:
             raise MallApiError(f"getOrders: {_errors_text(answer.errors)}")
         for order in answer.payload.Orders:
-            self._take_order(order)
+            self._readable(partial(self._take_order, order))
         if answer.payload.NextToken:
             return self._get_orders((("NextToken", self._fresh(answer.payload.NextToken)),))
         self._waiting = list(self._found)
@@ -411,7 +412,8 @@ class _OrdersPoll(ApiOrderPoll):
         self._items.extend(payload.OrderItems)
         if payload.NextToken:
             return self._get_items(self._fresh(payload.NextToken))
-        self._taken.append(self._mall_order())
+        if (order := self._readable(self._mall_order)) is not None:
+            self._taken.append(order)
         return self._next_order()
 
     def _mall_order(self) -> MallOrder:

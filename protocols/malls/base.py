@@ -214,7 +214,10 @@ class OrderPoll(Protocol):
     answer, and raises ``RateLimited`` (send the same request again after the wait) or
     ``MallApiError`` (the poll failed; start a new one later, from the same cursor). When
     done, ``orders`` holds every order of the window ``[since, until)`` with all its lines,
-    and ``ignored`` counts what was seen but is not this shop's (another marketplace).
+    and ``ignored`` counts what was seen but is not this shop's (another marketplace);
+    ``unreadable`` says, one line each, which orders did not read (an unknown status, no
+    items, a bad date): the poll goes on without them, so that one order the mall wrote
+    wrong never holds back a shop's intake.
     Which date the window is on is the module's ``ORDER_SEARCH_DATE``: ``"updated"`` (last
     change: a later payment or cancellation falls in a later window) or ``"ordered"`` (order
     date only: a change to an older order is seen by a poll whose window holds its date)."""
@@ -228,6 +231,9 @@ class OrderPoll(Protocol):
 
     @property
     def ignored(self) -> int: ...
+
+    @property
+    def unreadable(self) -> list[str]: ...
 
 
 class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):

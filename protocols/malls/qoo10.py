@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
@@ -304,12 +305,15 @@ class _OrdersPoll(ApiOrderPoll):
         carts: dict[str, list[_OrderRow]] = {}
         for row in self._rows.values():
             carts.setdefault(row.packNo, []).append(row)
-        orders = (_cart_order(pack_no, rows) for pack_no, rows in carts.items())
+        read = (
+            self._readable(partial(_cart_order, pack_no, rows)) for pack_no, rows in carts.items()
+        )
         self._finish(
             [
                 order
-                for order in orders
-                if in_window(datetime.fromisoformat(order.ordered_at), self._since, self._until)
+                for order in read
+                if order is not None
+                and in_window(datetime.fromisoformat(order.ordered_at), self._since, self._until)
             ]
         )
         return None

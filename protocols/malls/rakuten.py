@@ -13,6 +13,7 @@ import base64
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal, NamedTuple
 
 import msgspec
@@ -718,7 +719,7 @@ class _OrdersPoll(_api.ApiOrderPoll):
         self._numbers: dict[str, None] = {}  # in the order found, once each
         self._batches: list[list[str]] = []
         self._asked: list[str] = []
-        self._taken: dict[str, MallOrder] = {}
+        self._taken: dict[str, MallOrder | None] = {}  # None: did not read
         super().__init__(self._search() if self._windows else None)
 
     def _search(self) -> HttpRequest:
@@ -805,7 +806,7 @@ class _OrdersPoll(_api.ApiOrderPoll):
         if errors:
             raise MallApiError(f"getOrder: {errors}")
         for order in result.orders or ():
-            self._taken[order.order_number] = _mall_order(order)
+            self._taken[order.order_number] = self._readable(partial(_mall_order, order))
         missing = [number for number in self._asked if number not in self._taken]
         if missing:
             raise MallApiError(
@@ -823,7 +824,8 @@ class _OrdersPoll(_api.ApiOrderPoll):
             [
                 order
                 for order in found
-                if _api.in_window(
+                if order is not None
+                and _api.in_window(
                     datetime.fromisoformat(order.ordered_at), self._since, self._until
                 )
             ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import datetime
+from functools import partial
 
 from protocols.malls import _api, _mail, wowma
 from protocols.malls.base import (
@@ -112,8 +113,9 @@ class _OrdersPoll(_api.ApiOrderPoll):
             raise MallApiError(f"searchTradeInfoListProc: {_error_text(body)}")
         infos = root.findall("orderInfo")
         for info in infos:
-            order = _mall_order(info)
-            self._taken.setdefault(order.order_no, order)
+            order = self._readable(partial(_mall_order, info))
+            if order is not None:
+                self._taken.setdefault(order.order_no, order)
         count = (root.findtext("resultCount") or "").strip()
         self._start_count += len(infos)
         if count.isdigit():

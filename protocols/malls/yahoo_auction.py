@@ -11,6 +11,7 @@ Paging is not public: zaiko follows the Yahoo! Web API convention (start, result
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 import msgspec
@@ -130,7 +131,9 @@ class _OrdersPoll(ApiOrderPoll):
         except msgspec.DecodeError as exc:
             raise MallApiError(f"unreadable closed-auction answer: {exc}") from None
         for auction in result.Result:
-            self._taken.setdefault(auction.AuctionID, _mall_order(auction))
+            order = self._readable(partial(_mall_order, auction))
+            if order is not None:
+                self._taken.setdefault(auction.AuctionID, order)
         # counted here, not from firstResultPosition: a mall repeating itself cannot loop us
         self._start += len(result.Result)
         if result.Result and self._start <= result.totalResultsAvailable:

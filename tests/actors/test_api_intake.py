@@ -14,7 +14,7 @@ import msgspec
 import trio
 import trio.testing
 
-from daemon.actors.api_intake import ApiIntakeSettings, MallApi, api_intake
+from daemon.actors.api_intake import ApiIntakeSettings, MallApi, _placed_in, api_intake
 from daemon.actors.ledger import ledger
 from daemon.commands import LedgerRequest, submit
 from daemon.events import EventBus, StatusBoard
@@ -52,6 +52,7 @@ class FakeMall:
     script: list[object] = field(default_factory=list)
     calls: list[tuple[float, str]] = field(default_factory=list)
     windows: list[tuple[datetime, datetime]] = field(default_factory=list)
+    unreadable: list[tuple[datetime, str]] = field(default_factory=list)
 
     def order(self, number: str, quantity: int, status: str = "new") -> None:
         self.orders.append(
@@ -83,15 +84,19 @@ class FakeMall:
         assert account.secret == "s3cret"
         self.windows.append((since, until))
         chosen = [order for at, order in self.orders if since <= at <= until]
-        return FakePoll([chosen[i : i + PAGE] for i in range(0, len(chosen), PAGE)] or [[]])
+        return FakePoll(
+            [chosen[i : i + PAGE] for i in range(0, len(chosen), PAGE)] or [[]],
+            [problem for at, problem in self.unreadable if since <= at <= until],
+        )
 
 
 class FakePoll:
-    def __init__(self, pages: list[list[MallOrder]]) -> None:
+    def __init__(self, pages: list[list[MallOrder]], unreadable: list[str]) -> None:
         self.pages = pages
         self.page = 0
         self.orders: list[MallOrder] = []
         self.ignored = 0
+        self.unreadable = unreadable
 
     def next_request(self) -> HttpRequest | None:
         if self.page >= len(self.pages):
@@ -244,6 +249,36 @@ async def test_a_mall_that_is_down_delays_intake_and_loses_nothing(
     await run_with(tmp_path, mall, body, settings)
 
 
+async def test_an_order_that_does_not_read_is_said_once_and_holds_back_nothing(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    mall = FakeMall()
+
+    async def body(send: trio.MemorySendChannel[LedgerRequest], board: Board) -> None:
+        await board.next()  # started
+        await board.next()  # the poll at 0
+        mall.unreadable.append((wall(), "order x9: unknown OrderStatus 'Lost'"))
+        mall.order("o1", 3)
+        taken = await board.next()  # the poll at 60: o1 taken, x9 said
+        assert taken.last_error.startswith("job ")
+        assert "not taken: order x9: unknown OrderStatus 'Lost'; correct it at the mall" in (
+            taken.last_error
+        )
+        again = await board.next()  # the poll at 120 sees both again (overlap): said once
+        assert again.last_error == ""
+        assert await stock_of(send, "A") == 97
+
+    await run_with(tmp_path, mall, body)
+    db = sqlite3.connect(tmp_path / "z.sqlite3")
+    # two polls saw o1 (the second a replay); only the first said x9
+    assert db.execute(
+        "SELECT count(*), sum(failure), sum(success) FROM jobs WHERE kind = 'intake'"
+    ).fetchone() == (2, 1, 2)
+    assert db.execute(
+        "SELECT count(*) FROM job_messages WHERE message LIKE '%order x9%'"
+    ).fetchone() == (1,)
+
+
 async def test_a_mall_searched_by_order_date_is_asked_back_over_days_now_and_then(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -265,3 +300,17 @@ async def test_a_mall_searched_by_order_date_is_asked_back_over_days_now_and_the
         until == START + timedelta(seconds=60 * n - 120)
         for n, (_, until) in enumerate(mall.windows)
     )
+
+
+def test_a_skipped_backlog_is_what_was_placed_while_stopped() -> None:
+    def order(at: str) -> MallOrder:
+        return MallOrder(order_no="o", ordered_at=at, status="new", lines=())
+
+    skipped = _placed_in("2026-11-26T00:00:00.000+00:00", "2026-11-26T01:00:00.000+00:00")
+    assert not skipped(order("2026-11-26T09:00:00+09:00"))  # at the stop: taken before it
+    assert skipped(order("2026-11-26T09:00:01+09:00"))
+    assert skipped(order("2026-11-26T10:00:00+09:00"))  # at the switch-on: skipped
+    assert not skipped(order("2026-11-26T01:00:00.001+00:00"))
+    since_ever = _placed_in("", "2026-11-26T01:00:00.000+00:00")
+    assert since_ever(order("2020-01-01T00:00:00+09:00"))
+    assert not _placed_in("", "")(order("2020-01-01T00:00:00+09:00"))

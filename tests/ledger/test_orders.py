@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.commands import Backlog, ChangeShops, IncomingOrder, TakeOrders
+from daemon.commands import (
+    Backlog,
+    ChangeShops,
+    GetIntakeState,
+    IncomingOrder,
+    IntakeState,
+    TakeOrders,
+)
 from protocols import control
 from tests.ledger.harness import LedgerHarness, mall_order, shop_settings
 
@@ -201,6 +208,11 @@ def test_switching_a_stopped_shop_on_asks_what_to_do_with_its_backlog(
     )
     skip = control.ShopSet(id=1, shop="r1", changes={"order_intake": "active"}, backlog="skip")
     ledger.ok(ChangeShops(request=skip, backlogs=waiting))
+    state = ledger.one(GetIntakeState(shop="r1"))
+    assert isinstance(state, IntakeState) and state.backlog == "skip"
+    # the skipped stop is kept for an order API's later polls, after the choice is carried out
+    assert (state.skipped_from, state.skipped_until) == (state.stopped_at, state.resumed_at)
+    assert state.skipped_until
     error = ledger.one(
         control.ShopSet(id=1, shop="r1", changes={"send_interval_min": "10"}, backlog="take")
     )

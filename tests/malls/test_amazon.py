@@ -228,9 +228,6 @@ def test_amazon_error_shapes() -> None:
     with pytest.raises(MallApiError, match="getOrders: InvalidInput: bad date"):
         poll.feed(200, {}, b'{"errors": [{"code": "InvalidInput", "message": "bad date"}]}')
     poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
-    with pytest.raises(MallApiError, match="order 1: unknown OrderStatus 'Lost'"):
-        poll.feed(200, {}, page([amazon_order("1", "Lost")]))
-    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
     poll.feed(200, {}, page([amazon_order("1", "Unshipped")]))
     with pytest.raises(MallApiError, match="getOrderItems for 1 answered for 2"):
         poll.feed(
@@ -240,6 +237,29 @@ def test_amazon_error_shapes() -> None:
     poll.feed(200, {}, page([amazon_order("1", "Unshipped")], "again"))
     with pytest.raises(MallApiError, match="the same NextToken came back twice"):
         poll.feed(200, {}, page([], "again"))
+
+
+def test_an_order_that_does_not_read_is_left_out_and_said_the_others_are_taken() -> None:
+    poll = amazon.start_order_poll(ACCOUNT, SINCE, UNTIL)
+    feed_all(
+        poll,
+        [
+            page(
+                [
+                    amazon_order("1", "Lost"),
+                    amazon_order("2", "Unshipped"),
+                    amazon_order("3", "Shipped"),
+                ]
+            ),
+            items("2", []),
+            items("3", [{"OrderItemId": "1", "SellerSKU": "S", "QuantityOrdered": 2}]),
+        ],
+    )
+    assert [order.order_no for order in poll.orders] == ["3"]
+    assert poll.unreadable == [
+        "order 1: unknown OrderStatus 'Lost'",
+        "order 2: getOrderItems gave no items",
+    ]
 
 
 def test_rate_limited_reads_retry_after() -> None:

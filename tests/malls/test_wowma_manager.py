@@ -137,8 +137,9 @@ def test_errors_in_the_mall_shape() -> None:
         b"<response><result><status>0</status></result><orderInfo><orderId>9</orderId>"
         b"<orderDate>2026/06/12 10:00</orderDate></orderInfo></response>"
     )
-    with pytest.raises(MallApiError, match="order 9: no <detail>"):
-        poll.feed(200, {}, no_details)
+    poll.feed(200, {}, no_details)
+    assert poll.next_request() is None and poll.orders == []
+    assert poll.unreadable == ["order 9: no <detail>"]
 
 
 def test_simulator_reads_whole_days() -> None:
