@@ -171,8 +171,45 @@ class ApplyImport(msgspec.Struct, frozen=True):
     source: ImportSource
 
 
+class PushItem(msgspec.Struct, frozen=True):
+    """One quantity to send to a shop: the SKU, the mall's identifiers (the listing's, else
+    the SKU code as the item id), the target, and the outbox row's ``version`` and ``sold``
+    when read, which the acknowledgement carries back."""
+
+    sku: str
+    item_id: str
+    variation: tuple[str, ...]
+    quantity: int
+    version: int
+    sold: int
+
+
+class PendingPushes(msgspec.Struct, frozen=True):
+    """A shop's pending outbox rows after SKU ``after``, in SKU order (``urgent_only``: the
+    ones that must go out at once)."""
+
+    shop: str
+    urgent_only: bool = False
+    after: str = ""
+    limit: int = 10_000
+
+
+class Pushes(msgspec.Struct, frozen=True):
+    items: tuple[PushItem, ...]
+
+
+class PushesSent(msgspec.Struct, frozen=True):
+    """The shop received these quantities (at ``at``, ISO time)."""
+
+    shop: str
+    items: tuple[PushItem, ...]
+    at: str
+
+
 Command = (
     control.Request
+    | PendingPushes
+    | PushesSent
     | TakeOrders
     | ChangeShops
     | GetIntakeState
@@ -183,7 +220,9 @@ Command = (
     | FinishJob
     | ApplyImport
 )
-Result = control.Reply | control.Error | OrdersTaken | IntakeState | ShopsList | control.Job
+Result = (
+    control.Reply | control.Error | OrdersTaken | IntakeState | ShopsList | control.Job | Pushes
+)
 
 
 class LedgerRequest(msgspec.Struct, frozen=True):

@@ -80,6 +80,7 @@ class StatusBoard:
         self._now = now
         self._actors: dict[str, dict[str, control.ActorStatus]] = {}
         self._intake: dict[str, control.IntakeStatus] = {}
+        self._reflect: dict[str, control.ReflectStatus] = {}
 
     def update(
         self, shop: str, name: str, state: control.ActorState, *, error: str = "", restarts: int = 0
@@ -103,6 +104,16 @@ class StatusBoard:
     def intake(self, shop: str) -> control.IntakeStatus:
         return self._intake.get(shop, control.IntakeStatus())
 
+    def report_reflect(self, shop: str, report: control.ReflectStatus) -> None:
+        """What a shop's reflector sees (next run, last error, pushed); a change goes out as
+        an event."""
+        if self._reflect.get(shop) != report:
+            self._reflect[shop] = report
+            self._bus.publish([control.ReflectChanged(shop=shop, reflection=report)])
+
+    def reflect(self, shop: str) -> control.ReflectStatus:
+        return self._reflect.get(shop, control.ReflectStatus())
+
     def backlogs(self) -> dict[str, Backlog]:
         return {
             shop: Backlog(count=report.backlog, oldest=report.backlog_oldest)
@@ -113,3 +124,4 @@ class StatusBoard:
     def forget(self, shop: str) -> None:
         self._actors.pop(shop, None)
         self._intake.pop(shop, None)
+        self._reflect.pop(shop, None)

@@ -27,6 +27,7 @@ from daemon.notify import sd_notify
 from daemon.shop_actors import actors_for as default_actors_for
 from daemon.statelock import lock_state_dir
 from daemon.stockfiles import clear_leftovers
+from daemon.transports.aio import AsyncioThread
 from daemon.wiring import ShopWiring, StatePaths
 
 log = logging.getLogger("zaiko")
@@ -100,8 +101,8 @@ async def run_daemon(
     try:
         token = prepare_state(config)
         paths = state_paths(config)
-        with mail_parsers() as parsers:
-            await _serve(config, token, paths, wall_clock, actors_for, parsers, task_status)
+        with mail_parsers() as parsers, AsyncioThread() as aio:
+            await _serve(config, token, paths, wall_clock, actors_for, parsers, aio, task_status)
     finally:
         config.address_file.unlink(missing_ok=True)
         state_lock.release()
@@ -115,6 +116,7 @@ async def _serve(
     wall_clock: WallClock,
     actors_for: ActorsFor,
     parsers: Executor,
+    aio: AsyncioThread,
     task_status: trio.TaskStatus[tuple[str, int]],
 ) -> None:
     now = stamps(wall_clock)
@@ -146,6 +148,7 @@ async def _serve(
                     paths=paths,
                     intake=config.intake,
                     mail_parsers=parsers,
+                    aio=aio,
                 )
                 await services.start(supervise_shops, wiring, actors_for, backoff)
                 address = await services.start(

@@ -12,9 +12,12 @@ from functools import partial
 
 from daemon.actors.api_intake import ApiIntakeSettings, MallApi, api_intake
 from daemon.actors.intake import MailIntakeSettings, mail_intake
+from daemon.actors.reflector import ReflectSettings, StockSender, reflector
 from daemon.actors.supervisor import ActorSpec
-from daemon.credentials import mall_account
+from daemon.credentials import CredentialError, mall_account, read_credential
+from daemon.transports.files import FileUploader, FtpsUploader, SftpUploader, parse_ftp_url
 from daemon.transports.http import HttpTransport, TokenBucket
+from daemon.transports.stock import ApiStockSender, FileStockSender
 from daemon.wiring import ShopWiring
 from protocols.malls import capability, module
 from protocols.settings import ShopSettings
@@ -58,6 +61,22 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                 ),
             )
         )
+    if cap.stock_out and shop.reflect == "active":
+        actors.append(
+            ActorSpec(
+                "reflector",
+                partial(
+                    reflector,
+                    shop,
+                    partial(stock_sender, shop, wiring, bucket),
+                    wiring.bus,
+                    wiring.board,
+                    wiring.clock,
+                    wiring.wall_clock,
+                    ReflectSettings(),
+                ),
+            )
+        )
     if "mail" in cap.intake:
         # it runs while intake is stopped too: it counts the backlog then
         actors.append(
@@ -76,3 +95,51 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
             )
         )
     return actors
+
+
+def stock_sender(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) -> StockSender:
+    """How the shop's quantities go out: its ``transport`` where the mall offers it, else
+    the mall's one way. Credentials are read here, when the reflector starts: a missing
+    file fails the actor (shown in ``zaiko status``, retried by its supervisor)."""
+    cap = capability(shop.mall)
+    mall = module(shop.mall)
+    transport = shop.transport if shop.transport in cap.stock_out else cap.stock_out[0]
+    credentials = wiring.paths.credentials_dir
+    if transport == "api":
+        account = mall_account(shop, credentials)
+        return ApiStockSender(
+            mall.build_stock_requests,
+            mall.parse_stock_response,
+            cap.api_batch_size,
+            account,
+            HttpTransport(account.base_url),
+            bucket,
+        )
+    if not shop.ftp_url:
+        raise CredentialError(f"shop {shop.id}: ftp_url is not set")
+    target = parse_ftp_url(shop.ftp_url)
+    secret = read_credential(credentials, shop.ftp_credential, "ftp_credential")
+    uploader: FileUploader
+    if target.scheme == "sftp":
+        if wiring.aio is None:
+            raise RuntimeError("SFTP needs the daemon's asyncio thread")
+        known_hosts = read_credential(credentials, shop.known_hosts, "known_hosts")
+        uploader = SftpUploader(target, secret, known_hosts, wiring.aio)
+    else:
+        ca = (
+            read_credential(credentials, shop.known_hosts, "known_hosts")
+            if shop.known_hosts
+            else None
+        )
+        uploader = FtpsUploader(target, secret, ca)
+    directory = shop.ftp_dir or target.path.rstrip("/") or cap.ftp_dir or "/"
+    names = dict(
+        zip(
+            cap.stock_files,
+            (shop.stock_file_name or cap.stock_files[0], shop.variation_file_name or ""),
+            strict=False,
+        )
+    )
+    return FileStockSender(
+        mall.write_stock_files, uploader, directory, {k: v for k, v in names.items() if v}
+    )

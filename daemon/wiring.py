@@ -15,6 +15,7 @@ from daemon.clock import WallClock
 from daemon.commands import LedgerRequest
 from daemon.config import IntakeSection
 from daemon.events import EventBus, StatusBoard
+from daemon.transports.aio import AsyncioThread
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,5 @@ class ShopWiring:
     intake: IntakeSection
     # where order mails are parsed: a process beside the daemon's (None: on a thread)
     mail_parsers: Executor | None = None
+    # the daemon's one asyncio thread, for asyncssh (SFTP uploads)
+    aio: AsyncioThread | None = None

@@ -96,11 +96,19 @@ class JournalRow(msgspec.Struct, frozen=True):
 
 
 class ShopQuantity(msgspec.Struct, frozen=True):
+    """A SKU at one shop: its target (SPEC §3.2–3.4), and from the outbox what the shop was
+    last sent (``pushed``, at ``pushed_at``; None: never), what it still shows (``shown``:
+    pushed less what it sold since) and whether a push is ``pending``."""
+
     shop: str
     linked: bool
     target: int
     item_id: str = ""
     variation: tuple[str, ...] = ()
+    pushed: int | None = None
+    pushed_at: str = ""
+    shown: int | None = None
+    pending: bool = False
 
 
 class SkuDetail(msgspec.Struct, frozen=True):
@@ -149,6 +157,19 @@ class IntakeStatus(msgspec.Struct, frozen=True):
     last_error: str = ""
 
 
+class ReflectStatus(msgspec.Struct, frozen=True):
+    """A shop's stock reflection (在庫反映) at a glance: from the ledger's outbox (pending,
+    last push) and from its reflector (next run, last error)."""
+
+    last_push: str = ""  # when the shop last received a quantity
+    pending: int = 0  # linked SKUs whose quantity the shop has not been sent yet
+    urgent: int = 0  # of those, the ones that go out at once
+    next_run: str = ""  # the interval reflector's next run
+    next_bulk_sync: str = ""
+    pushed: int = 0  # quantities sent since the daemon started
+    last_error: str = ""
+
+
 class ShopStatus(msgspec.Struct, frozen=True):
     id: str
     mall: str
@@ -157,6 +178,7 @@ class ShopStatus(msgspec.Struct, frozen=True):
     actors: tuple[ActorStatus, ...] = ()
     warnings: tuple[str, ...] = ()
     intake: IntakeStatus = IntakeStatus()
+    reflection: ReflectStatus = ReflectStatus()
 
 
 class OrderLineDoc(msgspec.Struct, frozen=True):
@@ -577,6 +599,21 @@ class IntakeChanged(Base, frozen=True, tag="intake_changed"):
     intake: IntakeStatus
 
 
+class ReflectChanged(Base, frozen=True, tag="reflect_changed"):
+    """What a shop's reflector reports changed (next run, last error, pushed)."""
+
+    shop: str
+    reflection: ReflectStatus
+
+
+class PushesPending(Base, frozen=True, tag="pushes_pending"):
+    """A shop has new quantities to be sent (``urgent``: one fell below what it shows, and
+    the shop pushes such at once)."""
+
+    shop: str
+    urgent: bool = False
+
+
 class OrderChanged(Base, frozen=True, tag="order_changed"):
     """An order was taken, or its lines changed status (applied, dismissed, cancelled,
     matched)."""
@@ -621,6 +658,8 @@ Event = (
     | JobChanged
     | OrderChanged
     | IntakeChanged
+    | PushesPending
+    | ReflectChanged
     | Resync
 )
 ServerMessage = Welcome | Error | Reply | Event
@@ -638,7 +677,9 @@ def topic_of(event: Event) -> Topic | None:
             return "jobs"
         case Oversell():
             return "oversell"
-        case ShopChanged() | ListingsChanged() | IntakeChanged():
+        case (
+            ShopChanged() | ListingsChanged() | IntakeChanged() | PushesPending() | ReflectChanged()
+        ):
             return "shops"
         case ActorChanged():
             return "actors"

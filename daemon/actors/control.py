@@ -254,7 +254,17 @@ def _with_actors(status: control.ShopStatus, board: StatusBoard) -> control.Shop
         filed=seen.filed,
         last_error=seen.last_error,
     )
-    return msgspec.structs.replace(status, actors=board.actors(status.id), intake=intake)
+    seen_reflect = board.reflect(status.id)
+    reflection = msgspec.structs.replace(
+        status.reflection,
+        next_run=seen_reflect.next_run,
+        next_bulk_sync=seen_reflect.next_bulk_sync,
+        pushed=seen_reflect.pushed,
+        last_error=seen_reflect.last_error,
+    )
+    return msgspec.structs.replace(
+        status, actors=board.actors(status.id), intake=intake, reflection=reflection
+    )
 
 
 async def _write(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -20,6 +21,7 @@ from daemon.events import EventBus
 from daemon.ledger.engine import Engine
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH = 2000
 
@@ -30,16 +32,38 @@ async def ledger(
     bus: EventBus,
     now: Callable[[], str],
     *,
+    inline: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """``inline``: run the engine on trio's thread (tests with a virtual clock: while the
+    ledger works on a thread, an autojump clock sees everyone asleep and jumps on)."""
     # a limiter of its own: however many threads others hold, the ledger always gets one
     own_thread = trio.CapacityLimiter(1)
-    engine = await trio.to_thread.run_sync(Engine, database, now, limiter=own_thread)
+
+    async def on_thread(fn: Callable[..., T], *args: object) -> T:
+        if inline:
+            await trio.lowlevel.checkpoint()
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=own_thread)
+
+    engine = await on_thread(Engine, database, now)
     try:
         task_status.started()
         async with requests:
-            async for first in requests:
-                batch = [first]
+            while True:
+                try:
+                    # marked targets left to compute: an empty batch when nobody waits
+                    first = requests.receive_nowait() if engine.outbox_behind else None
+                except trio.WouldBlock:
+                    first = None
+                except trio.EndOfChannel:
+                    break
+                if first is None and not engine.outbox_behind:
+                    try:
+                        first = await requests.receive()
+                    except trio.EndOfChannel:
+                        break
+                batch = [first] if first is not None else []
                 while len(batch) < MAX_BATCH:
                     try:
                         batch.append(requests.receive_nowait())
@@ -48,9 +72,7 @@ async def ledger(
                 commands = [(request.command, request.actor) for request in batch]
                 try:
                     # not abandoned on cancel: a batch that started finishes or rolls back
-                    results, events = await trio.to_thread.run_sync(
-                        engine.apply_batch, commands, limiter=own_thread
-                    )
+                    results, events = await on_thread(engine.apply_batch, commands)
                 except BaseException:
                     # the ledger fails: its callers learn it at once instead of waiting
                     for request in batch:
@@ -68,4 +90,4 @@ async def ledger(
     finally:
         bus.close()
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(engine.close, limiter=own_thread)
+            await on_thread(engine.close)

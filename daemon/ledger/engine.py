@@ -24,6 +24,9 @@ from daemon.commands import (
     FinishJob,
     GetIntakeState,
     ListShops,
+    PendingPushes,
+    Pushes,
+    PushesSent,
     Result,
     SaveIntakeCursor,
     ShopsList,
@@ -36,6 +39,7 @@ from daemon.ledger import (
     jobs,
     listings,
     orders,
+    outbox,
     sets,
     shops,
     status,
@@ -55,6 +59,8 @@ class Engine:
 
     def __init__(self, path: Path, now: Callable[[], str]) -> None:
         self.now = now
+        # targets are marked that no batch computed yet: run a batch even with no request
+        self.outbox_behind = False
         self.db = open_database(path)
         try:
             self._start()
@@ -72,6 +78,8 @@ class Engine:
                     "a migration is missing for a renamed or removed setting"
                 )
             jobs.fail_interrupted(tx)
+            # targets marked but not yet computed when the daemon stopped
+            self.outbox_behind = outbox.has_work(tx)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -136,6 +144,10 @@ class Engine:
                     events.extend(stock.command_events(tx))
                 results.append(result)
                 db.execute("RELEASE command")
+            # the targets this batch marked, in its transaction: a mark is never lost
+            tx = Tx(db, self.now, "daemon")
+            self.outbox_behind = outbox.refresh(tx, outbox.REFRESH_BUDGET)
+            events.extend(tx.events)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -203,6 +215,21 @@ def run(tx: Tx, command: Command) -> Result:
             return jobs.finish(tx, command)
         case ApplyImport():
             return imports.apply_import(tx, command)
+        case PendingPushes():
+            return Pushes(
+                items=tuple(
+                    outbox.pending(
+                        tx,
+                        command.shop,
+                        urgent_only=command.urgent_only,
+                        after=command.after,
+                        limit=command.limit,
+                    )
+                )
+            )
+        case PushesSent():
+            outbox.acknowledge(tx, command.shop, command.items, command.at)
+            return Pushes(items=())
         case _ if isinstance(command, control.SESSION_REQUESTS):
             raise DomainError(
                 "invalid", f"{type(command).__name__} is handled by the control session"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from daemon.commands import ApplyImport, FinishJob
-from daemon.ledger import catalog, jobs, orders, stock
+from daemon.ledger import catalog, jobs, orders, outbox, stock
 from daemon.ledger.jobs import MAX_ROW_ERRORS
 from daemon.ledger.listings import LISTING_UPDATE
 from daemon.ledger.tx import DomainError, Tx, Undo
@@ -239,6 +239,7 @@ def _apply_stock(tx: Tx, command: ApplyImport) -> tuple[int, RowFailures, list[s
         notes.append(f"… and {success - MAX_DRY_RUN_ROWS} more rows")
     (journal_to,) = db.execute("SELECT coalesce(max(id), 0) FROM journal_entries").fetchone()
     if journal_to >= journal_from:
+        outbox.mark_journal(tx, journal_from, journal_to)
         tx.publish(
             control.StockImported(
                 job=command.job,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from daemon.ledger import catalog, orders, sets, shops
+from daemon.ledger import catalog, orders, outbox, sets, shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
 from protocols.listings import code_prefixes, match_by_choices, variation_key
@@ -143,6 +143,7 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
     )
     sets.check_origin_rule(tx)
     orders.rematch(tx)
+    outbox.mark_shop(tx, command.shop)
     tx.publish(control.ListingsChanged(shop=command.shop, rows=len(command.rows)))
     return control.ListingsReply(id=command.id, imported=len(command.rows))
 
@@ -220,26 +221,46 @@ def shop_quantities(
             "SELECT shop, item_id, variation, linked FROM listings WHERE sku = ?", (code,)
         )
     }
+    outbox.refresh_sku(tx, code)
+    sent = outbox.rows_of(tx, code)
     quantities = []
     for shop in shops.all_shops(tx):
         if not capability(shop.mall).stock_out:
             continue  # an intake-only mall (ヤフオク!) is never sent a quantity
         item_id, variation, linked = listed.get(shop.id, ("", (), shop.listing_mode == "all"))
-        trickle = shop.trickle.quantity if shop.trickle.enabled else None
-        target = quantity.shop_target(
-            level.expected,
-            level.reserve,
-            shop.distribution_rate,
-            trickle_quantity=trickle,
-            refill_at=shop.trickle.refill_at,
-        )
+        row = sent.get(shop.id)
+        if row is None or not linked:
+            # not computed yet (a large import's marks are computed over a few batches)
+            target = quantity.shop_target(
+                level.expected,
+                level.reserve,
+                shop.distribution_rate,
+                trickle_quantity=shop.trickle.quantity if shop.trickle.enabled else None,
+                refill_at=shop.trickle.refill_at,
+            )
+            quantities.append(
+                control.ShopQuantity(
+                    shop=shop.id,
+                    linked=linked,
+                    target=target if linked else 0,
+                    item_id=item_id,
+                    variation=variation,
+                    pending=linked,
+                )
+            )
+            continue
+        target, pushed, pushed_at, sold, pending = row
         quantities.append(
             control.ShopQuantity(
                 shop=shop.id,
                 linked=linked,
-                target=target if linked else 0,
+                target=target,
                 item_id=item_id,
                 variation=variation,
+                pushed=pushed,
+                pushed_at=pushed_at,
+                shown=None if pushed is None else pushed - sold,
+                pending=pending,
             )
         )
     return tuple(quantities)

@@ -253,6 +253,29 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE intake_state ADD COLUMN skipped_from TEXT NOT NULL DEFAULT '';
     ALTER TABLE intake_state ADD COLUMN skipped_until TEXT NOT NULL DEFAULT ''
     """,
+    # the outbox (ledger.outbox): per shop and linked SKU, the target and what was sent
+    """
+    CREATE TABLE outbox (
+        shop TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        target INTEGER NOT NULL,
+        pushed INTEGER,
+        pushed_at TEXT NOT NULL DEFAULT '',
+        sold INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 1,
+        urgent INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (shop, sku)
+    ) WITHOUT ROWID;
+    CREATE INDEX outbox_pending ON outbox(shop, sku) WHERE pending = 1;
+    CREATE INDEX outbox_sku ON outbox(sku);
+    CREATE TABLE outbox_dirty (sku TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE outbox_dirty_shops (
+        shop TEXT PRIMARY KEY,
+        after TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    INSERT INTO outbox_dirty_shops(shop) SELECT id FROM shops
+    """,
 )
 
 

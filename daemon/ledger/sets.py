@@ -3,7 +3,7 @@ parent has no stock of its own; what it can make follows from its children."""
 
 from __future__ import annotations
 
-from daemon.ledger import catalog, listings, orders, shops, stock
+from daemon.ledger import catalog, listings, orders, outbox, shops, stock
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
 from protocols.malls import capability
@@ -62,6 +62,7 @@ def set_add(tx: Tx, command: control.SetAdd) -> control.SkuReply:
         [(command.parent, c.code, c.qty) for c in command.children],
     )
     tx.publish(control.StockChanged(stock=stock.level(tx, command.parent), reason="set-defined"))
+    outbox.mark(tx, (command.parent,))
     check_origin_rule(tx)
     orders.rematch(tx)
     return control.SkuReply(id=command.id, sku=catalog.detail(tx, command.parent, 20))

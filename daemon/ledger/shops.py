@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from daemon.commands import Backlog
-from daemon.ledger import intake, listings, orders
+from daemon.ledger import intake, listings, orders, outbox
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
 from protocols.settings import (
@@ -69,6 +69,7 @@ def status_of(tx: Tx, shop: ShopSettings) -> control.ShopStatus:
         reflect=shop.reflect,
         warnings=tuple(w for w in (plain_ftp_warning(shop),) if w),
         intake=orders.intake_status(tx, shop),
+        reflection=outbox.reflect_status(tx, shop),
     )
 
 
@@ -170,6 +171,7 @@ def save(tx: Tx, shop: ShopSettings, before: ShopSettings | None) -> None:
     )
     if changed:
         tx.publish(control.ShopChanged(shop=shop))
+        outbox.mark_shop(tx, shop.id)
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -15,7 +15,7 @@ import hashlib
 
 import msgspec
 
-from daemon.ledger import catalog
+from daemon.ledger import catalog, outbox
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
 from protocols.sku import MAX_QUANTITY, quantity_problem
@@ -118,6 +118,7 @@ def command_events(tx: Tx) -> list[control.Event]:
         for parent, ref in sets.items()
         if parent not in tx.touched
     )
+    outbox.mark(tx, [*tx.touched, *sets])
     return changed + tx.events
 
 

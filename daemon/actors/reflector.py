@@ -1,0 +1,219 @@
+"""Stock reflection (在庫反映) of one shop: the outbox's pending quantities out to the mall.
+
+Two loops share the shop's sender (one chunk at a time, so that a file mall never gets two
+uploads racing for one file name, and an urgent push waits for one chunk at most, never for a
+whole pass):
+
+- the interval reflector: at start, then every ``send_interval_min``, every pending row;
+- urgent push (``urgent_push``): woken by the ledger's ``PushesPending(urgent=True)`` for this
+  shop, only the rows that fell below what the shop shows, at once (the mall's rate limit
+  still paces each call).
+
+Each chunk is acknowledged to the ledger after the mall took it (``PushesSent``), with the
+versions read, so a row that changed meanwhile stays pending and nothing is lost or sent
+twice for one change. A failed chunk leaves its rows pending; the loop tries again after an
+exponential backoff with jitter. Bulk sync runs beside them (``bulk_sync``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+import msgspec
+import trio
+
+from daemon.clock import WallClock, stamp
+from daemon.commands import LedgerRequest, PendingPushes, Pushes, PushesSent, PushItem, call
+from daemon.events import EventBus, StatusBoard, Subscription
+from daemon.transports.stock import PushFailed
+from protocols import control
+from protocols.malls.base import StockUpdate
+from protocols.settings import ShopSettings
+
+log = logging.getLogger(__name__)
+
+
+class StockSender(Protocol):
+    """Sends quantities to one shop's mall: API calls or a file upload. ``chunk`` is how many
+    go in one acknowledged step (an API's batch size; a file's rows)."""
+
+    @property
+    def chunk(self) -> int: ...
+
+    async def send(self, updates: Sequence[StockUpdate]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def full_jitter(delay: float) -> float:
+    """A delay between half and all of ``delay``: shops that failed together retry apart."""
+    return delay * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ReflectSettings:
+    page: int = 10_000  # pending rows read from the ledger at a time
+    backoff_s: float = 5.0
+    backoff_max_s: float = 600.0
+    jitter: Callable[[float], float] = field(default=full_jitter)
+
+
+@dataclass
+class _Shared:
+    """What the shop's loops share: one sender, one chunk at a time, one status."""
+
+    shop: ShopSettings
+    sender: StockSender
+    board: StatusBoard
+    ledger: trio.MemorySendChannel[LedgerRequest]
+    settings: ReflectSettings
+    wall_clock: WallClock
+    clock: Callable[[], float]
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    report: control.ReflectStatus = field(default_factory=control.ReflectStatus)
+
+    @property
+    def actor(self) -> str:
+        return f"shop:{self.shop.id}"
+
+    def show(self, **changes: object) -> None:
+        self.report = msgspec.structs.replace(self.report, **changes)
+        self.board.report_reflect(self.shop.id, self.report)
+
+    def wall_at(self, deadline: float) -> str:
+        return stamp(self.wall_clock() + timedelta(seconds=deadline - self.clock()))
+
+    def backoff(self, failures: int) -> float:
+        delay = min(self.settings.backoff_max_s, self.settings.backoff_s * 2 ** min(failures, 20))
+        return self.settings.jitter(delay)
+
+
+async def push_pending(shared: _Shared, *, urgent_only: bool) -> int:
+    """Send every pending row (or every urgent one), page by page, chunk by chunk, each chunk
+    acknowledged once the mall took it; returns how many were sent. Raises PushFailed."""
+    sent = 0
+    after = ""
+    while True:
+        pushes = await call(
+            shared.ledger,
+            PendingPushes(
+                shop=shared.shop.id,
+                urgent_only=urgent_only,
+                after=after,
+                limit=shared.settings.page,
+            ),
+            shared.actor,
+            Pushes,
+        )
+        if isinstance(pushes, control.Error):
+            raise RuntimeError(f"cannot read the outbox: {pushes.message}")
+        items = pushes.items
+        for start in range(0, len(items), shared.sender.chunk):
+            sent += await send_chunk(shared, items[start : start + shared.sender.chunk])
+        if len(items) < shared.settings.page:
+            return sent
+        after = items[-1].sku
+
+
+async def send_chunk(shared: _Shared, chunk: Sequence[PushItem]) -> int:
+    updates = [StockUpdate(item.item_id, item.variation, item.quantity) for item in chunk]
+    async with shared.lock:
+        await shared.sender.send(updates)
+        at = stamp(shared.wall_clock())
+    done = await call(
+        shared.ledger,
+        PushesSent(shop=shared.shop.id, items=tuple(chunk), at=at),
+        shared.actor,
+        Pushes,
+    )
+    if isinstance(done, control.Error):
+        raise RuntimeError(f"cannot acknowledge a push: {done.message}")
+    shared.show(pushed=shared.report.pushed + len(chunk))
+    return len(chunk)
+
+
+async def reflector(
+    shop: ShopSettings,
+    connect: Callable[[], StockSender],
+    bus: EventBus,
+    board: StatusBoard,
+    clock: Callable[[], float],
+    wall_clock: WallClock,
+    settings: ReflectSettings,
+    ledger: trio.MemorySendChannel[LedgerRequest],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    sender = await trio.to_thread.run_sync(connect)  # reads credential files
+    try:
+        shared = _Shared(shop, sender, board, ledger, settings, wall_clock, clock)
+        shared.show()
+        async with trio.open_nursery() as nursery:
+            if shop.urgent_push:
+                await nursery.start(_urgent, shared, bus)
+            await nursery.start(_interval, shared)
+            task_status.started()
+    finally:
+        with trio.CancelScope(shield=True):
+            await sender.aclose()
+
+
+async def _interval(shared: _Shared, *, task_status: trio.TaskStatus[None]) -> None:
+    interval = shared.shop.send_interval_min * 60.0
+    failures = 0
+    deadline = shared.clock()  # what waited while the daemon was down goes out at start
+    task_status.started()
+    while True:
+        await trio.sleep_until(deadline)
+        try:
+            await push_pending(shared, urgent_only=False)
+        except PushFailed as exc:
+            delay = shared.backoff(failures)
+            failures += 1
+            log.warning("shop %s: push failed (%s); again in %.0fs", shared.shop.id, exc, delay)
+            deadline = shared.clock() + delay
+            shared.show(last_error=str(exc), next_run=shared.wall_at(deadline))
+            continue
+        failures = 0
+        # the next interval from the last deadline, not from now: no drift
+        deadline = max(deadline + interval, shared.clock())
+        shared.show(last_error="", next_run=shared.wall_at(deadline))
+
+
+async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatus[None]) -> None:
+    subscription = bus.subscribe(frozenset({"shops"}))
+    task_status.started()
+    failures = 0
+    while True:
+        try:
+            await _wait_urgent(subscription, shared.shop.id)
+        except trio.EndOfChannel:
+            # fell behind the bus (or it closed): subscribe again and look at the outbox
+            subscription = bus.subscribe(frozenset({"shops"}))
+        while True:
+            try:
+                await push_pending(shared, urgent_only=True)
+            except PushFailed as exc:
+                delay = shared.backoff(failures)
+                failures += 1
+                shared.show(last_error=str(exc))
+                await trio.sleep_until(shared.clock() + delay)
+                continue
+            failures = 0
+            break
+
+
+async def _wait_urgent(subscription: Subscription, shop: str) -> None:
+    """Until the ledger says this shop has urgent rows (one pass then sends all of them)."""
+    while True:
+        batch = await subscription.receive.receive()
+        if any(
+            isinstance(event, control.PushesPending) and event.shop == shop and event.urgent
+            for event in batch
+        ):
+            return

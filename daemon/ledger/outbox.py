@@ -1,0 +1,343 @@
+"""The outbox (SPEC §3.2–3.5): per shop and linked SKU, the quantity the shop is to show (its
+target, from ``protocols.quantity.shop_target``), what was last pushed and when, and the units
+sold at that shop since (so what it still shows: pushed − sold).
+
+Every write path that can change a target marks it, in its own transaction: a SKU whose stock,
+set composition or listing changed goes to ``outbox_dirty``; a shop whose settings changed to
+``outbox_dirty_shops``. At the end of each batch the engine refreshes what was marked
+(``refresh``), a bounded amount at a time, so that a 100,000-row import never holds the
+ledger for the whole recomputation: the rest is done by the next batches. A row is
+``pending`` while its target differs from what the shop was last sent (latest value wins:
+the target is overwritten, never queued), and ``urgent`` when it must go out at once
+(``urgent_push``: it fell below what the shop shows). A push reads the pending rows with their
+``version`` and acknowledges with it: a row that changed meanwhile stays pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from daemon.commands import PushItem
+from daemon.ledger import shops
+from daemon.ledger.tx import Tx
+from protocols import control, quantity
+from protocols.malls import capability
+from protocols.settings import ShopSettings
+
+# (shop, SKU) targets computed per batch at most: the rest waits for the next batch
+REFRESH_BUDGET = 20_000
+_CHUNK = 400  # SKUs per query (SQLite's host parameters)
+
+
+def mark(tx: Tx, codes: Iterable[str]) -> None:
+    """These SKUs' targets may have changed, for every shop."""
+    tx.db.executemany(
+        "INSERT INTO outbox_dirty(sku) VALUES (?) ON CONFLICT DO NOTHING",
+        ((code,) for code in codes),
+    )
+
+
+def mark_with_sets(tx: Tx, codes: Sequence[str]) -> None:
+    """These SKUs and the sets they are part of."""
+    mark(tx, codes)
+    for chunk in _chunks(list(codes)):
+        tx.db.execute(
+            "INSERT INTO outbox_dirty(sku) SELECT DISTINCT parent FROM set_components "
+            f"WHERE child IN ({_marks(chunk)}) ON CONFLICT DO NOTHING",
+            chunk,
+        )
+
+
+def mark_journal(tx: Tx, first: int, last: int) -> None:
+    """The SKUs of journal entries ``first..last`` (an import) and their sets; nothing when
+    no shop takes stock."""
+    if not any(capability(s.mall).stock_out for s in shops.all_shops(tx)):
+        return
+    tx.db.execute(
+        "INSERT INTO outbox_dirty(sku) SELECT sku FROM journal_entries WHERE id BETWEEN ? AND ? "
+        "AND field != 'actual' ON CONFLICT DO NOTHING",
+        (first, last),
+    )
+    tx.db.execute(
+        "INSERT INTO outbox_dirty(sku) SELECT DISTINCT c.parent FROM journal_entries e "
+        "JOIN set_components c ON c.child = e.sku WHERE e.id BETWEEN ? AND ? "
+        "AND e.field != 'actual' ON CONFLICT DO NOTHING",
+        (first, last),
+    )
+
+
+def mark_shop(tx: Tx, shop: str) -> None:
+    """Every SKU's target at this shop may have changed (a setting, its listings)."""
+    tx.db.execute(
+        "INSERT INTO outbox_dirty_shops(shop) VALUES (?) ON CONFLICT DO UPDATE SET after = ''",
+        (shop,),
+    )
+
+
+def sold_at(tx: Tx, shop: str, sku: str, units: int) -> None:
+    """The shop sold ``units`` of the SKU: it shows that many fewer (the mall counted them
+    down itself), until it is sent a quantity again."""
+    tx.db.execute(
+        "UPDATE outbox SET sold = sold + ? WHERE shop = ? AND sku = ?", (units, shop, sku)
+    )
+    mark(tx, (sku,))
+
+
+def has_work(tx: Tx) -> bool:
+    """Whether marks are left to compute."""
+    found: int = tx.db.execute(
+        "SELECT EXISTS (SELECT 1 FROM outbox_dirty) OR EXISTS (SELECT 1 FROM outbox_dirty_shops)"
+    ).fetchone()[0]
+    return found == 1
+
+
+def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
+    """Recompute the targets that were marked, about ``budget`` (shop, SKU) pairs at most;
+    announce each shop that has new pending rows (``PushesPending``). True when marks are
+    left for the next batch."""
+    db = tx.db
+    stock_shops = [s for s in shops.all_shops(tx) if capability(s.mall).stock_out]
+    by_id = {s.id: s for s in stock_shops}
+    announced: dict[str, bool] = {}
+    for shop_id, after in db.execute("SELECT shop, after FROM outbox_dirty_shops").fetchall():
+        shop = by_id.get(shop_id)
+        if shop is None:  # gone, or a mall that takes no stock
+            db.execute("DELETE FROM outbox WHERE shop = ?", (shop_id,))
+            db.execute("DELETE FROM outbox_dirty_shops WHERE shop = ?", (shop_id,))
+            continue
+        while budget > 0:
+            codes = [
+                code
+                for (code,) in db.execute(
+                    "SELECT code FROM skus WHERE code > ? ORDER BY code LIMIT ?",
+                    (after, min(budget, _CHUNK)),
+                )
+            ]
+            if not codes:
+                db.execute("DELETE FROM outbox_dirty_shops WHERE shop = ?", (shop_id,))
+                break
+            _compute(tx, [shop], codes, announced)
+            budget -= len(codes)
+            after = codes[-1]
+            db.execute("UPDATE outbox_dirty_shops SET after = ? WHERE shop = ?", (after, shop_id))
+        if budget <= 0:
+            break
+    while budget > 0 and stock_shops:
+        codes = [
+            code
+            for (code,) in db.execute(
+                "SELECT sku FROM outbox_dirty LIMIT ?",
+                (max(1, min(_CHUNK, budget // len(stock_shops))),),
+            )
+        ]
+        if not codes:
+            break
+        _compute(tx, stock_shops, codes, announced)
+        db.execute(f"DELETE FROM outbox_dirty WHERE sku IN ({_marks(codes)})", codes)
+        budget -= len(codes) * len(stock_shops)
+    if not stock_shops:
+        db.execute("DELETE FROM outbox_dirty")
+    for shop_id, urgent in announced.items():
+        tx.publish(control.PushesPending(shop=shop_id, urgent=urgent))
+    return has_work(tx)
+
+
+def refresh_sku(tx: Tx, code: str) -> None:
+    """Compute one SKU's targets now, if it is marked or this command changed it (``sku
+    show``, and the reply of a command that changed it)."""
+    marked = tx.db.execute("SELECT 1 FROM outbox_dirty WHERE sku = ?", (code,)).fetchone()
+    if marked is None and code not in tx.touched:
+        return
+    stock_shops = [s for s in shops.all_shops(tx) if capability(s.mall).stock_out]
+    announced: dict[str, bool] = {}
+    _compute(tx, stock_shops, [code], announced)
+    tx.db.execute("DELETE FROM outbox_dirty WHERE sku = ?", (code,))
+    for shop_id, urgent in announced.items():
+        tx.publish(control.PushesPending(shop=shop_id, urgent=urgent))
+
+
+@dataclass(frozen=True)
+class _Row:
+    target: int
+    pushed: int | None
+    sold: int
+    pending: bool
+    urgent: bool
+
+
+def _compute(
+    tx: Tx, stock_shops: Sequence[ShopSettings], codes: list[str], announced: dict[str, bool]
+) -> None:
+    db = tx.db
+    levels = _levels(tx, codes)
+    marks = _marks(codes)
+    listed = {
+        (shop, sku): bool(linked)
+        for shop, sku, linked in db.execute(
+            f"SELECT shop, sku, linked FROM listings WHERE sku IN ({marks})", codes
+        )
+    }
+    rows = {
+        (shop, sku): _Row(target, pushed, sold, bool(pending), bool(urgent))
+        for shop, sku, target, pushed, sold, pending, urgent in db.execute(
+            "SELECT shop, sku, target, pushed, sold, pending, urgent FROM outbox "
+            f"WHERE sku IN ({marks})",
+            codes,
+        )
+    }
+    upserts: list[tuple[str, str, int, int, int]] = []
+    gone: list[tuple[str, str]] = []
+    for shop in stock_shops:
+        for code in codes:
+            row = rows.get((shop.id, code))
+            level = levels.get(code)
+            if level is None or not listed.get((shop.id, code), shop.listing_mode == "all"):
+                if row is not None:
+                    gone.append((shop.id, code))
+                continue
+            target, pending, urgent = _target(shop, level, row)
+            if row is not None and (row.target, row.pending, row.urgent) == (
+                target,
+                pending,
+                urgent,
+            ):
+                continue
+            upserts.append((shop.id, code, target, int(pending), int(urgent)))
+            if pending and (row is None or not row.pending or (urgent and not row.urgent)):
+                announced[shop.id] = announced.get(shop.id, False) or urgent
+    if upserts:
+        db.executemany(
+            "INSERT INTO outbox(shop, sku, target, pending, urgent) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET target = excluded.target, pending = excluded.pending, "
+            "urgent = excluded.urgent, version = version + 1",
+            upserts,
+        )
+    if gone:
+        db.executemany("DELETE FROM outbox WHERE shop = ? AND sku = ?", gone)
+
+
+def _target(shop: ShopSettings, level: tuple[int, int], row: _Row | None) -> tuple[int, bool, bool]:
+    """The target, and whether it is pending and urgent. A shop that is not sent the orders
+    it took itself (``reflect_to_origin = false``) is compared with what it shows (its own
+    count went down with the sale); any other with what it was sent."""
+    expected, reserve = level
+    pushed, sold = (row.pushed, row.sold) if row is not None else (None, 0)
+    shown = None if pushed is None else pushed - sold
+    target = quantity.shop_target(
+        expected,
+        reserve,
+        shop.distribution_rate,
+        trickle_quantity=shop.trickle.quantity if shop.trickle.enabled else None,
+        refill_at=shop.trickle.refill_at,
+        shown=shown,
+    )
+    baseline = pushed if shop.reflect_to_origin else shown
+    pending = baseline is None or target != baseline
+    urgent = pending and shop.urgent_push and shown is not None and target < shown
+    return target, pending, urgent
+
+
+def _levels(tx: Tx, codes: list[str]) -> dict[str, tuple[int, int]]:
+    """(expected, reserve) of each SKU; a set's expected is what its children can make (its
+    reserve 0). A SKU that no longer exists is left out."""
+    marks = _marks(codes)
+    levels: dict[str, tuple[int, int]] = {}
+    sets: list[str] = []
+    for code, is_set, expected, reserve in tx.db.execute(
+        "SELECT k.code, k.is_set, coalesce(s.expected, 0), coalesce(s.reserve, 0) "
+        f"FROM skus k LEFT JOIN stock s ON s.sku = k.code WHERE k.code IN ({marks})",
+        codes,
+    ):
+        if is_set:
+            sets.append(code)
+        else:
+            levels[code] = (expected, reserve)
+    if sets:
+        children: dict[str, list[tuple[int, int, int]]] = {code: [] for code in sets}
+        for parent, expected, reserve, qty in tx.db.execute(
+            "SELECT c.parent, s.expected, s.reserve, c.qty FROM set_components c "
+            f"JOIN stock s ON s.sku = c.child WHERE c.parent IN ({_marks(sets)})",
+            sets,
+        ):
+            children[parent].append((expected, reserve, qty))
+        for parent, triples in children.items():
+            levels[parent] = (quantity.set_expected(triples), 0)
+    return levels
+
+
+# --- what the reflectors read and acknowledge ---------------------------------------------
+
+
+def pending(tx: Tx, shop: str, *, urgent_only: bool, after: str, limit: int) -> list[PushItem]:
+    """The shop's pending rows after SKU ``after``, in SKU order."""
+    urgent = "AND o.urgent = 1 " if urgent_only else ""
+    return [
+        PushItem(sku, item_id or sku, tuple(msgspec.json.decode(variation)), target, version, sold)
+        for sku, item_id, variation, target, version, sold in tx.db.execute(
+            "SELECT o.sku, l.item_id, coalesce(l.variation, '[]'), o.target, o.version, o.sold "
+            "FROM outbox o LEFT JOIN listings l ON l.shop = o.shop AND l.sku = o.sku "
+            f"WHERE o.shop = ? AND o.pending = 1 {urgent}AND o.sku > ? ORDER BY o.sku LIMIT ?",
+            (shop, after, limit),
+        )
+    ]
+
+
+def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
+    """The shop received these quantities: it shows them, less what it sold since they were
+    read. A row whose target changed meanwhile is marked again (still pending)."""
+    db = tx.db
+    db.executemany(
+        "UPDATE outbox SET pushed = ?, pushed_at = ?, sold = sold - ?, "
+        "pending = CASE WHEN version = ? THEN 0 ELSE pending END, "
+        "urgent = CASE WHEN version = ? THEN 0 ELSE urgent END "
+        "WHERE shop = ? AND sku = ?",
+        ((i.quantity, at, i.sold, i.version, i.version, shop, i.sku) for i in items),
+    )
+    read = {i.sku: i.version for i in items}
+    changed: list[str] = []
+    for chunk in _chunks(list(read)):
+        changed += [
+            sku
+            for sku, version in db.execute(
+                f"SELECT sku, version FROM outbox WHERE shop = ? AND sku IN ({_marks(chunk)})",
+                (shop, *chunk),
+            )
+            if version != read[sku]
+        ]
+    mark(tx, changed)
+
+
+def reflect_status(tx: Tx, shop: ShopSettings) -> control.ReflectStatus:
+    """What the outbox knows of a shop: pending rows, of which urgent, and the last push."""
+    if not capability(shop.mall).stock_out:
+        return control.ReflectStatus()
+    pending_count, urgent_count, last = tx.db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE urgent = 1), "
+        "(SELECT coalesce(max(pushed_at), '') FROM outbox WHERE shop = :shop) "
+        "FROM outbox WHERE shop = :shop AND pending = 1",
+        {"shop": shop.id},
+    ).fetchone()
+    return control.ReflectStatus(last_push=last, pending=pending_count, urgent=urgent_count)
+
+
+def rows_of(tx: Tx, code: str) -> dict[str, tuple[int, int | None, str, int, bool]]:
+    """Each shop's row for a SKU: target, pushed, pushed at, sold since, pending."""
+    return {
+        shop: (target, pushed, pushed_at, sold, bool(pend))
+        for shop, target, pushed, pushed_at, sold, pend in tx.db.execute(
+            "SELECT shop, target, pushed, pushed_at, sold, pending FROM outbox WHERE sku = ?",
+            (code,),
+        )
+    }
+
+
+def _chunks(codes: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(codes), _CHUNK):
+        yield codes[start : start + _CHUNK]
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))

@@ -1,0 +1,182 @@
+"""File uploads to a mall's server: SFTP (asyncssh on the daemon's asyncio thread, host key
+checked against the shop's ``known_hosts``), FTPS (stdlib ftplib on a worker thread,
+certificate checked) and plain FTP where a mall offers nothing else.
+
+Every upload goes under a temporary name (``NAME.part``) and is renamed into place, so the
+mall's batch never reads half a file; an upload whose file name is still there (the mall
+has not picked up the last one yet) is refused instead of replacing rows never applied.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import posixpath
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import asyncssh
+import trio
+
+from daemon.transports.aio import AsyncioThread
+
+
+class UploadFailed(Exception):
+    """The upload did not happen (or not whole); the message says why, never a secret."""
+
+
+class FileUploader(Protocol):
+    async def upload(self, directory: str, files: Mapping[str, bytes]) -> None: ...
+
+
+@dataclass(frozen=True)
+class FtpTarget:
+    scheme: str  # sftp, ftps, ftp
+    host: str
+    port: int
+    user: str
+    path: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.scheme}://{self.user}@{self.host}:{self.port}"
+
+
+def parse_ftp_url(url: str) -> FtpTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in ("sftp", "ftps", "ftp"):
+        raise ValueError(f"ftp_url {url!r}: must start with sftp://, ftps:// or ftp://")
+    if not parts.hostname or not parts.username:
+        raise ValueError(f"ftp_url {url!r}: needs user@host")
+    default_port = 22 if parts.scheme == "sftp" else 21
+    return FtpTarget(
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=parts.port or default_port,
+        user=unquote(parts.username),
+        path=unquote(parts.path),
+    )
+
+
+def _still_there(path: str) -> UploadFailed:
+    return UploadFailed(
+        f"{path} is still there: the mall has not picked up the last upload yet (sent again later)"
+    )
+
+
+class SftpUploader:
+    def __init__(
+        self,
+        target: FtpTarget,
+        private_key: str,
+        known_hosts: str,
+        aio: AsyncioThread,
+        timeout_s: float = 30.0,
+    ) -> None:
+        try:
+            self._key = asyncssh.import_private_key(private_key)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise UploadFailed(
+                f"ftp_credential is not a private key asyncssh reads: {exc}"
+            ) from None
+        try:
+            self._known_hosts = asyncssh.import_known_hosts(known_hosts)
+        except (ValueError, asyncssh.Error) as exc:
+            raise UploadFailed(f"known_hosts does not read: {exc}") from None
+        self._target = target
+        self._aio = aio
+        self._timeout_s = timeout_s
+
+    async def upload(self, directory: str, files: Mapping[str, bytes]) -> None:
+        where = self._target.where
+        try:
+            await self._aio.run(lambda: self._upload(directory, dict(files)))
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise UploadFailed(
+                f"{where}: the server's host key is not the one in known_hosts ({exc}); "
+                "nothing was sent. If the mall changed its key, put the new one in known_hosts"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise UploadFailed(f"{where}: login refused (check ftp_credential)") from None
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
+            raise UploadFailed(f"{where}: {exc or type(exc).__name__}") from None
+
+    async def _upload(self, directory: str, files: dict[str, bytes]) -> None:
+        target = self._target
+        async with asyncssh.connect(
+            target.host,
+            target.port,
+            username=target.user,
+            client_keys=[self._key],
+            known_hosts=self._known_hosts,
+            agent_path=None,
+            config=[],
+            connect_timeout=self._timeout_s,
+        ) as conn:
+            async with conn.start_sftp_client() as sftp:
+                for name, data in files.items():
+                    final = posixpath.join(directory, name)
+                    if await sftp.exists(final):
+                        raise _still_there(final)
+                    temp = f"{final}.part"
+                    async with sftp.open(temp, "wb") as file:
+                        await file.write(data)
+                    await sftp.posix_rename(temp, final)
+
+
+class FtpsUploader:
+    """FTPS (explicit TLS, protected data) or, for ``ftp://``, plain FTP; ``ca_pem``: the
+    certificate(s) to trust instead of the system's (a mall's self-signed one)."""
+
+    def __init__(
+        self, target: FtpTarget, password: str, ca_pem: str | None, timeout_s: float = 30.0
+    ) -> None:
+        self._target = target
+        self._password = password
+        self._timeout_s = timeout_s
+        self._context = (
+            ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+        )
+
+    async def upload(self, directory: str, files: Mapping[str, bytes]) -> None:
+        try:
+            # a cancelled upload is left to its socket timeout on the worker thread
+            await trio.to_thread.run_sync(
+                self._upload, directory, dict(files), abandon_on_cancel=True
+            )
+        except UploadFailed:
+            raise
+        except (ftplib.Error, OSError, EOFError) as exc:
+            raise UploadFailed(f"{self._target.where}: {exc or type(exc).__name__}") from None
+
+    def _upload(self, directory: str, files: dict[str, bytes]) -> None:
+        target = self._target
+        ftp: ftplib.FTP
+        if target.scheme == "ftps":
+            tls = ftplib.FTP_TLS(context=self._context, timeout=self._timeout_s)
+            tls.connect(target.host, target.port)
+            tls.auth()
+            tls.login(target.user, self._password)
+            tls.prot_p()
+            ftp = tls
+        else:
+            ftp = ftplib.FTP(timeout=self._timeout_s)
+            ftp.connect(target.host, target.port)
+            ftp.login(target.user, self._password)
+        try:
+            ftp.cwd(directory or "/")
+            try:
+                present = set(ftp.nlst())
+            except ftplib.error_perm:  # some servers answer 550 for an empty folder
+                present = set()
+            for name, data in files.items():
+                if name in present:
+                    raise _still_there(posixpath.join(directory, name))
+                ftp.storbinary(f"STOR {name}.part", io.BytesIO(data))
+                ftp.rename(f"{name}.part", name)
+            ftp.quit()
+        finally:
+            ftp.close()

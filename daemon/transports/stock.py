@@ -1,0 +1,105 @@
+"""How a shop's quantities reach its mall: API calls (the mall module's stock requests, each
+paced by the shop's token bucket, a 429's ``Retry-After`` honoured) or its stock files
+uploaded to the mall's server. Both raise ``PushFailed`` when the mall did not take them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from daemon.transports.files import FileUploader, UploadFailed
+from daemon.transports.http import HttpAnswer, HttpTransportError, TokenBucket
+from protocols.malls._api import retry_after
+from protocols.malls.base import ApiAccount, HttpRequest, StockUpdate
+
+
+class PushFailed(Exception):
+    """The mall did not take the quantities this time (down, 5xx, refused, a file not picked
+    up yet): they stay pending and are sent again later."""
+
+
+class Connection(Protocol):
+    async def send(self, request: HttpRequest) -> HttpAnswer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ApiStockSender:
+    """One acknowledged step is one API call's batch (``chunk``)."""
+
+    def __init__(
+        self,
+        build: Callable[[Sequence[StockUpdate], ApiAccount], list[HttpRequest]],
+        check: Callable[[int, bytes], None],
+        batch_size: int,
+        account: ApiAccount,
+        connection: Connection,
+        bucket: TokenBucket,
+        rate_limited_s: float = 1.0,
+    ) -> None:
+        self._build = build
+        self._check = check
+        self.chunk = max(1, batch_size)
+        self._account = account
+        self._connection = connection
+        self._bucket = bucket
+        self._rate_limited_s = rate_limited_s
+
+    async def send(self, updates: Sequence[StockUpdate]) -> None:
+        try:
+            requests = self._build(updates, self._account)
+        except ValueError as exc:
+            raise PushFailed(f"cannot make the stock request: {exc}") from None
+        for request in requests:
+            while True:
+                await self._bucket.take()
+                try:
+                    answer = await self._connection.send(request)
+                except HttpTransportError as exc:
+                    raise PushFailed(str(exc)) from exc
+                if answer.status == 429:
+                    # nobody of this shop calls before the mall's pause ends
+                    self._bucket.hold(retry_after(answer.headers) or self._rate_limited_s)
+                    continue
+                try:
+                    self._check(answer.status, answer.body)
+                except ValueError as exc:
+                    raise PushFailed(f"{request.method} {request.path}: {exc}") from None
+                break
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()
+
+
+class FileStockSender:
+    """The mall's stock file(s) for the quantities, uploaded into ``directory``; ``names``
+    renames the module's files (the shop's ``stock_file_name`` / ``variation_file_name``)."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[StockUpdate]], dict[str, bytes]],
+        uploader: FileUploader,
+        directory: str,
+        names: dict[str, str],
+        rows_per_file: int = 10_000,
+    ) -> None:
+        self._write = write
+        self._uploader = uploader
+        self._directory = directory
+        self._names = names
+        self.chunk = rows_per_file
+
+    async def send(self, updates: Sequence[StockUpdate]) -> None:
+        try:
+            files = self._write(updates)
+        except ValueError as exc:
+            raise PushFailed(f"cannot write the stock file: {exc}") from None
+        try:
+            await self._uploader.upload(
+                self._directory, {self._names.get(name, name): data for name, data in files.items()}
+            )
+        except UploadFailed as exc:
+            raise PushFailed(str(exc)) from None
+
+    async def aclose(self) -> None:
+        pass

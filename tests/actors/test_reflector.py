@@ -1,0 +1,191 @@
+"""The reflector with a virtual clock against the real ledger task: the interval pass at start
+and every send_interval_min to the second, an urgent drop at once, latest value wins, a
+failing mall retried with backoff and nothing lost, and the pushes acknowledged."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import msgspec
+import trio
+import trio.testing
+
+from daemon.actors.ledger import ledger
+from daemon.actors.reflector import ReflectSettings, reflector
+from daemon.commands import IncomingOrder, LedgerRequest, PendingPushes, Pushes, TakeOrders, submit
+from daemon.events import EventBus, StatusBoard
+from daemon.transports.stock import PushFailed
+from protocols import control
+from protocols.malls.base import MallOrder, OrderLine, StockUpdate
+from protocols.settings import ShopSettings
+
+START = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+
+
+def wall() -> datetime:
+    return START + timedelta(seconds=trio.current_time())
+
+
+def ledger_now() -> str:
+    return START.isoformat(timespec="milliseconds")
+
+
+class FakeMall:
+    """A mall that takes quantities (or fails while ``failures`` lasts) and remembers when."""
+
+    def __init__(self, chunk: int = 100) -> None:
+        self.chunk = chunk
+        self.received: list[tuple[float, dict[str, int]]] = []
+        self.failures = 0
+        self.shows: dict[str, int] = {}
+        self.arrived = trio.Event()
+
+    async def send(self, updates: Sequence[StockUpdate]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise PushFailed("HTTP 503: down")
+        got = {u.item_id: u.quantity for u in updates}
+        self.received.append((trio.current_time(), got))
+        self.shows.update(got)
+        self.arrived.set()
+        self.arrived = trio.Event()
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Board(StatusBoard):
+    def __init__(self, bus: EventBus) -> None:
+        super().__init__(bus, ledger_now)
+        self.reports: list[control.ReflectStatus] = []
+
+    def report_reflect(self, shop: str, report: control.ReflectStatus) -> None:
+        super().report_reflect(shop, report)
+        self.reports.append(report)
+
+
+def settings(**changes: object) -> ShopSettings:
+    return msgspec.convert(
+        {"id": "r1", "mall": "rakuten", "reflect": "active", "send_interval_min": 5, **changes},
+        ShopSettings,
+    )
+
+
+async def ok(send: trio.MemorySendChannel[LedgerRequest], command: object) -> object:
+    result = await submit(send, command, "test")  # type: ignore[arg-type]
+    assert not isinstance(result, control.Error), result
+    return result
+
+
+def order(number: str, sku: str, quantity: int) -> TakeOrders:
+    mall_order = MallOrder(
+        order_no=number,
+        ordered_at="2026-11-30T09:00:00+09:00",
+        lines=(OrderLine(line_no=1, item_id=sku, sku=sku, quantity=quantity),),
+    )
+    return TakeOrders(shop="y1", orders=(IncomingOrder(mall_order),))
+
+
+Body = Callable[[trio.MemorySendChannel[LedgerRequest], FakeMall, Board], Awaitable[None]]
+
+
+async def run_with(tmp_path: Path, mall: FakeMall, shop: ShopSettings, body: Body) -> None:
+    send, receive = trio.open_memory_channel[LedgerRequest](64)
+    bus = EventBus()
+    board = Board(bus)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(ledger, tmp_path / "z.sqlite3", receive, bus, ledger_now, inline=True)
+        )
+        async with send:
+            yahoo = msgspec.convert(
+                {"id": "y1", "mall": "yahoo", "order_intake": "active"}, ShopSettings
+            )
+            await ok(send, control.ShopsApply(id=1, shops=(shop, yahoo)))
+            for code, expected in (("A", 10), ("B", 5)):
+                await ok(send, control.SkuAdd(id=1, code=code))
+                await ok(send, control.StockSet(id=1, code=code, field="expected", value=expected))
+            with trio.CancelScope() as scope:
+                await nursery.start(
+                    reflector,
+                    shop,
+                    lambda: mall,
+                    bus,
+                    board,
+                    trio.current_time,
+                    wall,
+                    ReflectSettings(backoff_s=5, backoff_max_s=60, jitter=lambda delay: delay),
+                    send.clone(),
+                )
+                await body(send, mall, board)
+                scope.cancel()
+            nursery.cancel_scope.cancel()
+
+
+async def test_interval_at_start_and_every_period_urgent_at_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall: FakeMall, board: Board
+    ) -> None:
+        await mall.arrived.wait()  # the pass at start
+        assert mall.received == [(0.0, {"A": 10, "B": 5})]
+        await trio.sleep_until(30.0)
+        await ok(send, order("1", "A", 4))  # sold on y1: r1 shows 10 of 6
+        await mall.arrived.wait()
+        assert mall.received[-1] == (30.0, {"A": 6})
+        await trio.sleep_until(100.0)
+        # a rise is not urgent; two changes before the next pass are one push of the last
+        await ok(send, control.StockSet(id=1, code="B", field="expected", value=7))
+        await ok(send, control.StockSet(id=1, code="B", field="expected", value=8))
+        await mall.arrived.wait()
+        assert mall.received[-1] == (300.0, {"B": 8})
+        await trio.sleep_until(650.0)
+        assert len(mall.received) == 3  # the pass at 600 had nothing to send
+        pushes = await ok(send, PendingPushes(shop="r1"))
+        assert isinstance(pushes, Pushes) and pushes.items == ()
+        assert board.reports[-1].pushed == 4
+        assert board.reports[-1].next_run == (START + timedelta(seconds=900)).isoformat(
+            timespec="milliseconds"
+        )
+
+    await run_with(tmp_path, FakeMall(), settings(), body)
+
+
+async def test_without_urgent_push_a_drop_waits_for_the_interval(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall: FakeMall, board: Board
+    ) -> None:
+        await mall.arrived.wait()
+        await trio.sleep_until(30.0)
+        await ok(send, order("1", "A", 10))
+        await mall.arrived.wait()
+        assert mall.received[-1] == (300.0, {"A": 0})
+
+    await run_with(tmp_path, FakeMall(), settings(urgent_push=False), body)
+
+
+async def test_a_failing_mall_is_retried_with_backoff_and_loses_nothing(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    mall = FakeMall(chunk=1)
+    mall.failures = 3
+
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall: FakeMall, board: Board
+    ) -> None:
+        await mall.arrived.wait()
+        # failed at 0, 5, 15; at 35 the mall is back: A, then B, one chunk each
+        assert mall.received == [(35.0, {"A": 10})]
+        assert any(report.last_error == "HTTP 503: down" for report in board.reports)
+        await mall.arrived.wait()
+        assert mall.received[-1] == (35.0, {"B": 5})
+        await trio.sleep_until(36.0)
+        assert board.reports[-1].last_error == ""
+
+    await run_with(tmp_path, mall, settings(), body)

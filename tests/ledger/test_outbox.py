@@ -1,0 +1,168 @@
+"""The outbox: each shop's target per linked SKU from every write path, pending until the shop
+was sent it, latest value wins, urgent when it falls below what the shop shows, trickle from
+what the shop still shows, and a large mark computed over several batches."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.commands import PendingPushes, Pushes, PushesSent, PushItem
+from daemon.ledger import outbox
+from protocols import control
+from tests.ledger.harness import LedgerHarness, mall_order, shop_settings
+
+NOW = "2026-11-30T00:00:00.000+00:00"
+
+
+def shops(ledger: LedgerHarness, **first: object) -> None:
+    ledger.ok(
+        control.ShopsApply(
+            id=1,
+            shops=(
+                shop_settings(id="r1", order_intake="active", **first),
+                shop_settings(id="y1", mall="yahoo", order_intake="active"),
+            ),
+        )
+    )
+
+
+def pending(ledger: LedgerHarness, shop: str, *, urgent_only: bool = False) -> dict[str, int]:
+    pushes = ledger.ok(PendingPushes(shop=shop, urgent_only=urgent_only))
+    assert isinstance(pushes, Pushes)
+    return {item.sku: item.quantity for item in pushes.items}
+
+
+def send_all(ledger: LedgerHarness, shop: str) -> tuple[PushItem, ...]:
+    pushes = ledger.ok(PendingPushes(shop=shop))
+    ledger.ok(PushesSent(shop=shop, items=pushes.items, at=NOW))
+    return tuple(pushes.items)
+
+
+def row(ledger: LedgerHarness, shop: str, sku: str) -> control.ShopQuantity:
+    return next(q for q in ledger.detail(sku).shops if q.shop == shop)
+
+
+def test_a_target_is_pending_until_sent_and_a_change_back_sends_nothing(
+    ledger: LedgerHarness,
+) -> None:
+    shops(ledger)
+    ledger.add("A", 10)
+    assert pending(ledger, "r1") == {"A": 10} and pending(ledger, "y1") == {"A": 10}
+    send_all(ledger, "r1")
+    assert pending(ledger, "r1") == {}
+    shown = row(ledger, "r1", "A")
+    assert (shown.target, shown.pushed, shown.shown, shown.pending) == (10, 10, 10, False)
+    assert shown.pushed_at == NOW
+    # latest value wins: two changes before a push are one push of the last value
+    ledger.ok(control.StockSet(id=1, code="A", field="expected", value=7))
+    ledger.ok(control.StockSet(id=1, code="A", field="expected", value=8))
+    assert pending(ledger, "r1") == {"A": 8}
+    # back to what the shop was sent: nothing to send
+    ledger.ok(control.StockSet(id=1, code="A", field="expected", value=10))
+    assert pending(ledger, "r1") == {}
+    assert ledger.reopen().ok(PendingPushes(shop="y1")).items[0].quantity == 10
+
+
+def test_a_sale_elsewhere_is_urgent_a_sale_at_the_shop_follows_its_option(
+    ledger: LedgerHarness,
+) -> None:
+    shops(ledger)
+    ledger.add("A", 10)
+    send_all(ledger, "r1")
+    send_all(ledger, "y1")
+    events = ledger.batch([(control.Ping(id=1), "test")])[1]
+    assert events == []
+    ledger.take("r1", mall_order("1", ("A", 3)))
+    # y1 still shows 10 of 7: urgent; r1 took the order itself but reflect_to_origin is on
+    assert pending(ledger, "y1", urgent_only=True) == {"A": 7}
+    assert pending(ledger, "r1") == {"A": 7} and pending(ledger, "r1", urgent_only=True) == {}
+    assert row(ledger, "r1", "A").shown == 7
+
+
+def test_reflect_to_origin_off_sends_the_origin_nothing_for_its_own_sale(
+    ledger: LedgerHarness,
+) -> None:
+    shops(ledger, reflect_to_origin=False)
+    ledger.add("A", 10)
+    send_all(ledger, "r1")
+    send_all(ledger, "y1")
+    ledger.take("r1", mall_order("1", ("A", 3)))
+    assert pending(ledger, "r1") == {} and pending(ledger, "y1") == {"A": 7}
+    ledger.take("y1", mall_order("2", ("A", 1)))
+    assert pending(ledger, "r1", urgent_only=True) == {"A": 6}
+
+
+def test_rate_reserve_and_the_seed_example(ledger: LedgerHarness) -> None:
+    shops(ledger, distribution_rate=50)
+    ledger.add("A", 100)
+    ledger.ok(control.StockSet(id=1, code="A", field="reserve", value=20))
+    assert pending(ledger, "r1") == {"A": 40} and pending(ledger, "y1") == {"A": 80}
+    # a setting change recomputes the shop's targets
+    ledger.ok(control.ShopSet(id=1, shop="r1", changes={"distribution_rate": "25"}))
+    assert pending(ledger, "r1") == {"A": 20}
+
+
+def test_trickle_as_spec_3_4_says(ledger: LedgerHarness) -> None:
+    shops(ledger, trickle={"enabled": True, "quantity": 10, "refill_at": 3})
+    ledger.add("A", 100)
+    assert pending(ledger, "r1") == {"A": 10}
+    send_all(ledger, "r1")
+    ledger.take("r1", mall_order("1", ("A", 6)))
+    assert pending(ledger, "r1") == {"A": 4}  # shows 4 of 94: kept at what it shows
+    send_all(ledger, "r1")
+    ledger.take("r1", mall_order("2", ("A", 1)))  # shows 3: refilled
+    assert pending(ledger, "r1") == {"A": 10} and ledger.expected("A") == 93
+    send_all(ledger, "r1")
+    ledger.take("y1", mall_order("3", ("A", 89)))  # expected 4, sold elsewhere
+    assert pending(ledger, "r1", urgent_only=True) == {"A": 4}
+
+
+def test_unlinked_and_intake_only_shops_get_nothing_sets_follow_children(
+    ledger: LedgerHarness,
+) -> None:
+    shops(ledger)
+    ledger.ok(
+        control.ShopsApply(
+            id=1, shops=(shop_settings(id="ya1", mall="yahoo_auction", order_intake="active"),)
+        )
+    )
+    ledger.add("A", 10)
+    ledger.add("B", 4)
+    ledger.ok(control.SetAdd(id=1, parent="AB", children=(control.SetChild(code="A", qty=2),)))
+    ledger.ok(
+        control.ListingsImport(
+            id=1, shop="y1", rows=(control.ListingRow(sku="B", item_id="b", linked=False),)
+        )
+    )
+    assert pending(ledger, "r1") == {"A": 10, "AB": 5, "B": 4}
+    assert pending(ledger, "y1") == {"A": 10, "AB": 5}
+    assert pending(ledger, "ya1") == {}
+    ledger.take("r1", mall_order("1", ("AB", 2)))
+    assert pending(ledger, "y1") == {"A": 6, "AB": 3}
+
+
+def test_a_row_changed_while_it_was_sent_stays_pending(ledger: LedgerHarness) -> None:
+    shops(ledger)
+    ledger.add("A", 10)
+    read = ledger.ok(PendingPushes(shop="r1")).items
+    ledger.ok(control.StockSet(id=1, code="A", field="expected", value=5))
+    ledger.ok(PushesSent(shop="r1", items=read, at=NOW))
+    assert pending(ledger, "r1") == {"A": 5}
+    assert row(ledger, "r1", "A").pushed == 10
+
+
+def test_a_large_mark_is_computed_over_batches(
+    ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "REFRESH_BUDGET", 10)
+    ledger.add("A", 1)
+    for n in range(30):
+        ledger.ok(control.SkuAdd(id=1, code=f"S{n:02}"))
+    shops(ledger)  # two new shops: every SKU of each, 10 at a time
+    assert ledger.engine.outbox_behind
+    rounds = 0
+    while ledger.engine.outbox_behind:
+        ledger.batch([])
+        rounds += 1
+    assert rounds == 6
+    assert len(pending(ledger, "r1")) == len(pending(ledger, "y1")) == 31
