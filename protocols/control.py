@@ -29,8 +29,16 @@ ErrorCode = Literal[
     "unavailable",  # the daemon is shutting down
     "internal",
 ]
-Topic = Literal["stock", "oversell", "shops", "actors", "jobs", "orders"]
-ALL_TOPICS: tuple[Topic, ...] = ("stock", "oversell", "shops", "actors", "jobs", "orders")
+Topic = Literal["stock", "oversell", "shops", "actors", "jobs", "orders", "reflect"]
+ALL_TOPICS: tuple[Topic, ...] = (
+    "stock",
+    "oversell",
+    "shops",
+    "actors",
+    "jobs",
+    "orders",
+    "reflect",
+)
 ImportKind = Literal["stock", "catalog"]
 ImportTarget = Literal["expected", "actual"]
 ImportMode = Literal["overwrite", "add", "per-row"]
@@ -677,10 +685,10 @@ def topic_of(event: Event) -> Topic | None:
             return "jobs"
         case Oversell():
             return "oversell"
-        case (
-            ShopChanged() | ListingsChanged() | IntakeChanged() | PushesPending() | ReflectChanged()
-        ):
+        case ShopChanged() | ListingsChanged() | IntakeChanged():
             return "shops"
+        case PushesPending() | ReflectChanged():
+            return "reflect"
         case ActorChanged():
             return "actors"
         case OrderChanged():

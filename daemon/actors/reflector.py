@@ -186,7 +186,7 @@ async def _interval(shared: _Shared, *, task_status: trio.TaskStatus[None]) -> N
 
 
 async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatus[None]) -> None:
-    subscription = bus.subscribe(frozenset({"shops"}))
+    subscription = bus.subscribe(frozenset({"reflect"}))
     task_status.started()
     failures = 0
     while True:
@@ -194,7 +194,7 @@ async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatu
             await _wait_urgent(subscription, shared.shop.id)
         except trio.EndOfChannel:
             # fell behind the bus (or it closed): subscribe again and look at the outbox
-            subscription = bus.subscribe(frozenset({"shops"}))
+            subscription = bus.subscribe(frozenset({"reflect"}))
         while True:
             try:
                 await push_pending(shared, urgent_only=True)

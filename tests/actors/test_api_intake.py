@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -138,7 +139,10 @@ async def run_with(
     send, receive = trio.open_memory_channel[LedgerRequest](64)
     board = Board()
     async with trio.open_nursery() as nursery:
-        await nursery.start(ledger, tmp_path / "z.sqlite3", receive, EventBus(), ledger_now)
+        # inline: the virtual clock cannot jump on while the ledger works
+        await nursery.start(
+            partial(ledger, tmp_path / "z.sqlite3", receive, EventBus(), ledger_now, inline=True)
+        )
         async with send:
             shop = msgspec.convert(
                 {"id": "a1", "mall": "amazon", "order_intake": "active"}, ShopSettings
