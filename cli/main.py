@@ -173,6 +173,12 @@ async def cmd_orders_dismiss(client: ControlClient, args: argparse.Namespace) ->
     return await client.request(control.OrderDismiss(id=0, key=args.key))
 
 
+async def cmd_reflect_now(client: ControlClient, args: argparse.Namespace) -> Any:
+    return await client.request(
+        control.ReflectNow(id=0, shop=args.shop, dry_run=args.dry_run, limit=args.limit)
+    )
+
+
 async def cmd_jobs_list(client: ControlClient, args: argparse.Namespace) -> Any:
     return await client.request(control.JobsList(id=0, limit=args.limit))
 
@@ -476,6 +482,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="switching a stopped shop's order_intake on: take the orders that waited, or skip"
         " (move aside) what arrived while it was stopped",
     )
+
+    reflect = group("reflect", "stock reflection to shops (在庫反映)", "reflect_command")
+    p = add(
+        reflect,
+        "now",
+        cmd_reflect_now,
+        "send a shop the quantities it has not been sent yet, now (not at the next interval)",
+    )
+    p.add_argument("--shop", required=True)
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be sent, per SKU with the formula's inputs; send nothing",
+    )
+    p.add_argument("--limit", type=int, default=1000, help="list at most this many SKUs")
 
     orders = group("orders", "orders taken from shops (引当確認受注一覧)", "orders_command")
     p = add(

@@ -69,12 +69,14 @@ def sku_detail(sku: control.SkuDetail) -> str:
         out.append(
             "\n"
             + table(
-                ["shop", "linked", "quantity", "item id"],
+                ["shop", "linked", "quantity", "sent", "shows", "item id"],
                 [
                     (
                         q.shop,
                         "yes" if q.linked else "no",
-                        q.target,
+                        f"{q.target}{' (pending)' if q.pending else ''}",
+                        "-" if q.pushed is None else f"{q.pushed} at {q.pushed_at}",
+                        "-" if q.shown is None else q.shown,
                         " ".join((q.item_id, *q.variation)).strip(),
                     )
                     for q in sku.shops
@@ -174,6 +176,41 @@ def status(reply: control.StatusReply) -> str:
     for shop in reply.shops:
         out.extend(f"warning: {w}\n" for w in shop.warnings)
     return "".join(out)
+
+
+def reflect(reply: control.ReflectReply) -> str:
+    if not reply.pending:
+        return f"shop {reply.shop}: nothing to send, every linked SKU shows its quantity\n"
+    head = (
+        f"shop {reply.shop}: sending {reply.pending} quantities now\n"
+        if reply.sending
+        else f"shop {reply.shop}: {reply.pending} quantities would be sent (dry run: nothing sent)\n"
+    )
+    rows = [
+        (
+            r.sku,
+            " ".join((r.item_id, *r.variation)),
+            "-" if r.shown is None else r.shown,
+            r.target,
+            r.expected,
+            r.reserve,
+            f"{r.rate}%",
+            "-" if r.trickle_quantity is None else f"{r.trickle_quantity} (at {r.refill_at})",
+            "urgent" if r.urgent else "",
+        )
+        for r in reply.rows
+    ]
+    more = len(reply.rows) < reply.pending
+    tail = f"… and {reply.pending - len(reply.rows)} more (--limit)\n" if more else ""
+    return (
+        head
+        + "\n"
+        + table(
+            ["sku", "mall item", "shows", "→ send", "expected", "reserve", "rate", "trickle", ""],
+            rows,
+        )
+        + tail
+    )
 
 
 def order_rows(orders: Sequence[control.OrderDoc]) -> str:
@@ -282,6 +319,8 @@ def for_reply(reply: Any) -> str:
             return text
         case control.OrderReply():
             return order_detail(reply.order)
+        case control.ReflectReply():
+            return reflect(reply)
         case control.JobsReply():
             return job_rows(reply.jobs)
         case control.JobReply():

@@ -354,6 +354,16 @@ class OrderDismiss(Base, frozen=True, tag="order_dismiss"):
     key: str
 
 
+class ReflectNow(Base, frozen=True, tag="reflect_now"):
+    """Send a shop its pending quantities now (``reflect now``); ``dry_run``: list what would
+    be sent, per SKU, with the formula's inputs, and send nothing."""
+
+    id: int
+    shop: str
+    dry_run: bool = False
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+
 class JobsList(Base, frozen=True, tag="jobs_list"):
     id: int
     limit: int = 50
@@ -438,6 +448,7 @@ Request = (
     | OrderShow
     | OrderApply
     | OrderDismiss
+    | ReflectNow
     | JobsList
     | JobShow
     | Subscribe
@@ -518,6 +529,36 @@ class ShopReply(Base, frozen=True, tag="shop"):
     id: int
     shop: ShopSettings
     status: ShopStatus | None = None
+
+
+class ReflectRow(msgspec.Struct, frozen=True):
+    """One quantity a shop is to be sent, and how it was reached (SPEC §3.2–3.4): sellable =
+    max(0, expected − reserve), allocated = floor(sellable × rate / 100), then trickle
+    (``trickle_quantity`` None: off) from what the shop still shows."""
+
+    sku: str
+    item_id: str
+    variation: tuple[str, ...]
+    target: int
+    expected: int
+    reserve: int
+    rate: int
+    pushed: int | None = None
+    shown: int | None = None
+    trickle_quantity: int | None = None
+    refill_at: int = 0
+    urgent: bool = False
+
+
+class ReflectReply(Base, frozen=True, tag="reflect"):
+    """``pending``: how many quantities the shop has not been sent; ``rows``: the first of
+    them (up to the request's limit); ``sending``: the reflector was asked to send them now."""
+
+    id: int
+    shop: str
+    pending: int
+    rows: tuple[ReflectRow, ...] = ()
+    sending: bool = False
 
 
 class OrdersReply(Base, frozen=True, tag="orders"):
@@ -616,10 +657,11 @@ class ReflectChanged(Base, frozen=True, tag="reflect_changed"):
 
 class PushesPending(Base, frozen=True, tag="pushes_pending"):
     """A shop has new quantities to be sent (``urgent``: one fell below what it shows, and
-    the shop pushes such at once)."""
+    the shop pushes such at once; ``now``: an operator asked for them now)."""
 
     shop: str
     urgent: bool = False
+    now: bool = False
 
 
 class OrderChanged(Base, frozen=True, tag="order_changed"):
@@ -641,6 +683,7 @@ class Resync(Base, frozen=True, tag="resync"):
 
 Reply = (
     Pong
+    | ReflectReply
     | StatusReply
     | SkuReply
     | SkuListReply

@@ -325,3 +325,25 @@ async def test_connect_refusals_are_client_errors(tmp_path: Path) -> None:
         with pytest.raises(ClientError, match=r"did not answer within 0\.2 s"):
             async with connect(config, timeout_s=0.2):
                 pass
+
+
+def test_reflect_now_dry_run_shows_the_formula_and_sku_show_what_was_sent(
+    daemon_process: DaemonProcess,
+) -> None:
+    cli = daemon_process.cli
+    cli("shops", "apply", str(EXAMPLE_SHOPS_FILE))
+    cli("shops", "set", "rakuten-main", "distribution_rate=50", "trickle.enabled=false")
+    cli("sku", "add", "ABC-01")
+    cli("stock", "set", "ABC-01", "--expected", "100")
+    cli("stock", "set", "ABC-01", "--reserve", "20")
+    shown = cli("reflect", "now", "--shop", "rakuten-main", "--dry-run").stdout
+    assert "rakuten-main: 1 quantities would be sent (dry run: nothing sent)" in shown
+    row = next(line for line in shown.splitlines() if line.startswith("ABC-01"))
+    assert row.split()[:7] == ["ABC-01", "ABC-01", "-", "40", "100", "20", "50%"]
+    stopped = cli("reflect", "now", "--shop", "rakuten-main", check=False)
+    assert stopped.returncode != 0
+    assert "switch it on with zaiko shops set rakuten-main reflect=active" in stopped.stderr
+    detail = json.loads(cli("sku", "show", "ABC-01", "--json").stdout)["sku"]["shops"]
+    rakuten = next(q for q in detail if q["shop"] == "rakuten-main")
+    assert (rakuten["target"], rakuten["pending"], rakuten["pushed"]) == (40, True, None)
+    assert "quantity" in cli("sku", "show", "ABC-01").stdout

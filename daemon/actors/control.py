@@ -237,6 +237,7 @@ async def _handle(
             | control.OrderReply()
             | control.JobsReply()
             | control.JobReply()
+            | control.ReflectReply()
         ):
             return result
     log.error("the ledger answered %s to %s", type(result).__name__, type(request).__name__)

@@ -29,7 +29,7 @@ import trio
 
 from daemon.clock import WallClock, stamp
 from daemon.commands import LedgerRequest, PendingPushes, Pushes, PushesSent, PushItem, call
-from daemon.events import EventBus, StatusBoard, Subscription
+from daemon.events import EventBus, StatusBoard
 from daemon.transports.stock import PushFailed
 from protocols import control
 from protocols.malls.base import StockUpdate
@@ -156,64 +156,88 @@ async def reflector(
         async with trio.open_nursery() as nursery:
             if shop.urgent_push:
                 await nursery.start(_urgent, shared, bus)
-            await nursery.start(_interval, shared)
+            await nursery.start(_interval, shared, bus)
             task_status.started()
     finally:
         with trio.CancelScope(shield=True):
             await sender.aclose()
 
 
-async def _interval(shared: _Shared, *, task_status: trio.TaskStatus[None]) -> None:
+class _Wakes:
+    """The ledger's reflection events for one shop, from a subscription of the reflector's
+    own (taken again if it fell behind the bus: the caller then looks at the outbox anyway)."""
+
+    def __init__(self, bus: EventBus, shop: str) -> None:
+        self._bus = bus
+        self._shop = shop
+        self._subscription = bus.subscribe(frozenset({"reflect"}))
+
+    async def wait(self, wanted: Callable[[control.PushesPending], bool]) -> None:
+        while True:
+            try:
+                batch = await self._subscription.receive.receive()
+            except trio.EndOfChannel:
+                self._subscription = self._bus.subscribe(frozenset({"reflect"}))
+                return
+            if any(
+                isinstance(event, control.PushesPending)
+                and event.shop == self._shop
+                and wanted(event)
+                for event in batch
+            ):
+                return
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self._subscription)
+
+
+async def _interval(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatus[None]) -> None:
     interval = shared.shop.send_interval_min * 60.0
     failures = 0
     deadline = shared.clock()  # what waited while the daemon was down goes out at start
+    wakes = _Wakes(bus, shared.shop.id)
     task_status.started()
-    while True:
-        await trio.sleep_until(deadline)
-        try:
-            await push_pending(shared, urgent_only=False)
-        except PushFailed as exc:
-            delay = shared.backoff(failures)
-            failures += 1
-            log.warning("shop %s: push failed (%s); again in %.0fs", shared.shop.id, exc, delay)
-            deadline = shared.clock() + delay
-            shared.show(last_error=str(exc), next_run=shared.wall_at(deadline))
-            continue
-        failures = 0
-        # the next interval from the last deadline, not from now: no drift
-        deadline = max(deadline + interval, shared.clock())
-        shared.show(last_error="", next_run=shared.wall_at(deadline))
-
-
-async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatus[None]) -> None:
-    subscription = bus.subscribe(frozenset({"reflect"}))
-    task_status.started()
-    failures = 0
-    while True:
-        try:
-            await _wait_urgent(subscription, shared.shop.id)
-        except trio.EndOfChannel:
-            # fell behind the bus (or it closed): subscribe again and look at the outbox
-            subscription = bus.subscribe(frozenset({"reflect"}))
+    try:
         while True:
+            asked = False
+            with trio.move_on_at(deadline):
+                await wakes.wait(lambda event: event.now)  # reflect now
+                asked = True
             try:
-                await push_pending(shared, urgent_only=True)
+                await push_pending(shared, urgent_only=False)
             except PushFailed as exc:
                 delay = shared.backoff(failures)
                 failures += 1
-                shared.show(last_error=str(exc))
-                await trio.sleep_until(shared.clock() + delay)
+                log.warning("shop %s: push failed (%s); again in %.0fs", shared.shop.id, exc, delay)
+                deadline = shared.clock() + delay
+                shared.show(last_error=str(exc), next_run=shared.wall_at(deadline))
                 continue
             failures = 0
-            break
+            if not asked:
+                # the next interval from the last deadline, not from now: no drift
+                deadline = max(deadline + interval, shared.clock())
+            shared.show(last_error="", next_run=shared.wall_at(deadline))
+    finally:
+        wakes.close()
 
 
-async def _wait_urgent(subscription: Subscription, shop: str) -> None:
-    """Until the ledger says this shop has urgent rows (one pass then sends all of them)."""
-    while True:
-        batch = await subscription.receive.receive()
-        if any(
-            isinstance(event, control.PushesPending) and event.shop == shop and event.urgent
-            for event in batch
-        ):
-            return
+async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatus[None]) -> None:
+    wakes = _Wakes(bus, shared.shop.id)
+    task_status.started()
+    failures = 0
+    try:
+        while True:
+            await wakes.wait(lambda event: event.urgent)
+            while True:
+                try:
+                    await push_pending(shared, urgent_only=True)
+                except PushFailed as exc:
+                    delay = shared.backoff(failures)
+                    failures += 1
+                    shared.show(last_error=str(exc))
+                    await trio.sleep_until(shared.clock() + delay)
+                    continue
+                failures = 0
+                break
+    finally:
+        wakes.close()

@@ -215,6 +215,8 @@ def run(tx: Tx, command: Command) -> Result:
             return jobs.finish(tx, command)
         case ApplyImport():
             return imports.apply_import(tx, command)
+        case control.ReflectNow():
+            return outbox.reflect_now(tx, command)
         case PendingPushes():
             return Pushes(
                 items=tuple(

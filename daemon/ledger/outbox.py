@@ -22,7 +22,7 @@ import msgspec
 
 from daemon.commands import PushItem
 from daemon.ledger import shops
-from daemon.ledger.tx import Tx
+from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
 from protocols.malls import capability
 from protocols.settings import ShopSettings
@@ -30,6 +30,7 @@ from protocols.settings import ShopSettings
 # (shop, SKU) targets computed per batch at most: the rest waits for the next batch
 REFRESH_BUDGET = 20_000
 _CHUNK = 400  # SKUs per query (SQLite's host parameters)
+UNBOUNDED = 2**62
 
 
 def mark(tx: Tx, codes: Iterable[str]) -> None:
@@ -308,6 +309,59 @@ def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
             if version != read[sku]
         ]
     mark(tx, changed)
+
+
+def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
+    """What the shop would be sent, per SKU with the formula's inputs; unless a dry run, the
+    shop's reflector is told to send it now."""
+    shop = shops.get(tx, command.shop)
+    if not capability(shop.mall).stock_out:
+        raise DomainError(
+            "refused", f"shop {shop.id}: {shop.mall} takes no stock from zaiko", "shop"
+        )
+    if not command.dry_run and shop.reflect != "active":
+        raise DomainError(
+            "refused",
+            f"shop {shop.id}: reflect is stopped; switch it on with "
+            f"zaiko shops set {shop.id} reflect=active (or look with --dry-run)",
+            "reflect",
+        )
+    # every mark now, however many (the answer is the shop's true pending rows)
+    refresh(tx, budget=UNBOUNDED)
+    (count,) = tx.db.execute(
+        "SELECT count(*) FROM outbox WHERE shop = ? AND pending = 1", (shop.id,)
+    ).fetchone()
+    found = tx.db.execute(
+        "SELECT o.sku, coalesce(l.item_id, o.sku), coalesce(l.variation, '[]'), o.target, "
+        "o.pushed, o.sold, o.urgent FROM outbox o LEFT JOIN listings l "
+        "ON l.shop = o.shop AND l.sku = o.sku WHERE o.shop = ? AND o.pending = 1 "
+        "ORDER BY o.sku LIMIT ?",
+        (shop.id, command.limit),
+    ).fetchall()
+    levels = _levels(tx, [sku for sku, *_ in found]) if found else {}
+    trickle = shop.trickle.quantity if shop.trickle.enabled else None
+    rows = tuple(
+        control.ReflectRow(
+            sku=sku,
+            item_id=item_id,
+            variation=tuple(msgspec.json.decode(variation)),
+            target=target,
+            expected=levels.get(sku, (0, 0))[0],
+            reserve=levels.get(sku, (0, 0))[1],
+            rate=shop.distribution_rate,
+            pushed=pushed,
+            shown=None if pushed is None else pushed - sold,
+            trickle_quantity=trickle,
+            refill_at=shop.trickle.refill_at,
+            urgent=bool(urgent),
+        )
+        for sku, item_id, variation, target, pushed, sold, urgent in found
+    )
+    if not command.dry_run:
+        tx.publish(control.PushesPending(shop=shop.id, now=True))
+    return control.ReflectReply(
+        id=command.id, shop=shop.id, pending=count, rows=rows, sending=not command.dry_run
+    )
 
 
 def reflect_status(tx: Tx, shop: ShopSettings) -> control.ReflectStatus:

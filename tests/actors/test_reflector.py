@@ -189,3 +189,23 @@ async def test_a_failing_mall_is_retried_with_backoff_and_loses_nothing(
         assert board.reports[-1].last_error == ""
 
     await run_with(tmp_path, mall, settings(), body)
+
+
+async def test_reflect_now_sends_at_once_and_keeps_the_interval(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall: FakeMall, board: Board
+    ) -> None:
+        await mall.arrived.wait()
+        await trio.sleep_until(40.0)
+        await ok(send, control.StockSet(id=1, code="B", field="expected", value=9))
+        reply = await ok(send, control.ReflectNow(id=1, shop="r1"))
+        assert isinstance(reply, control.ReflectReply) and reply.pending == 1
+        await mall.arrived.wait()
+        assert mall.received[-1] == (40.0, {"B": 9})
+        await ok(send, control.StockSet(id=1, code="B", field="expected", value=11))
+        await mall.arrived.wait()
+        assert mall.received[-1] == (300.0, {"B": 11})  # the interval did not move
+
+    await run_with(tmp_path, FakeMall(), settings(), body)

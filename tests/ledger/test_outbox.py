@@ -166,3 +166,22 @@ def test_a_large_mark_is_computed_over_batches(
         rounds += 1
     assert rounds == 6
     assert len(pending(ledger, "r1")) == len(pending(ledger, "y1")) == 31
+
+
+def test_reflect_now_lists_the_formula_s_inputs_and_refuses_a_stopped_shop(
+    ledger: LedgerHarness,
+) -> None:
+    shops(ledger, distribution_rate=50, trickle={"enabled": True, "quantity": 30, "refill_at": 3})
+    ledger.add("A", 100)
+    ledger.ok(control.StockSet(id=1, code="A", field="reserve", value=20))
+    dry = ledger.ok(control.ReflectNow(id=1, shop="r1", dry_run=True))
+    assert isinstance(dry, control.ReflectReply) and (dry.pending, dry.sending) == (1, False)
+    (row,) = dry.rows
+    assert (row.sku, row.target, row.expected, row.reserve, row.rate) == ("A", 30, 100, 20, 50)
+    assert (row.trickle_quantity, row.refill_at, row.pushed, row.shown) == (30, 3, None, None)
+    error = ledger.one(control.ReflectNow(id=1, shop="r1"))
+    assert isinstance(error, control.Error) and "shops set r1 reflect=active" in error.message
+    ledger.ok(control.ShopSet(id=1, shop="r1", changes={"reflect": "active"}))
+    results, events = ledger.batch([(control.ReflectNow(id=1, shop="r1"), "test")])
+    assert isinstance(results[0], control.ReflectReply) and results[0].sending
+    assert control.PushesPending(shop="r1", now=True) in events
