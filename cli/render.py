@@ -173,6 +173,28 @@ def status(reply: control.StatusReply) -> str:
                 intake_rows,
             )
         )
+    reflect_rows = [
+        (
+            shop.id,
+            shop.reflection.last_push or "-",
+            f"{shop.reflection.pending} ({shop.reflection.urgent} urgent)"
+            if shop.reflection.urgent
+            else shop.reflection.pending,
+            shop.reflection.next_run or "-",
+            shop.reflection.next_bulk_sync or "-",
+            shop.reflection.last_error or "-",
+        )
+        for shop in reply.shops
+        if capability(shop.mall).stock_out
+    ]
+    if reflect_rows:
+        out.append(
+            "\n"
+            + table(
+                ["shop", "last push", "pending", "next run", "next bulk sync", "last error"],
+                reflect_rows,
+            )
+        )
     for shop in reply.shops:
         out.extend(f"warning: {w}\n" for w in shop.warnings)
     return "".join(out)

@@ -74,6 +74,7 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                     wiring.clock,
                     wiring.wall_clock,
                     ReflectSettings(),
+                    wiring.paths.database,
                 ),
             )
         )

@@ -19,23 +19,36 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
 import msgspec
 import trio
 
 from daemon.clock import WallClock, stamp
-from daemon.commands import LedgerRequest, PendingPushes, Pushes, PushesSent, PushItem, call
+from daemon.commands import (
+    CreateJob,
+    FinishJob,
+    LedgerRequest,
+    PendingPushes,
+    Pushes,
+    PushesSent,
+    PushItem,
+    call,
+)
 from daemon.events import EventBus, StatusBoard
+from daemon.ledger.snapshots import OutboxSnapshot
 from daemon.transports.stock import PushFailed
 from protocols import control
 from protocols.malls.base import StockUpdate
 from protocols.settings import ShopSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StockSender(Protocol):
@@ -55,12 +68,34 @@ def full_jitter(delay: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
+async def on_worker_thread(fn: Callable[..., T], *args: object) -> T:
+    return await trio.to_thread.run_sync(fn, *args)
+
+
 @dataclass(frozen=True)
 class ReflectSettings:
     page: int = 10_000  # pending rows read from the ledger at a time
     backoff_s: float = 5.0
     backoff_max_s: float = 600.0
     jitter: Callable[[float], float] = field(default=full_jitter)
+    # where a bulk sync reads its snapshot (a test with a virtual clock runs it inline)
+    off_thread: Callable[..., Awaitable[Any]] = field(default=on_worker_thread)
+
+
+def next_bulk_time(now: datetime, hours: Sequence[int], zone: str) -> datetime | None:
+    """The first of ``hours`` (in the shop's time zone) strictly after ``now``; None without
+    hours. A run missed while the daemon was down is not made up: the next one counts."""
+    if not hours:
+        return None
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    for days in range(3):
+        day = (local + timedelta(days=days)).date()
+        for hour in sorted(set(hours)):
+            at = datetime(day.year, day.month, day.day, hour, tzinfo=tz)
+            if at > local:
+                return at.astimezone(now.tzinfo)
+    return None
 
 
 @dataclass
@@ -137,6 +172,34 @@ async def send_chunk(shared: _Shared, chunk: Sequence[PushItem]) -> int:
     return len(chunk)
 
 
+async def bulk_sync(shared: _Shared, database: Path) -> tuple[int, int]:
+    """Send every linked SKU its target (a full file, or all API batches) from a read-only
+    snapshot, so that the ledger is never held; each chunk acknowledged like any push.
+    Returns (sent, chunks that failed)."""
+    off_thread = shared.settings.off_thread
+    snapshot = await off_thread(OutboxSnapshot, database, shared.shop.id)
+    sent = failed = 0
+    try:
+        after = ""
+        while True:
+            items = await off_thread(snapshot.page, after, shared.settings.page)
+            for start in range(0, len(items), shared.sender.chunk):
+                chunk = items[start : start + shared.sender.chunk]
+                try:
+                    sent += await send_chunk(shared, chunk)
+                except PushFailed as exc:
+                    # the rest still goes: what the mall did not take stays as it was, and a
+                    # pending row is sent again by the interval reflector
+                    failed += 1
+                    shared.show(last_error=str(exc))
+            if len(items) < shared.settings.page:
+                return sent, failed
+            after = items[-1].sku
+    finally:
+        with trio.CancelScope(shield=True):
+            await off_thread(snapshot.close)
+
+
 async def reflector(
     shop: ShopSettings,
     connect: Callable[[], StockSender],
@@ -145,6 +208,7 @@ async def reflector(
     clock: Callable[[], float],
     wall_clock: WallClock,
     settings: ReflectSettings,
+    database: Path,
     ledger: trio.MemorySendChannel[LedgerRequest],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -157,10 +221,52 @@ async def reflector(
             if shop.urgent_push:
                 await nursery.start(_urgent, shared, bus)
             await nursery.start(_interval, shared, bus)
+            if shop.bulk_sync_hours:
+                await nursery.start(_bulk, shared, database)
             task_status.started()
     finally:
         with trio.CancelScope(shield=True):
             await sender.aclose()
+
+
+async def _bulk(shared: _Shared, database: Path, *, task_status: trio.TaskStatus[None]) -> None:
+    """At each ``bulk_sync_hours`` hour, a bulk sync; each is a job in the job log."""
+    shop = shared.shop
+    task_status.started()
+    previous = shared.wall_clock()
+    while True:
+        at = next_bulk_time(max(previous, shared.wall_clock()), shop.bulk_sync_hours, shop.timezone)
+        if at is None:
+            return
+        previous = at
+        shared.show(next_bulk_sync=stamp(at))
+        await trio.sleep_until(shared.clock() + (at - shared.wall_clock()).total_seconds())
+        job = await call(
+            shared.ledger, CreateJob(kind="bulk_sync", shop=shop.id), shared.actor, control.Job
+        )
+        if isinstance(job, control.Error):
+            raise RuntimeError(f"cannot record the bulk sync: {job.message}")
+        sent, failed = await bulk_sync(shared, database)
+        messages = (
+            (f"{failed} chunk(s) were not taken by the mall: {shared.report.last_error}",)
+            if failed
+            else ()
+        )
+        done = await call(
+            shared.ledger,
+            FinishJob(
+                job=job.id,
+                result="failed" if failed else "ok",
+                count=sent + failed,
+                success=sent,
+                failure=failed,
+                messages=messages,
+            ),
+            shared.actor,
+            control.Job,
+        )
+        if isinstance(done, control.Error):
+            raise RuntimeError(f"cannot record the bulk sync: {done.message}")
 
 
 class _Wakes:

@@ -140,8 +140,9 @@ def check_rules(tx: Tx, shop: ShopSettings, before: ShopSettings | None, force: 
             raise DomainError(
                 "refused",
                 f"reflect: {count} linked SKU(s) of shop {shop.id} never had stock registered;"
-                " switching reflect on would push 0 for them. Register their stock first,"
-                " or force.",
+                " switching reflect on would push 0 for them. Register their stock first, or"
+                f" push 0 anyway with --force (zaiko shops set {shop.id} reflect=active --force)"
+                + (f"; the first {len(never)} are listed" if count > len(never) else ""),
                 "reflect",
                 details=never,
             )

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
+
+from daemon.commands import PushItem
 from protocols.tempostar import StockRecord
 
 
@@ -34,3 +37,37 @@ def stock_records(db: sqlite3.Connection) -> Iterator[StockRecord]:
         "SELECT s.sku, s.expected, s.reserve, CASE WHEN s.actual != 0 THEN s.actual END "
         "FROM stock s ORDER BY s.sku"
     )
+
+
+class OutboxSnapshot:
+    """One shop's linked SKUs and their targets as of one moment (a bulk sync's full push),
+    read page by page on worker threads from a read-only connection of its own."""
+
+    def __init__(self, database: Path, shop: str) -> None:
+        self._shop = shop
+        # opened on one worker thread, read on others: never two at once
+        self._db = sqlite3.connect(
+            f"{database.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
+        try:
+            self._db.execute("BEGIN")
+            # the read transaction starts with the first read
+            self._db.execute("SELECT count(*) FROM outbox WHERE shop = ?", (shop,)).fetchone()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def page(self, after: str, limit: int) -> list[PushItem]:
+        return [
+            PushItem(sku, item_id, tuple(msgspec.json.decode(variation)), target, version, sold)
+            for sku, item_id, variation, target, version, sold in self._db.execute(
+                "SELECT o.sku, coalesce(l.item_id, o.sku), coalesce(l.variation, '[]'), "
+                "o.target, o.version, o.sold FROM outbox o LEFT JOIN listings l "
+                "ON l.shop = o.shop AND l.sku = o.sku WHERE o.shop = ? AND o.sku > ? "
+                "ORDER BY o.sku LIMIT ?",
+                (self._shop, after, limit),
+            )
+        ]
+
+    def close(self) -> None:
+        self._db.close()

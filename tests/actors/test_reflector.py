@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from daemon.actors.ledger import ledger
-from daemon.actors.reflector import ReflectSettings, reflector
+from daemon.actors.reflector import ReflectSettings, next_bulk_time, reflector
 from daemon.commands import IncomingOrder, LedgerRequest, PendingPushes, Pushes, TakeOrders, submit
 from daemon.events import EventBus, StatusBoard
 from daemon.transports.stock import PushFailed
@@ -89,6 +89,10 @@ def order(number: str, sku: str, quantity: int) -> TakeOrders:
     return TakeOrders(shop="y1", orders=(IncomingOrder(mall_order),))
 
 
+async def inline(fn: Callable[..., object], *args: object) -> object:
+    return fn(*args)
+
+
 Body = Callable[[trio.MemorySendChannel[LedgerRequest], FakeMall, Board], Awaitable[None]]
 
 
@@ -117,7 +121,10 @@ async def run_with(tmp_path: Path, mall: FakeMall, shop: ShopSettings, body: Bod
                     board,
                     trio.current_time,
                     wall,
-                    ReflectSettings(backoff_s=5, backoff_max_s=60, jitter=lambda delay: delay),
+                    ReflectSettings(
+                        backoff_s=5, backoff_max_s=60, jitter=lambda delay: delay, off_thread=inline
+                    ),
+                    tmp_path / "z.sqlite3",
                     send.clone(),
                 )
                 await body(send, mall, board)
@@ -209,3 +216,40 @@ async def test_reflect_now_sends_at_once_and_keeps_the_interval(
         assert mall.received[-1] == (300.0, {"B": 11})  # the interval did not move
 
     await run_with(tmp_path, FakeMall(), settings(), body)
+
+
+async def test_bulk_sync_sends_every_linked_sku_at_its_hour_as_a_job(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall: FakeMall, board: Board
+    ) -> None:
+        await mall.arrived.wait()  # the pass at start (09:00 in Tokyo)
+        mall.shows["A"] = 99  # someone edited the mall's quantity by hand
+        await mall.arrived.wait()
+        # 10:00 in Tokyo: everything again, pending or not
+        assert mall.received[-1] == (3600.0, {"A": 10, "B": 5})
+        await trio.sleep_until(3601.0)
+        jobs = await ok(send, control.JobsList(id=1))
+        assert isinstance(jobs, control.JobsReply)
+        bulk = next(job for job in jobs.jobs if job.kind == "bulk_sync")
+        assert (bulk.shop, bulk.result, bulk.count, bulk.success) == ("r1", "ok", 2, 2)
+        assert board.reports[-1].next_bulk_sync == "2026-12-01T01:00:00.000+00:00"
+
+    await run_with(tmp_path, FakeMall(), settings(bulk_sync_hours=[10]), body)
+
+
+def test_the_next_bulk_hour_is_in_the_shop_s_zone_and_a_missed_one_is_not_made_up() -> None:
+    tokyo_0930 = datetime(2026, 11, 30, 0, 30, tzinfo=UTC)
+    assert next_bulk_time(tokyo_0930, (3, 9), "Asia/Tokyo") == datetime(
+        2026, 11, 30, 18, 0, tzinfo=UTC
+    )
+    assert next_bulk_time(tokyo_0930, (9, 10), "Asia/Tokyo") == datetime(
+        2026, 11, 30, 1, 0, tzinfo=UTC
+    )
+    assert next_bulk_time(tokyo_0930, (), "Asia/Tokyo") is None
+    # New York springs forward on 2026-03-08: 02:00 does not exist, 03:00 is 07:00 UTC
+    before = datetime(2026, 3, 8, 6, 0, tzinfo=UTC)
+    assert next_bulk_time(before, (3,), "America/New_York") == datetime(
+        2026, 3, 8, 7, 0, tzinfo=UTC
+    )
