@@ -8,13 +8,15 @@
 2. starts the mall simulator and the daemon, each a real process, and waits until both are
    ready;
 3. applies conf/shops.example.toml (one shop of every mall kind), registers the products of
-   demo/catalog.csv, imports demo/stock.csv and switches every shop's order intake on with
-   the real CLI, then shows status.
+   demo/catalog.csv, imports demo/stock.csv, imports each shop's listings (the mall item ids
+   the simulator's shops use), and switches every shop's order intake (受注取込) and stock
+   reflection (在庫反映) on with the real CLI, then shows status.
 
 It keeps running until Ctrl-C, or for DEMO_SECONDS seconds: simulated customers order at the
-shops (120 times faster than conf/mallsim.example.toml says), their order mails land in the
-shops' Maildirs, and zaiko takes them; every 10 s it prints what the malls sold and what
-zaiko took. If something does not start, it says why in one line on stderr, stops
+shops (120 times faster than conf/mallsim.example.toml says), by mail and by the malls' order
+APIs; zaiko takes the orders, moves stock and sends every shop its new quantity (at once when
+it drops, by API, SFTP or FTPS). Every 10 s it prints what the malls sold and oversold, what
+zaiko took, and how many shops show exactly zaiko's quantities. If something does not start, it says why in one line on stderr, stops
 whatever it started, keeps the state folder for its logs and exits 1. The folder is removed
 after a clean stop.
 """
@@ -48,6 +50,8 @@ ZAIKO_EXAMPLE = ROOT / "conf" / "zaiko.example.toml"
 SIM_EXAMPLE = ROOT / "conf" / "mallsim.example.toml"
 SHOPS = ROOT / "conf" / "shops.example.toml"
 CUSTOMER_SPEEDUP = 120
+FTPS_CERTIFICATE = "mallsim-ftps.pem"  # the credential conf/shops.example.toml's FTPS shops name
+CATALOG = ("TSHIRT-RED-M", "TSHIRT-RED-L", "MUG-001", "CAP-001")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 EXIT_INTERRUPTED = 130
@@ -130,6 +134,15 @@ class Demo:
                 r"^customers_per_hour = (\d+(?:\.\d+)?)",
                 lambda found: f"customers_per_hour = {float(found.group(1)) * CUSTOMER_SPEEDUP:g}",
                 self.sim_config.read_text(),
+                flags=re.MULTILINE,
+            )
+        )
+        # the order APIs asked every 10 s instead of every minute, as customers come faster
+        self.zaiko_config.write_text(
+            re.sub(
+                r"^api_poll_s = [0-9.]+",
+                "api_poll_s = 10.0",
+                self.zaiko_config.read_text(),
                 flags=re.MULTILINE,
             )
         )
@@ -255,6 +268,23 @@ def show(demo: Demo, seconds: float | None) -> None:
     say("zaiko import demo/stock.csv  (在庫一括更新, overwrite expected)")
     print(demo.zaiko("import", str(DEMO / "stock.csv")), end="")
     say(
+        "zaiko listings import FILE --shop SHOP  (each shop's mall item ids, as the simulator lists them)"
+    )
+    for shop, listing in write_listings(demo.sim_config, demo.state / "listings").items():
+        demo.zaiko("shops", "set", shop, "listing_mode=explicit")
+        imported = demo.zaiko(
+            "listings", "import", str(listing), "--shop", shop, "--encoding", "utf-8"
+        )
+        print(f"shop {shop}: {imported}", end="")
+    # the simulator's FTPS certificate is made at its start: the shops that upload by FTPS trust it
+    certificate = Path(str(addresses["ftps_cert"]))
+    write_secret(demo.state / "credentials" / FTPS_CERTIFICATE, certificate.read_bytes())
+    say("zaiko shops set SHOP reflect=active  (在庫反映: every shop that takes stock)")
+    for shop in tomllib.loads(SHOPS.read_text())["shops"]:
+        if capability(shop["mall"]).stock_out:
+            demo.zaiko("shops", "set", shop["id"], "reflect=active")
+            print(f"shop {shop['id']}: stock reflection active ({shop.get('transport', 'api')})")
+    say(
         "zaiko shops set SHOP order_intake=active --backlog take  (受注取込: every shop that takes orders)"
     )
     for shop in tomllib.loads(SHOPS.read_text())["shops"]:
@@ -276,6 +306,9 @@ def show(demo: Demo, seconds: float | None) -> None:
         f"\nrunning. Try, from another terminal: {zaiko_bin} --config {demo.zaiko_config} status"
         f"\nCtrl-C stops" + (f" (or after {seconds:.0f} s)" if seconds else "")
     )
+    # customers ordered since the simulator started: count from when zaiko took over
+    before = sim_state(http)["totals"] if http else {}
+    assert isinstance(before, dict)
     deadline = time.monotonic() + seconds if seconds else None
     while deadline is None or time.monotonic() < deadline:
         time.sleep(min(10.0, (deadline - time.monotonic()) if deadline else 10.0))
@@ -289,11 +322,58 @@ def show(demo: Demo, seconds: float | None) -> None:
             status = json.loads(demo.zaiko("status", "--json"))
             taken = sum(shop["intake"]["taken_today"] for shop in status["shops"])
             unmatched = sum(shop["intake"]["unmatched"] for shop in status["shops"])
+            pending = sum(shop["reflection"]["pending"] for shop in status["shops"])
+            in_step, listed = shops_in_step(demo, sim_state(http))
             print(
-                f"simulated malls: {totals['sold']} units sold, {totals['oversold']} oversold; "
-                f"zaiko: {taken} orders taken today, {unmatched} order lines unmatched",
+                f"since zaiko took over, the simulated malls sold {totals['sold'] - before['sold']}"
+                f" units, {totals['oversold'] - before['oversold']} of them oversold; "
+                f"zaiko: {taken} orders taken today, {unmatched} order lines unmatched; "
+                f"{in_step} of {listed} shops show zaiko's quantities ({pending} pushes pending)",
                 flush=True,
             )
+
+
+def write_listings(sim_config: Path, folder: Path) -> dict[str, Path]:
+    """A listings CSV per simulated shop: each SKU under the mall item id (and variation) the
+    simulator's shop lists it with."""
+    folder.mkdir(exist_ok=True)
+    written = {}
+    for shop in tomllib.loads(sim_config.read_text())["shops"]:
+        if not shop.get("items") or not capability(shop["mall"]).stock_out:
+            continue
+        rows = ["sku,item_id,variation_1,variation_2"]
+        for item in shop["items"]:
+            variation = [*item.get("variation", ()), "", ""][:2]
+            rows.append(",".join((item["sku"], item.get("item_id", item["sku"]), *variation)))
+        path = folder / f"{shop['id']}.csv"
+        path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        written[shop["id"]] = path
+    return written
+
+
+def sim_state(http: object) -> dict[str, object]:
+    with urllib.request.urlopen(f"{http}/_admin/state", timeout=5) as response:
+        state: dict[str, object] = json.load(response)
+    return state
+
+
+def shops_in_step(demo: Demo, state: dict[str, object]) -> tuple[int, int]:
+    """How many simulated shops show, for every item they list, the quantity zaiko has for
+    them (what was sold there since counted down), of the shops that list items."""
+    targets: dict[tuple[str, str], int] = {}
+    for code in CATALOG:
+        for shop in json.loads(demo.zaiko("sku", "show", code, "--json"))["sku"]["shops"]:
+            targets[(shop["shop"], code)] = shop["target"] if shop["linked"] else -1
+    shops = state["shops"]
+    assert isinstance(shops, dict)
+    listed = in_step = 0
+    for shop_id, shop in shops.items():
+        items = shop["items"]
+        if not items or not capability(shop["mall"]).stock_out:
+            continue
+        listed += 1
+        in_step += all(targets.get((shop_id, sku)) == item["shown"] for sku, item in items.items())
+    return in_step, listed
 
 
 def main() -> int:

@@ -309,6 +309,14 @@ def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
             if version != read[sku]
         ]
     mark(tx, changed)
+    if changed:
+        # it changed while it was being sent: its reflector may have missed the change
+        (urgent,) = tx.db.execute(
+            f"SELECT count(*) FROM outbox WHERE shop = ? AND urgent = 1 AND sku IN "
+            f"({_marks(changed[:_CHUNK])})",
+            (shop, *changed[:_CHUNK]),
+        ).fetchone()
+        tx.publish(control.PushesPending(shop=shop, urgent=urgent > 0))
 
 
 def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:

@@ -68,6 +68,8 @@ def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:
 
 def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) -> list[HttpRequest]:
     """One form-encoded POST per 1,000 items: shop_id, item_code (``code:subcode``), quantity."""
+    if not account.seller_id:
+        raise ValueError("ポンパレモール needs the shop's seller_id (its shop id) for setStock")
     _api.require_pushable(updates)
     requests = []
     for batch in _api.chunks(updates, BATCH_SIZE):

@@ -203,6 +203,8 @@ def xml_bytes(root: ET.Element) -> bytes:
 
 def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) -> list[HttpRequest]:
     """updateStock XML; one ``<stockUpdateItem>`` per item holds all of that item's choices."""
+    if not account.seller_id:
+        raise ValueError("Wowma! needs the shop's seller_id (its shopId) for updateStock")
     _api.require_pushable(updates)
     by_item: dict[str, list[StockUpdate]] = {}
     for update in updates:
