@@ -175,7 +175,9 @@ async def cmd_orders_dismiss(client: ControlClient, args: argparse.Namespace) ->
 
 async def cmd_reflect_now(client: ControlClient, args: argparse.Namespace) -> Any:
     return await client.request(
-        control.ReflectNow(id=0, shop=args.shop, dry_run=args.dry_run, limit=args.limit)
+        control.ReflectNow(
+            id=0, shop=args.shop, dry_run=args.dry_run, limit=args.limit, bulk=args.all
+        )
     )
 
 
@@ -497,6 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="list what would be sent, per SKU with the formula's inputs; send nothing",
     )
     p.add_argument("--limit", type=int, default=1000, help="list at most this many SKUs")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every linked SKU, sent or not: a bulk sync (一括更新) now",
+    )
 
     orders = group("orders", "orders taken from shops (引当確認受注一覧)", "orders_command")
     p = add(

@@ -362,6 +362,8 @@ class ReflectNow(Base, frozen=True, tag="reflect_now"):
     shop: str
     dry_run: bool = False
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    # every linked SKU, pending or not: a bulk sync now (一括更新)
+    bulk: bool = False
 
 
 class JobsList(Base, frozen=True, tag="jobs_list"):
@@ -657,11 +659,13 @@ class ReflectChanged(Base, frozen=True, tag="reflect_changed"):
 
 class PushesPending(Base, frozen=True, tag="pushes_pending"):
     """A shop has new quantities to be sent (``urgent``: one fell below what it shows, and
-    the shop pushes such at once; ``now``: an operator asked for them now)."""
+    the shop pushes such at once; ``now``: an operator asked for them now; ``bulk``: an
+    operator asked for a bulk sync now)."""
 
     shop: str
     urgent: bool = False
     now: bool = False
+    bulk: bool = False
 
 
 class OrderChanged(Base, frozen=True, tag="order_changed"):

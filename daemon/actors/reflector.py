@@ -18,6 +18,7 @@ exponential backoff with jitter. Bulk sync runs beside them (``bulk_sync``).
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -221,52 +222,73 @@ async def reflector(
             if shop.urgent_push:
                 await nursery.start(_urgent, shared, bus)
             await nursery.start(_interval, shared, bus)
-            if shop.bulk_sync_hours:
-                await nursery.start(_bulk, shared, database)
+            await nursery.start(_bulk, shared, bus, database)
             task_status.started()
     finally:
         with trio.CancelScope(shield=True):
             await sender.aclose()
 
 
-async def _bulk(shared: _Shared, database: Path, *, task_status: trio.TaskStatus[None]) -> None:
-    """At each ``bulk_sync_hours`` hour, a bulk sync; each is a job in the job log."""
+async def _bulk(
+    shared: _Shared, bus: EventBus, database: Path, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """At each ``bulk_sync_hours`` hour, and when an operator asks (``reflect now --all``), a
+    bulk sync; each is a job in the job log."""
     shop = shared.shop
+    wakes = _Wakes(bus, shop.id)
     task_status.started()
     previous = shared.wall_clock()
-    while True:
-        at = next_bulk_time(max(previous, shared.wall_clock()), shop.bulk_sync_hours, shop.timezone)
-        if at is None:
-            return
-        previous = at
-        shared.show(next_bulk_sync=stamp(at))
-        await trio.sleep_until(shared.clock() + (at - shared.wall_clock()).total_seconds())
-        job = await call(
-            shared.ledger, CreateJob(kind="bulk_sync", shop=shop.id), shared.actor, control.Job
-        )
-        if isinstance(job, control.Error):
-            raise RuntimeError(f"cannot record the bulk sync: {job.message}")
-        sent, failed = await bulk_sync(shared, database)
-        messages = (
-            (f"{failed} chunk(s) were not taken by the mall: {shared.report.last_error}",)
-            if failed
-            else ()
-        )
-        done = await call(
-            shared.ledger,
-            FinishJob(
-                job=job.id,
-                result="failed" if failed else "ok",
-                count=sent + failed,
-                success=sent,
-                failure=failed,
-                messages=messages,
-            ),
-            shared.actor,
-            control.Job,
-        )
-        if isinstance(done, control.Error):
-            raise RuntimeError(f"cannot record the bulk sync: {done.message}")
+    try:
+        while True:
+            at = next_bulk_time(
+                max(previous, shared.wall_clock()), shop.bulk_sync_hours, shop.timezone
+            )
+            shared.show(next_bulk_sync=stamp(at) if at is not None else "")
+            deadline = (
+                math.inf
+                if at is None
+                else shared.clock() + (at - shared.wall_clock()).total_seconds()
+            )
+            asked = False
+            with trio.move_on_at(deadline):
+                await wakes.wait(lambda event: event.bulk)
+                asked = True
+            if at is not None and not asked:
+                previous = at
+            await _bulk_job(shared, database)
+    finally:
+        wakes.close()
+
+
+async def _bulk_job(shared: _Shared, database: Path) -> None:
+    """One bulk sync, recorded as a job of kind ``bulk_sync``."""
+    shop = shared.shop
+    job = await call(
+        shared.ledger, CreateJob(kind="bulk_sync", shop=shop.id), shared.actor, control.Job
+    )
+    if isinstance(job, control.Error):
+        raise RuntimeError(f"cannot record the bulk sync: {job.message}")
+    sent, failed = await bulk_sync(shared, database)
+    messages = (
+        (f"{failed} chunk(s) were not taken by the mall: {shared.report.last_error}",)
+        if failed
+        else ()
+    )
+    done = await call(
+        shared.ledger,
+        FinishJob(
+            job=job.id,
+            result="failed" if failed else "ok",
+            count=sent + failed,
+            success=sent,
+            failure=failed,
+            messages=messages,
+        ),
+        shared.actor,
+        control.Job,
+    )
+    if isinstance(done, control.Error):
+        raise RuntimeError(f"cannot record the bulk sync: {done.message}")
 
 
 class _Wakes:

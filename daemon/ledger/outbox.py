@@ -336,13 +336,14 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
         )
     # every mark now, however many (the answer is the shop's true pending rows)
     refresh(tx, budget=UNBOUNDED)
+    which = "" if command.bulk else "AND o.pending = 1 "
     (count,) = tx.db.execute(
-        "SELECT count(*) FROM outbox WHERE shop = ? AND pending = 1", (shop.id,)
+        f"SELECT count(*) FROM outbox o WHERE o.shop = ? {which}", (shop.id,)
     ).fetchone()
     found = tx.db.execute(
         "SELECT o.sku, coalesce(l.item_id, o.sku), coalesce(l.variation, '[]'), o.target, "
         "o.pushed, o.sold, o.urgent FROM outbox o LEFT JOIN listings l "
-        "ON l.shop = o.shop AND l.sku = o.sku WHERE o.shop = ? AND o.pending = 1 "
+        f"ON l.shop = o.shop AND l.sku = o.sku WHERE o.shop = ? {which}"
         "ORDER BY o.sku LIMIT ?",
         (shop.id, command.limit),
     ).fetchall()
@@ -366,7 +367,11 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
         for sku, item_id, variation, target, pushed, sold, urgent in found
     )
     if not command.dry_run:
-        tx.publish(control.PushesPending(shop=shop.id, now=True))
+        tx.publish(
+            control.PushesPending(shop=shop.id, bulk=True)
+            if command.bulk
+            else control.PushesPending(shop=shop.id, now=True)
+        )
     return control.ReflectReply(
         id=command.id, shop=shop.id, pending=count, rows=rows, sending=not command.dry_run
     )

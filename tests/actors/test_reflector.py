@@ -253,3 +253,21 @@ def test_the_next_bulk_hour_is_in_the_shop_s_zone_and_a_missed_one_is_not_made_u
     assert next_bulk_time(before, (3,), "America/New_York") == datetime(
         2026, 3, 8, 7, 0, tzinfo=UTC
     )
+
+
+async def test_reflect_now_all_is_a_bulk_sync_now(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall: FakeMall, board: Board
+    ) -> None:
+        await mall.arrived.wait()
+        await trio.sleep_until(40.0)
+        dry = await ok(send, control.ReflectNow(id=1, shop="r1", bulk=True, dry_run=True))
+        assert isinstance(dry, control.ReflectReply) and dry.pending == 2  # sent or not
+        await ok(send, control.ReflectNow(id=1, shop="r1", bulk=True))
+        await mall.arrived.wait()
+        assert mall.received[-1] == (40.0, {"A": 10, "B": 5})
+        assert board.reports[-1].next_bulk_sync == ""  # no bulk hours
+
+    await run_with(tmp_path, FakeMall(), settings(), body)
