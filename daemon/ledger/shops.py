@@ -21,6 +21,15 @@ from protocols.settings import (
 )
 
 GUARD_LIST_MAX = 20
+# the settings a shop's targets (and their urgency) follow: a change recomputes them
+TARGET_SETTINGS = (
+    "mall",
+    "distribution_rate",
+    "trickle.",
+    "reflect_to_origin",
+    "listing_mode",
+    "urgent_push",
+)
 
 _settings_encoder = msgspec.json.Encoder()
 _settings_decoder = msgspec.json.Decoder(ShopSettings)
@@ -172,6 +181,7 @@ def save(tx: Tx, shop: ShopSettings, before: ShopSettings | None) -> None:
     )
     if changed:
         tx.publish(control.ShopChanged(shop=shop))
+    if before is None or any(key.startswith(TARGET_SETTINGS) for key, _, _ in changed):
         outbox.mark_shop(tx, shop.id)
 
 

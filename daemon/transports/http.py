@@ -7,6 +7,7 @@ request's path is appended to it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -70,11 +71,19 @@ class TokenBucket:
         self._interval = RATE_MARGIN / rate_per_s
         self._clock = clock
         self._next = clock()
+        self._last = -math.inf
 
     async def take(self) -> None:
         moment = max(self._clock(), self._next)
         self._next = moment + self._interval
         await trio.sleep_until(moment)
+        # woken late (a busy moment): the next call still keeps the interval from this one,
+        # or the two would reach the mall closer together than its limit
+        if self._clock() < self._last + self._interval:
+            await trio.sleep_until(self._last + self._interval)
+        now = self._clock()
+        self._last = now
+        self._next = max(self._next, now + self._interval)
 
     def hold(self, seconds: float) -> None:
         """The mall asked for a pause (429 Retry-After): nobody sends before it ends."""
