@@ -125,10 +125,16 @@ class Pushes:
                 self.changed.set()
                 self.changed = trio.Event()
 
-    async def until(self, wanted: dict[str, int]) -> None:
-        """Until each shop has sent its wanted count."""
-        while any(self.pushed.get(shop, 0) < count for shop, count in wanted.items()):
-            await self.changed.wait()
+    async def until(self, wanted: dict[str, int], client: ControlClient) -> None:
+        """Until each shop has sent its wanted count (10 minutes at most: then what each
+        shop's reflector said last is the error)."""
+        with trio.move_on_after(600):
+            while any(self.pushed.get(shop, 0) < count for shop, count in wanted.items()):
+                await self.changed.wait()
+            return
+        status = await client.request(control.GetStatus(id=0))
+        errors = {s.id: s.reflection.last_error for s in status.shops if s.id in wanted}
+        raise SystemExit(f"bulk_sync: not every shop sent its quantities in 10 minutes: {errors}")
 
 
 async def probe(client: ControlClient, seconds: float, times: list[float]) -> None:
@@ -172,7 +178,7 @@ async def run(daemon: DaemonProcess, http: str, skus: int, api_seconds: float) -
                 )
                 assert not isinstance(reply, control.Error), reply
                 switched_on[shop] = time.monotonic()
-            await pushes.until(dict.fromkeys(FILE_SHOPS, skus))
+            await pushes.until(dict.fromkeys(FILE_SHOPS, skus), client)
             files = {shop: pushes.last_at[shop] - switched_on[shop] for shop in FILE_SHOPS}
             # the file malls each sent every row from its own start, all four at once
             file_s = max(pushes.last_at[shop] for shop in FILE_SHOPS) - min(
@@ -192,7 +198,7 @@ async def run(daemon: DaemonProcess, http: str, skus: int, api_seconds: float) -
             bulk_started = time.monotonic()
             for shop in FILE_SHOPS:
                 await client.request(control.ReflectNow(id=0, shop=shop, bulk=True))
-            await pushes.until({shop: before[shop] + skus for shop in FILE_SHOPS})
+            await pushes.until({shop: before[shop] + skus for shop in FILE_SHOPS}, client)
             bulk_s = max(pushes.last_at[shop] for shop in FILE_SHOPS) - bulk_started
             nursery.cancel_scope.cancel()
     state = await trio.to_thread.run_sync(sim_totals, http)

@@ -142,5 +142,9 @@ def stock_sender(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) ->
         )
     )
     return FileStockSender(
-        mall.write_stock_files, uploader, directory, {k: v for k, v in names.items() if v}
+        mall.write_stock_files,
+        uploader,
+        directory,
+        {k: v for k, v in names.items() if v},
+        split=getattr(mall, "upload_batches", None),
     )

@@ -82,24 +82,29 @@ class FileStockSender:
         directory: str,
         names: dict[str, str],
         rows_per_file: int = 10_000,
+        split: Callable[[Sequence[StockUpdate]], Sequence[Sequence[StockUpdate]]] | None = None,
     ) -> None:
         self._write = write
+        self._split = split or (lambda updates: [updates])
         self._uploader = uploader
         self._directory = directory
         self._names = names
         self.chunk = rows_per_file
 
     async def send(self, updates: Sequence[StockUpdate]) -> None:
-        try:
-            files = self._write(updates)
-        except ValueError as exc:
-            raise PushFailed(f"cannot write the stock file: {exc}") from None
-        try:
-            await self._uploader.upload(
-                self._directory, {self._names.get(name, name): data for name, data in files.items()}
-            )
-        except UploadFailed as exc:
-            raise PushFailed(str(exc)) from None
+        # a mall's upload limits (FutureShop: rows per file) make one chunk several uploads
+        for batch in self._split(updates):
+            try:
+                files = self._write(batch)
+            except ValueError as exc:
+                raise PushFailed(f"cannot write the stock file: {exc}") from None
+            try:
+                await self._uploader.upload(
+                    self._directory,
+                    {self._names.get(name, name): data for name, data in files.items()},
+                )
+            except UploadFailed as exc:
+                raise PushFailed(str(exc)) from None
 
     async def aclose(self) -> None:
         pass
