@@ -68,6 +68,14 @@ class Mall:
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any
     ) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
         if scope["type"] != "http":
             return
         body = b""
@@ -146,6 +154,16 @@ def prepare(daemon: DaemonProcess, directory: Path, port: int, interval_min: int
     zaiko(daemon, "shops", "apply", str(path))
 
 
+async def serve(
+    mall: Mall, config: hypercorn.config.Config, *, task_status: trio.TaskStatus[int]
+) -> None:
+    class Started:
+        def started(self, binds: list[str] | None = None) -> None:
+            task_status.started(int((binds or [""])[0].rsplit(":", 1)[1]))
+
+    await hypercorn.trio.serve(mall, config, task_status=Started())  # type: ignore[arg-type]
+
+
 def p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else float("nan")
 
@@ -156,8 +174,7 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(hypercorn.trio.serve, mall, config)
-        port = int(binds[0].rsplit(":", 1)[1])
+        port = await nursery.start(serve, mall, config)
         daemon_dir = directory / "daemon"
         daemon_dir.mkdir()
         daemon = DaemonProcess(daemon_dir, '[mail]\nmaildir_root = "mail"\n')

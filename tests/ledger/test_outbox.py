@@ -5,10 +5,12 @@ what the shop still shows, and a large mark computed over several batches."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from daemon.commands import PendingPushes, Pushes, PushesSent, PushItem
 from daemon.ledger import outbox
-from protocols import control
+from protocols import control, quantity
 from tests.ledger.harness import LedgerHarness, mall_order, shop_settings
 
 NOW = "2026-11-30T00:00:00.000+00:00"
@@ -187,3 +189,92 @@ def test_reflect_now_lists_the_formula_s_inputs_and_refuses_a_stopped_shop(
     results, events = ledger.batch([(control.ReflectNow(id=1, shop="r1"), "test")])
     assert isinstance(results[0], control.ReflectReply) and results[0].sending
     assert control.PushesPending(shop="r1", now=True) in events
+
+
+# --- against a reference model -------------------------------------------------------------
+
+Step = tuple[str, str, int]  # (what, shop or "", units)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rate=st.integers(0, 100),
+    reserve=st.integers(0, 5),
+    trickle=st.one_of(
+        st.none(),
+        st.integers(1, 12).flatmap(lambda q: st.tuples(st.just(q), st.integers(0, q - 1))),
+    ),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("sale"), st.sampled_from(["r1", "y1"]), st.integers(1, 4)),
+            st.tuples(st.just("set"), st.just(""), st.integers(0, 40)),
+            st.tuples(st.just("push"), st.sampled_from(["r1", "y1"]), st.just(0)),
+        ),
+        max_size=25,
+    ),
+)
+def test_the_outbox_follows_a_reference_model(
+    tmp_path_factory: pytest.TempPathFactory,
+    rate: int,
+    reserve: int,
+    trickle: tuple[int, int] | None,
+    steps: list[Step],
+) -> None:
+    """What each shop shows (pushed − sold there since) and what it is pending, step by step,
+    as a plain model of SPEC §3.2–3.4 says: after a push the shop shows the target; a sale
+    there counts it down; the target comes from expected, reserve, rate and trickle."""
+    ledger = LedgerHarness(tmp_path_factory.mktemp("model") / "z.sqlite3")
+    try:
+        trickle_doc = (
+            {"enabled": True, "quantity": trickle[0], "refill_at": trickle[1]} if trickle else {}
+        )
+        ledger.ok(
+            control.ShopsApply(
+                id=1,
+                shops=(
+                    shop_settings(
+                        id="r1",
+                        order_intake="active",
+                        distribution_rate=rate,
+                        **({"trickle": trickle_doc} if trickle else {}),
+                    ),
+                    shop_settings(id="y1", mall="yahoo", order_intake="active"),
+                ),
+            )
+        )
+        ledger.add("A", 20)
+        ledger.ok(control.StockSet(id=1, code="A", field="reserve", value=reserve))
+        expected = 20
+        shown: dict[str, int | None] = {"r1": None, "y1": None}
+        order = 0
+        for what, shop, units in steps:
+            if what == "sale":
+                order += 1
+                ledger.take(shop, mall_order(str(order), ("A", units)))
+                expected -= units
+                if shown[shop] is not None:
+                    shown[shop] -= units  # type: ignore[operator]
+            elif what == "set":
+                ledger.ok(control.StockSet(id=1, code="A", field="expected", value=units))
+                expected = units
+            else:
+                sent = send_all(ledger, shop)
+                if sent:
+                    shown[shop] = sent[0].quantity
+            for shop_id, shop_rate, shop_trickle in (("r1", rate, trickle), ("y1", 100, None)):
+                target = quantity.shop_target(
+                    expected,
+                    reserve,
+                    shop_rate,
+                    trickle_quantity=shop_trickle[0] if shop_trickle else None,
+                    refill_at=shop_trickle[1] if shop_trickle else 0,
+                    shown=shown[shop_id],
+                )
+                found = row(ledger, shop_id, "A")
+                assert found.target == target, (what, shop_id)
+                assert found.shown == shown[shop_id]
+                assert found.target >= 0
+    finally:
+        ledger.close()
