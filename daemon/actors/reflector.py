@@ -59,6 +59,8 @@ class StockSender(Protocol):
     @property
     def chunk(self) -> int: ...
 
+    async def wait_turn(self) -> None: ...
+
     async def send(self, updates: Sequence[StockUpdate]) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -358,6 +360,10 @@ async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatu
             await wakes.wait(lambda event: event.urgent)
             while True:
                 try:
+                    # the mall's next free moment first, then read: what is sent is the
+                    # newest, not what was pending a rate-limit interval ago
+                    async with shared.lock:
+                        await shared.sender.wait_turn()
                     await push_pending(shared, urgent_only=True)
                 except PushFailed as exc:
                     delay = shared.backoff(failures)

@@ -44,6 +44,14 @@ class ApiStockSender:
         self._connection = connection
         self._bucket = bucket
         self._rate_limited_s = rate_limited_s
+        self._turn_taken = False
+
+    async def wait_turn(self) -> None:
+        """Wait for the next call the mall's rate allows, and keep it for the next ``send``:
+        what is read after this goes out at once (an urgent push reads the newest values)."""
+        if not self._turn_taken:
+            await self._bucket.take()
+            self._turn_taken = True
 
     async def send(self, updates: Sequence[StockUpdate]) -> None:
         try:
@@ -52,7 +60,10 @@ class ApiStockSender:
             raise PushFailed(f"cannot make the stock request: {exc}") from None
         for request in requests:
             while True:
-                await self._bucket.take()
+                if self._turn_taken:
+                    self._turn_taken = False
+                else:
+                    await self._bucket.take()
                 try:
                     answer = await self._connection.send(request)
                 except HttpTransportError as exc:
@@ -90,6 +101,9 @@ class FileStockSender:
         self._directory = directory
         self._names = names
         self.chunk = rows_per_file
+
+    async def wait_turn(self) -> None:
+        pass  # an upload waits for nobody's rate
 
     async def send(self, updates: Sequence[StockUpdate]) -> None:
         # a mall's upload limits (FutureShop: rows per file) make one chunk several uploads

@@ -43,6 +43,9 @@ class FakeMall:
         self.shows: dict[str, int] = {}
         self.arrived = trio.Event()
 
+    async def wait_turn(self) -> None:
+        pass
+
     async def send(self, updates: Sequence[StockUpdate]) -> None:
         if self.failures:
             self.failures -= 1
