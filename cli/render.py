@@ -222,6 +222,8 @@ def reflect(reply: control.ReflectReply) -> str:
         )
         for r in reply.rows
     ]
+    if not reply.complete:
+        head += "(targets of a large change are still being computed: more may follow)\n"
     more = len(reply.rows) < reply.pending
     tail = f"… and {reply.pending - len(reply.rows)} more (--limit)\n" if more else ""
     return (

@@ -146,5 +146,5 @@ def stock_sender(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) ->
         uploader,
         directory,
         {k: v for k, v in names.items() if v},
-        split=getattr(mall, "upload_batches", None),
+        rows_per_file=getattr(mall, "UPLOAD_MAX_UPDATES", 10_000),
     )

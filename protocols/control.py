@@ -29,7 +29,7 @@ ErrorCode = Literal[
     "unavailable",  # the daemon is shutting down
     "internal",
 ]
-Topic = Literal["stock", "oversell", "shops", "actors", "jobs", "orders", "reflect"]
+Topic = Literal["stock", "oversell", "shops", "actors", "jobs", "orders", "reflect", "outbox"]
 ALL_TOPICS: tuple[Topic, ...] = (
     "stock",
     "oversell",
@@ -38,6 +38,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     "jobs",
     "orders",
     "reflect",
+    "outbox",
 )
 ImportKind = Literal["stock", "catalog"]
 ImportTarget = Literal["expected", "actual"]
@@ -554,13 +555,15 @@ class ReflectRow(msgspec.Struct, frozen=True):
 
 class ReflectReply(Base, frozen=True, tag="reflect"):
     """``pending``: how many quantities the shop has not been sent; ``rows``: the first of
-    them (up to the request's limit); ``sending``: the reflector was asked to send them now."""
+    them (up to the request's limit); ``sending``: the reflector was asked to send them now;
+    ``complete`` false: targets marked by a large change are still being computed."""
 
     id: int
     shop: str
     pending: int
     rows: tuple[ReflectRow, ...] = ()
     sending: bool = False
+    complete: bool = True
 
 
 class OrdersReply(Base, frozen=True, tag="orders"):
@@ -734,8 +737,10 @@ def topic_of(event: Event) -> Topic | None:
             return "oversell"
         case ShopChanged() | ListingsChanged() | IntakeChanged():
             return "shops"
-        case PushesPending() | ReflectChanged():
+        case ReflectChanged():
             return "reflect"
+        case PushesPending():
+            return "outbox"
         case ActorChanged():
             return "actors"
         case OrderChanged():

@@ -35,6 +35,7 @@ from daemon.commands import (
     CreateJob,
     FinishJob,
     LedgerRequest,
+    LedgerUnavailable,
     PendingPushes,
     Pushes,
     PushesSent,
@@ -131,38 +132,49 @@ class _Shared:
         return self.settings.jitter(delay)
 
 
-async def push_pending(shared: _Shared, *, urgent_only: bool) -> int:
-    """Send every pending row (or every urgent one), page by page, chunk by chunk, each chunk
-    acknowledged once the mall took it; returns how many were sent. Raises PushFailed."""
-    sent = 0
+async def push_pending(shared: _Shared, *, urgent_only: bool) -> str:
+    """Send every pending row (or every urgent one), a chunk at a time: read, sent and
+    acknowledged under the shop's lock, so that two loops of the shop never send one row
+    twice nor an older value after a newer one. A chunk the mall refused for good (an item
+    it does not know, a request it cannot take) is left pending and said, and the pass goes
+    on; a mall that is down ends the pass (PushFailed). Returns the last refusal, or ""."""
+    refused = ""
     after = ""
     while True:
-        pushes = await call(
-            shared.ledger,
-            PendingPushes(
-                shop=shared.shop.id,
-                urgent_only=urgent_only,
-                after=after,
-                limit=shared.settings.page,
-            ),
-            shared.actor,
-            Pushes,
-        )
-        if isinstance(pushes, control.Error):
-            raise RuntimeError(f"cannot read the outbox: {pushes.message}")
-        items = pushes.items
-        for start in range(0, len(items), shared.sender.chunk):
-            sent += await send_chunk(shared, items[start : start + shared.sender.chunk])
-        if len(items) < shared.settings.page:
-            return sent
+        async with shared.lock:
+            pushes = await call(
+                shared.ledger,
+                PendingPushes(
+                    shop=shared.shop.id,
+                    urgent_only=urgent_only,
+                    after=after,
+                    limit=shared.sender.chunk,
+                ),
+                shared.actor,
+                Pushes,
+            )
+            if isinstance(pushes, control.Error):
+                raise RuntimeError(f"cannot read the outbox: {pushes.message}")
+            items = pushes.items
+            if items:
+                try:
+                    await send_chunk(shared, items)
+                except PushFailed as exc:
+                    if not exc.permanent:
+                        raise
+                    log.warning("shop %s: %s; those SKUs stay pending", shared.shop.id, exc)
+                    refused = str(exc)
+                    shared.show(last_error=refused)
+        if len(items) < shared.sender.chunk:
+            return refused
         after = items[-1].sku
 
 
 async def send_chunk(shared: _Shared, chunk: Sequence[PushItem]) -> int:
+    """Send one chunk and acknowledge it (the caller holds the shop's lock)."""
     updates = [StockUpdate(item.item_id, item.variation, item.quantity) for item in chunk]
-    async with shared.lock:
-        await shared.sender.send(updates)
-        at = stamp(shared.wall_clock())
+    await shared.sender.send(updates)
+    at = stamp(shared.wall_clock())
     done = await call(
         shared.ledger,
         PushesSent(shop=shared.shop.id, items=tuple(chunk), at=at),
@@ -189,7 +201,10 @@ async def bulk_sync(shared: _Shared, database: Path) -> tuple[int, int]:
             for start in range(0, len(items), shared.sender.chunk):
                 chunk = items[start : start + shared.sender.chunk]
                 try:
-                    sent += await send_chunk(shared, chunk)
+                    # a row that changed since the snapshot is not acknowledged: it stays
+                    # pending and its newest value follows (PushesSent compares versions)
+                    async with shared.lock:
+                        sent += await send_chunk(shared, chunk)
                 except PushFailed as exc:
                     # the rest still goes: what the mall did not take stays as it was, and a
                     # pending row is sent again by the interval reflector
@@ -253,7 +268,9 @@ async def _bulk(
             )
             asked = False
             with trio.move_on_at(deadline):
-                await wakes.wait(lambda event: event.bulk)
+                # only an operator's request: a subscription that fell behind is no reason
+                while not await wakes.wait(lambda event: event.bulk):
+                    pass
                 asked = True
             if at is not None and not asked:
                 previous = at
@@ -263,59 +280,69 @@ async def _bulk(
 
 
 async def _bulk_job(shared: _Shared, database: Path) -> None:
-    """One bulk sync, recorded as a job of kind ``bulk_sync``."""
+    """One bulk sync, recorded as a job of kind ``bulk_sync`` (failed if it is cut short:
+    the shop's settings changed, the daemon stops)."""
     shop = shared.shop
     job = await call(
         shared.ledger, CreateJob(kind="bulk_sync", shop=shop.id), shared.actor, control.Job
     )
     if isinstance(job, control.Error):
         raise RuntimeError(f"cannot record the bulk sync: {job.message}")
-    sent, failed = await bulk_sync(shared, database)
-    messages = (
-        (f"{failed} chunk(s) were not taken by the mall: {shared.report.last_error}",)
-        if failed
-        else ()
+    outcome = FinishJob(
+        job=job.id, result="failed", messages=("cut short: the reflector stopped or restarted",)
     )
-    done = await call(
-        shared.ledger,
-        FinishJob(
+    try:
+        sent, failed = await bulk_sync(shared, database)
+        outcome = FinishJob(
             job=job.id,
             result="failed" if failed else "ok",
             count=sent + failed,
             success=sent,
             failure=failed,
-            messages=messages,
-        ),
-        shared.actor,
-        control.Job,
-    )
+            messages=(
+                (f"{failed} chunk(s) were not taken by the mall: {shared.report.last_error}",)
+                if failed
+                else ()
+            ),
+        )
+    finally:
+        done: control.Job | control.Error | None = None
+        # shielded, but bounded: a ledger that is gone never answers
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 10):
+            try:
+                done = await call(shared.ledger, outcome, shared.actor, control.Job)
+            except LedgerUnavailable:
+                # the daemon stops: the job is failed as interrupted at the next start
+                done = None
     if isinstance(done, control.Error):
         raise RuntimeError(f"cannot record the bulk sync: {done.message}")
 
 
 class _Wakes:
-    """The ledger's reflection events for one shop, from a subscription of the reflector's
-    own (taken again if it fell behind the bus: the caller then looks at the outbox anyway)."""
+    """The ledger's ``pushes_pending`` events for one shop, from a subscription of the
+    reflector's own (topic ``outbox``: the reflectors' own reports go elsewhere)."""
 
     def __init__(self, bus: EventBus, shop: str) -> None:
         self._bus = bus
         self._shop = shop
-        self._subscription = bus.subscribe(frozenset({"reflect"}))
+        self._subscription = bus.subscribe(frozenset({"outbox"}))
 
-    async def wait(self, wanted: Callable[[control.PushesPending], bool]) -> None:
+    async def wait(self, wanted: Callable[[control.PushesPending], bool]) -> bool:
+        """Until an event ``wanted`` comes for the shop (True), or the subscription fell
+        behind the bus and was taken again (False: something may have been missed)."""
         while True:
             try:
                 batch = await self._subscription.receive.receive()
             except trio.EndOfChannel:
-                self._subscription = self._bus.subscribe(frozenset({"reflect"}))
-                return
+                self._subscription = self._bus.subscribe(frozenset({"outbox"}))
+                return False
             if any(
                 isinstance(event, control.PushesPending)
                 and event.shop == self._shop
                 and wanted(event)
                 for event in batch
             ):
-                return
+                return True
 
     def close(self) -> None:
         self._bus.unsubscribe(self._subscription)
@@ -331,10 +358,12 @@ async def _interval(shared: _Shared, bus: EventBus, *, task_status: trio.TaskSta
         while True:
             asked = False
             with trio.move_on_at(deadline):
-                await wakes.wait(lambda event: event.now)  # reflect now
+                # reflect now (a missed request is lost at worst: the interval still comes)
+                while not await wakes.wait(lambda event: event.now):
+                    pass
                 asked = True
             try:
-                await push_pending(shared, urgent_only=False)
+                refused = await push_pending(shared, urgent_only=False)
             except PushFailed as exc:
                 delay = shared.backoff(failures)
                 failures += 1
@@ -346,7 +375,7 @@ async def _interval(shared: _Shared, bus: EventBus, *, task_status: trio.TaskSta
             if not asked:
                 # the next interval from the last deadline, not from now: no drift
                 deadline = max(deadline + interval, shared.clock())
-            shared.show(last_error="", next_run=shared.wall_at(deadline))
+            shared.show(last_error=refused, next_run=shared.wall_at(deadline))
     finally:
         wakes.close()
 
@@ -357,6 +386,7 @@ async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatu
     failures = 0
     try:
         while True:
+            # a subscription that fell behind may have missed one: a pass looks anyway
             await wakes.wait(lambda event: event.urgent)
             while True:
                 try:
@@ -364,7 +394,7 @@ async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatu
                     # newest, not what was pending a rate-limit interval ago
                     async with shared.lock:
                         await shared.sender.wait_turn()
-                    await push_pending(shared, urgent_only=True)
+                    refused = await push_pending(shared, urgent_only=True)
                 except PushFailed as exc:
                     delay = shared.backoff(failures)
                     failures += 1
@@ -372,6 +402,8 @@ async def _urgent(shared: _Shared, bus: EventBus, *, task_status: trio.TaskStatu
                     await trio.sleep_until(shared.clock() + delay)
                     continue
                 failures = 0
+                if shared.report.last_error and not refused:
+                    shared.show(last_error="")
                 break
     finally:
         wakes.close()

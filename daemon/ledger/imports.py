@@ -427,6 +427,8 @@ def _write_catalog_batch(tx: Tx, now: str, on_conflict: str, shop: str) -> None:
         "INSERT INTO stock(sku) SELECT c.code FROM temp.catalog_batch c JOIN skus k "
         "ON k.code = c.code WHERE k.is_set = 0 ON CONFLICT(sku) DO NOTHING"
     )
+    # new SKUs are linked where listing_mode is all; a mall file's listings link them there
+    outbox.mark_batch(tx, "temp.catalog_batch")
     if shop:
         db.execute(
             "INSERT INTO listings(shop, sku, item_id, variation, linked, alt_item_id) "

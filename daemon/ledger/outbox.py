@@ -30,7 +30,6 @@ from protocols.settings import ShopSettings
 # (shop, SKU) targets computed per batch at most: the rest waits for the next batch
 REFRESH_BUDGET = 20_000
 _CHUNK = 400  # SKUs per query (SQLite's host parameters)
-UNBOUNDED = 2**62
 
 
 def mark(tx: Tx, codes: Iterable[str]) -> None:
@@ -70,6 +69,16 @@ def mark_journal(tx: Tx, first: int, last: int) -> None:
     )
 
 
+def mark_batch(tx: Tx, table: str) -> None:
+    """The SKUs (column ``code``) of an import's batch table; nothing when no shop takes
+    stock."""
+    if any(capability(s.mall).stock_out for s in shops.all_shops(tx)):
+        tx.db.execute(
+            f"INSERT INTO outbox_dirty(sku) SELECT code FROM {table} WHERE true "
+            "ON CONFLICT DO NOTHING"
+        )
+
+
 def mark_shop(tx: Tx, shop: str) -> None:
     """Every SKU's target at this shop may have changed (a setting, its listings)."""
     tx.db.execute(
@@ -103,6 +112,20 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
     stock_shops = [s for s in shops.all_shops(tx) if capability(s.mall).stock_out]
     by_id = {s.id: s for s in stock_shops}
     announced: dict[str, bool] = {}
+    # SKUs first: an order's marks (urgent pushes) never wait behind a shop's whole sweep
+    while budget > 0 and stock_shops:
+        codes = [
+            code
+            for (code,) in db.execute(
+                "SELECT sku FROM outbox_dirty LIMIT ?",
+                (max(1, min(_CHUNK, budget // len(stock_shops))),),
+            )
+        ]
+        if not codes:
+            break
+        _compute(tx, stock_shops, codes, announced)
+        db.execute(f"DELETE FROM outbox_dirty WHERE sku IN ({_marks(codes)})", codes)
+        budget -= len(codes) * len(stock_shops)
     for shop_id, after in db.execute("SELECT shop, after FROM outbox_dirty_shops").fetchall():
         shop = by_id.get(shop_id)
         if shop is None:  # gone, or a mall that takes no stock
@@ -126,19 +149,6 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
             db.execute("UPDATE outbox_dirty_shops SET after = ? WHERE shop = ?", (after, shop_id))
         if budget <= 0:
             break
-    while budget > 0 and stock_shops:
-        codes = [
-            code
-            for (code,) in db.execute(
-                "SELECT sku FROM outbox_dirty LIMIT ?",
-                (max(1, min(_CHUNK, budget // len(stock_shops))),),
-            )
-        ]
-        if not codes:
-            break
-        _compute(tx, stock_shops, codes, announced)
-        db.execute(f"DELETE FROM outbox_dirty WHERE sku IN ({_marks(codes)})", codes)
-        budget -= len(codes) * len(stock_shops)
     if not stock_shops:
         db.execute("DELETE FROM outbox_dirty")
     for shop_id, urgent in announced.items():
@@ -221,9 +231,8 @@ def _compute(
 
 
 def _target(shop: ShopSettings, level: tuple[int, int], row: _Row | None) -> tuple[int, bool, bool]:
-    """The target, and whether it is pending and urgent. A shop that is not sent the orders
-    it took itself (``reflect_to_origin = false``) is compared with what it shows (its own
-    count went down with the sale); any other with what it was sent."""
+    """The target, and whether it is pending (the shop does not show it; or, with
+    ``reflect_to_origin``, it was not sent it) and urgent (below what the shop shows)."""
     expected, reserve = level
     pushed, sold = (row.pushed, row.sold) if row is not None else (None, 0)
     shown = None if pushed is None else pushed - sold
@@ -235,8 +244,9 @@ def _target(shop: ShopSettings, level: tuple[int, int], row: _Row | None) -> tup
         refill_at=shop.trickle.refill_at,
         shown=shown,
     )
-    baseline = pushed if shop.reflect_to_origin else shown
-    pending = baseline is None or target != baseline
+    # what the shop shows must be the target; a shop sent the orders it took itself
+    # (reflect_to_origin) is also sent a change its own sale made
+    pending = shown is None or target != shown or (shop.reflect_to_origin and target != pushed)
     urgent = pending and shop.urgent_push and shown is not None and target < shown
     return target, pending, urgent
 
@@ -288,14 +298,13 @@ def pending(tx: Tx, shop: str, *, urgent_only: bool, after: str, limit: int) -> 
 
 def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
     """The shop received these quantities: it shows them, less what it sold since they were
-    read. A row whose target changed meanwhile is marked again (still pending)."""
+    read. A row that changed since it was read (a sale, a newer target; a bulk sync's snapshot
+    is older still) is not taken as sent: it is marked again and its newest value follows."""
     db = tx.db
     db.executemany(
-        "UPDATE outbox SET pushed = ?, pushed_at = ?, sold = sold - ?, "
-        "pending = CASE WHEN version = ? THEN 0 ELSE pending END, "
-        "urgent = CASE WHEN version = ? THEN 0 ELSE urgent END "
-        "WHERE shop = ? AND sku = ?",
-        ((i.quantity, at, i.sold, i.version, i.version, shop, i.sku) for i in items),
+        "UPDATE outbox SET pushed = ?, pushed_at = ?, sold = sold - ?, pending = 0, "
+        "urgent = 0 WHERE shop = ? AND sku = ? AND version = ?",
+        ((i.quantity, at, i.sold, shop, i.sku, i.version) for i in items),
     )
     read = {i.sku: i.version for i in items}
     changed: list[str] = []
@@ -334,8 +343,9 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
             f"zaiko shops set {shop.id} reflect=active (or look with --dry-run)",
             "reflect",
         )
-    # every mark now, however many (the answer is the shop's true pending rows)
-    refresh(tx, budget=UNBOUNDED)
+    # what is marked, within a batch's budget: a large import's marks may still be computed
+    # over the next batches (the reply says so)
+    behind = refresh(tx, REFRESH_BUDGET)
     which = "" if command.bulk else "AND o.pending = 1 "
     (count,) = tx.db.execute(
         f"SELECT count(*) FROM outbox o WHERE o.shop = ? {which}", (shop.id,)
@@ -373,7 +383,12 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
             else control.PushesPending(shop=shop.id, now=True)
         )
     return control.ReflectReply(
-        id=command.id, shop=shop.id, pending=count, rows=rows, sending=not command.dry_run
+        id=command.id,
+        shop=shop.id,
+        pending=count,
+        rows=rows,
+        sending=not command.dry_run,
+        complete=not behind,
     )
 
 

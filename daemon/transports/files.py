@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ftplib
 import posixpath
+import secrets
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ def parse_ftp_url(url: str) -> FtpTarget:
         user=unquote(parts.username),
         path=unquote(parts.path),
     )
+
+
+def _temporary(name: str) -> str:
+    """A name of its own for each upload: an upload abandoned on a worker thread (cancelled,
+    then restarted) never writes into the same file as the next one."""
+    return f"{name}.{secrets.token_hex(4)}.part"
 
 
 def _still_there(path: str) -> UploadFailed:
@@ -120,10 +127,13 @@ class SftpUploader:
                     final = posixpath.join(directory, name)
                     if await sftp.exists(final):
                         raise _still_there(final)
-                    temp = f"{final}.part"
+                    temp = _temporary(final)
                     async with sftp.open(temp, "wb") as file:
                         await file.write(data)
-                    await sftp.posix_rename(temp, final)
+                    try:
+                        await sftp.posix_rename(temp, final)
+                    except asyncssh.SFTPOpUnsupported:
+                        await sftp.rename(temp, final)  # the name is free: checked above
 
 
 class FtpsUploader:
@@ -153,29 +163,30 @@ class FtpsUploader:
 
     def _upload(self, directory: str, files: dict[str, bytes]) -> None:
         target = self._target
-        ftp: ftplib.FTP
-        if target.scheme == "ftps":
-            tls = ftplib.FTP_TLS(context=self._context, timeout=self._timeout_s)
-            tls.connect(target.host, target.port)
-            tls.auth()
-            tls.login(target.user, self._password)
-            tls.prot_p()
-            ftp = tls
-        else:
-            ftp = ftplib.FTP(timeout=self._timeout_s)
-            ftp.connect(target.host, target.port)
-            ftp.login(target.user, self._password)
+        ftp: ftplib.FTP = (
+            ftplib.FTP_TLS(context=self._context, timeout=self._timeout_s)
+            if target.scheme == "ftps"
+            else ftplib.FTP(timeout=self._timeout_s)
+        )
         try:
+            ftp.connect(target.host, target.port)
+            if isinstance(ftp, ftplib.FTP_TLS):
+                ftp.auth()
+                ftp.login(target.user, self._password)
+                ftp.prot_p()
+            else:
+                ftp.login(target.user, self._password)
             ftp.cwd(directory or "/")
             try:
                 present = set(ftp.nlst())
-            except ftplib.error_perm:  # some servers answer 550 for an empty folder
+            except (ftplib.error_perm, ftplib.error_temp):  # 550 or 450 for an empty folder
                 present = set()
             for name, data in files.items():
                 if name in present:
                     raise _still_there(posixpath.join(directory, name))
-                _store(ftp, f"{name}.part", data)
-                ftp.rename(f"{name}.part", name)
+                temp = _temporary(name)
+                _store(ftp, temp, data)
+                ftp.rename(temp, name)
             ftp.quit()
         finally:
             ftp.close()

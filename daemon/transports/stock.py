@@ -12,10 +12,20 @@ from daemon.transports.http import HttpAnswer, HttpTransportError, TokenBucket
 from protocols.malls._api import retry_after
 from protocols.malls.base import ApiAccount, HttpRequest, StockUpdate
 
+# what a mall answers when the request itself is wrong (an unknown item, a bad quantity):
+# sending it again changes nothing; a 401/403 (credentials) or a 5xx may pass later
+REFUSED_FOR_GOOD = frozenset({400, 404, 409, 413, 422})
+
 
 class PushFailed(Exception):
-    """The mall did not take the quantities this time (down, 5xx, refused, a file not picked
-    up yet): they stay pending and are sent again later."""
+    """The mall did not take the quantities this time (down, 5xx, a file not picked up yet):
+    they stay pending and are sent again later. ``permanent``: it refused them for a reason
+    that sending again does not change (a 4xx, a request that cannot be made): the pass goes
+    on without them, and they stay pending until something changes."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Connection(Protocol):
@@ -57,7 +67,7 @@ class ApiStockSender:
         try:
             requests = self._build(updates, self._account)
         except ValueError as exc:
-            raise PushFailed(f"cannot make the stock request: {exc}") from None
+            raise PushFailed(f"cannot make the stock request: {exc}", permanent=True) from None
         for request in requests:
             while True:
                 if self._turn_taken:
@@ -75,7 +85,10 @@ class ApiStockSender:
                 try:
                     self._check(answer.status, answer.body)
                 except ValueError as exc:
-                    raise PushFailed(f"{request.method} {request.path}: {exc}") from None
+                    raise PushFailed(
+                        f"{request.method} {request.path}: {exc}",
+                        permanent=answer.status in REFUSED_FOR_GOOD or 200 <= answer.status < 300,
+                    ) from None
                 break
 
     async def aclose(self) -> None:
@@ -93,10 +106,8 @@ class FileStockSender:
         directory: str,
         names: dict[str, str],
         rows_per_file: int = 10_000,
-        split: Callable[[Sequence[StockUpdate]], Sequence[Sequence[StockUpdate]]] | None = None,
     ) -> None:
         self._write = write
-        self._split = split or (lambda updates: [updates])
         self._uploader = uploader
         self._directory = directory
         self._names = names
@@ -106,19 +117,19 @@ class FileStockSender:
         pass  # an upload waits for nobody's rate
 
     async def send(self, updates: Sequence[StockUpdate]) -> None:
-        # a mall's upload limits (FutureShop: rows per file) make one chunk several uploads
-        for batch in self._split(updates):
-            try:
-                files = self._write(batch)
-            except ValueError as exc:
-                raise PushFailed(f"cannot write the stock file: {exc}") from None
-            try:
-                await self._uploader.upload(
-                    self._directory,
-                    {self._names.get(name, name): data for name, data in files.items()},
-                )
-            except UploadFailed as exc:
-                raise PushFailed(str(exc)) from None
+        """One upload (``chunk`` keeps it within the mall's limit): a second file of the same
+        name could not be sent before the mall picked up the first anyway."""
+        try:
+            files = self._write(updates)
+        except ValueError as exc:
+            raise PushFailed(f"cannot write the stock file: {exc}", permanent=True) from None
+        try:
+            await self._uploader.upload(
+                self._directory,
+                {self._names.get(name, name): data for name, data in files.items()},
+            )
+        except UploadFailed as exc:
+            raise PushFailed(str(exc)) from None
 
     async def aclose(self) -> None:
         pass

@@ -9,7 +9,7 @@ It exports ``CAPABILITY`` and, depending on what the mall supports, these functi
   ``read_stock_file(name, records) -> Iterator[StockRow | RowError]`` over ``csv_records(...)``
   (records, each numbered by its first line), and
   ``write_stock_files(updates) -> dict[str, bytes]`` (file name → encoded content), and
-  ``upload_batches(updates)`` where one upload has limits (FutureShop: rows per file).
+  ``UPLOAD_MAX_UPDATES`` where one upload has a limit (FutureShop: rows per file).
 - stock API (``"api" in CAPABILITY.stock_out``): ``build_stock_requests(updates, account)`` →
   ``list[HttpRequest]`` (each within the batch limit) and ``parse_stock_request(request)`` →
   ``list[StockUpdate]`` (what the simulated mall does with it), plus ``parse_stock_response``.

@@ -60,6 +60,8 @@ GOODS_VARIATION_COLUMNS = ("コントロールカラム", "商品番号", "規�
 # variation-stock file. A longer push must be split into several uploads by the caller.
 GOODS_STOCK_MAX_ROWS = 5000
 GOODS_VARIATION_MAX_ITEMS = 1000
+# quantities per upload: within both limits whatever the mix (a chunk is one upload)
+UPLOAD_MAX_UPDATES = min(GOODS_STOCK_MAX_ROWS, GOODS_VARIATION_MAX_ITEMS)
 
 _FORMATS = {
     GOODS_STOCK_FILE: GOODS_STOCK_COLUMNS,
@@ -136,30 +138,6 @@ def read_stock_file(name: str, records: CsvRecords) -> Iterator[StockRow | RowEr
             quantity=quantity,
             name=display_name(row.get("商品名", "")),
         )
-
-
-def upload_batches(updates: Sequence[StockUpdate]) -> list[list[StockUpdate]]:
-    """``updates`` in batches that each fit one upload's limits (5,000 plain rows, 1,000
-    products with variations), in order; a product's variations stay in one batch."""
-    batches: list[list[StockUpdate]] = []
-    batch: list[StockUpdate] = []
-    plain = 0
-    products: set[str] = set()
-    for update in updates:
-        new_product = bool(update.variation) and update.item_id not in products
-        if (not update.variation and plain >= GOODS_STOCK_MAX_ROWS) or (
-            new_product and len(products) >= GOODS_VARIATION_MAX_ITEMS
-        ):
-            batches.append(batch)
-            batch, plain, products = [], 0, set()
-        batch.append(update)
-        if update.variation:
-            products.add(update.item_id)
-        else:
-            plain += 1
-    if batch:
-        batches.append(batch)
-    return batches
 
 
 def write_stock_files(updates: Sequence[StockUpdate]) -> dict[str, bytes]:

@@ -272,12 +272,7 @@ def test_join_sku() -> None:
     assert futureshop.join_sku("000123", ("01",)) == "00012301"
 
 
-def test_upload_batches_keep_each_file_within_futureshop_s_limits() -> None:
-    plain = [StockUpdate(f"p{n}", (), 1) for n in range(12_000)]
-    variations = [StockUpdate(f"v{n // 3}", (f"c{n % 3}",), 1) for n in range(3_300)]
-    batches = futureshop.upload_batches([*plain, *variations])
-    assert [len(batch) for batch in batches] == [5000, 5000, 2000 + 3000, 300]
-    for batch in batches:
-        files = futureshop.write_stock_files(batch)  # each one upload, within the limits
-        assert files
-    assert [u for batch in batches for u in batch] == [*plain, *variations]
+def test_one_upload_of_the_most_quantities_stays_within_futureshop_s_limits() -> None:
+    plain = [StockUpdate(f"p{n}", (), 1) for n in range(futureshop.UPLOAD_MAX_UPDATES)]
+    variations = [StockUpdate(f"v{n}", ("c",), 1) for n in range(futureshop.UPLOAD_MAX_UPDATES)]
+    assert futureshop.write_stock_files(plain) and futureshop.write_stock_files(variations)
