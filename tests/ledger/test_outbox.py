@@ -109,14 +109,21 @@ def test_trickle_as_spec_3_4_says(ledger: LedgerHarness) -> None:
     ledger.add("A", 100)
     assert pending(ledger, "r1") == {"A": 10}
     send_all(ledger, "r1")
-    ledger.take("r1", mall_order("1", ("A", 6)))
-    assert pending(ledger, "r1") == {"A": 4}  # shows 4 of 94: kept at what it shows
-    send_all(ledger, "r1")
-    ledger.take("r1", mall_order("2", ("A", 1)))  # shows 3: refilled
+    ledger.take("r1", mall_order("1", ("A", 6)))  # shows 4 of 94: not refilled
+    assert row(ledger, "r1", "A").shown == 4
+    ledger.take("r1", mall_order("2", ("A", 1)))  # shows 3: refilled to 10
     assert pending(ledger, "r1") == {"A": 10} and ledger.expected("A") == 93
     send_all(ledger, "r1")
     ledger.take("y1", mall_order("3", ("A", 89)))  # expected 4, sold elsewhere
     assert pending(ledger, "r1", urgent_only=True) == {"A": 4}
+
+
+def test_a_sale_at_a_rate_limited_shop_is_sent_what_it_should_show(ledger: LedgerHarness) -> None:
+    shops(ledger, distribution_rate=50)
+    ledger.add("A", 11)
+    send_all(ledger, "r1")  # 5
+    ledger.take("r1", mall_order("1", ("A", 1)))  # the mall shows 4; zaiko's target is 5
+    assert pending(ledger, "r1") == {"A": 5}
 
 
 def test_unlinked_and_intake_only_shops_get_nothing_sets_follow_children(
