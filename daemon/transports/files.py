@@ -177,12 +177,9 @@ class FtpsUploader:
             else:
                 ftp.login(target.user, self._password)
             ftp.cwd(directory or "/")
-            try:
-                present = set(ftp.nlst())
-            except (ftplib.error_perm, ftplib.error_temp):  # 550 or 450 for an empty folder
-                present = set()
+            ftp.voidcmd("TYPE I")
             for name, data in files.items():
-                if name in present:
+                if _exists(ftp, name):
                     raise _still_there(posixpath.join(directory, name))
                 temp = _temporary(name)
                 _store(ftp, temp, data)
@@ -192,11 +189,21 @@ class FtpsUploader:
             ftp.close()
 
 
+def _exists(ftp: ftplib.FTP, name: str) -> bool:
+    """Whether the folder holds ``name``, asked on the control connection (``SIZE``): a
+    listing needs a data connection of its own, and an empty one over TLS is what servers
+    close too early."""
+    try:
+        ftp.size(name)
+    except ftplib.error_perm:  # 550: no such file
+        return False
+    return True
+
+
 def _store(ftp: ftplib.FTP, name: str, data: bytes) -> None:
     """``STOR`` as ``storbinary`` does, but whether it arrived is the server's 226 reply: a TLS
     data connection the server closed without waiting for our close_notify (seen under load
     as SSL "shutdown while in init") does not fail an upload the server took whole."""
-    ftp.voidcmd("TYPE I")
     with ftp.transfercmd(f"STOR {name}") as conn:
         conn.sendall(data)
         if isinstance(conn, ssl.SSLSocket):
