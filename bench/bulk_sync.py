@@ -304,14 +304,25 @@ def main() -> None:
                     f"registered {args.skus:,} SKUs with stock in {time.monotonic() - started:.1f} s"
                 )
                 started = time.monotonic()
-                # every target computed (the ledger does it a batch at a time when idle;
-                # a dry run computes what is left at once)
-                subprocess.run(
-                    zaiko("reflect", "now", "--shop", API_SHOPS[-1], "--dry-run", "--limit", "1"),
-                    cwd=ROOT,
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                )
+                # every target computed (the ledger does it a batch at a time when idle)
+                while not json.loads(
+                    subprocess.run(
+                        zaiko(
+                            "reflect",
+                            "now",
+                            "--shop",
+                            API_SHOPS[-1],
+                            "--dry-run",
+                            "--limit",
+                            "1",
+                            "--json",
+                        ),
+                        cwd=ROOT,
+                        check=True,
+                        capture_output=True,
+                    ).stdout
+                )["complete"]:
+                    time.sleep(0.2)
                 print(
                     f"outbox: {args.skus * 10:,} targets computed in {time.monotonic() - started:.1f} s"
                 )
