@@ -134,17 +134,18 @@ def stock_sender(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) ->
         )
         uploader = FtpsUploader(target, secret, ca)
     directory = shop.ftp_dir or target.path.rstrip("/") or cap.ftp_dir or "/"
-    names = dict(
-        zip(
-            cap.stock_files,
-            (shop.stock_file_name or cap.stock_files[0], shop.variation_file_name or ""),
-            strict=False,
+    # the shop's file names instead of the mall's: its stock file, then its variation file
+    renamed = {
+        mall_name: name
+        for mall_name, name in zip(
+            cap.stock_files, (shop.stock_file_name, shop.variation_file_name), strict=False
         )
-    )
+        if name
+    }
     return FileStockSender(
         mall.write_stock_files,
         uploader,
         directory,
-        {k: v for k, v in names.items() if v},
+        renamed,
         rows_per_file=getattr(mall, "UPLOAD_MAX_UPDATES", 10_000),
     )

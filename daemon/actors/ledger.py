@@ -51,23 +51,17 @@ async def ledger(
         task_status.started()
         async with requests:
             while True:
+                batch: list[LedgerRequest] = []
                 try:
                     # marked targets left to compute: an empty batch when nobody waits
-                    first = requests.receive_nowait() if engine.outbox_behind else None
-                except trio.WouldBlock:
-                    first = None
-                except trio.EndOfChannel:
-                    break
-                if first is None and not engine.outbox_behind:
-                    try:
-                        first = await requests.receive()
-                    except trio.EndOfChannel:
-                        break
-                batch = [first] if first is not None else []
-                while len(batch) < MAX_BATCH:
-                    try:
+                    if not engine.outbox_behind:
+                        batch.append(await requests.receive())
+                    while len(batch) < MAX_BATCH:
                         batch.append(requests.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
+                except trio.WouldBlock:
+                    pass
+                except trio.EndOfChannel:
+                    if not batch:
                         break
                 commands = [(request.command, request.actor) for request in batch]
                 try:

@@ -7,14 +7,15 @@ set composition or listing changed goes to ``outbox_dirty``; a shop whose settin
 ``outbox_dirty_shops``. At the end of each batch the engine refreshes what was marked
 (``refresh``), a bounded amount at a time, so that a 100,000-row import never holds the
 ledger for the whole recomputation: the rest is done by the next batches. A row is
-``pending`` while its target differs from what the shop was last sent (latest value wins:
-the target is overwritten, never queued), and ``urgent`` when it must go out at once
-(``urgent_push``: it fell below what the shop shows). A push reads the pending rows with their
+``pending`` while the shop does not show its target (or, with ``reflect_to_origin``, was not
+sent it; latest value wins: the target is overwritten, never queued), and ``urgent`` when it
+must go out at once (``urgent_push``: it fell below what the shop shows). A push reads the pending rows with their
 ``version`` and acknowledges with it: a row that changed meanwhile stays pending.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,21 +41,10 @@ def mark(tx: Tx, codes: Iterable[str]) -> None:
     )
 
 
-def mark_with_sets(tx: Tx, codes: Sequence[str]) -> None:
-    """These SKUs and the sets they are part of."""
-    mark(tx, codes)
-    for chunk in _chunks(list(codes)):
-        tx.db.execute(
-            "INSERT INTO outbox_dirty(sku) SELECT DISTINCT parent FROM set_components "
-            f"WHERE child IN ({_marks(chunk)}) ON CONFLICT DO NOTHING",
-            chunk,
-        )
-
-
 def mark_journal(tx: Tx, first: int, last: int) -> None:
     """The SKUs of journal entries ``first..last`` (an import) and their sets; nothing when
     no shop takes stock."""
-    if not any(capability(s.mall).stock_out for s in shops.all_shops(tx)):
+    if not _stock_shops(tx):
         return
     tx.db.execute(
         "INSERT INTO outbox_dirty(sku) SELECT sku FROM journal_entries WHERE id BETWEEN ? AND ? "
@@ -72,7 +62,7 @@ def mark_journal(tx: Tx, first: int, last: int) -> None:
 def mark_batch(tx: Tx, table: str) -> None:
     """The SKUs (column ``code``) of an import's batch table; nothing when no shop takes
     stock."""
-    if any(capability(s.mall).stock_out for s in shops.all_shops(tx)):
+    if _stock_shops(tx):
         tx.db.execute(
             f"INSERT INTO outbox_dirty(sku) SELECT code FROM {table} WHERE true "
             "ON CONFLICT DO NOTHING"
@@ -108,8 +98,10 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
     """Recompute the targets that were marked, about ``budget`` (shop, SKU) pairs at most;
     announce each shop that has new pending rows (``PushesPending``). True when marks are
     left for the next batch."""
+    if not has_work(tx):  # most batches: no shop's settings decoded for nothing
+        return False
     db = tx.db
-    stock_shops = [s for s in shops.all_shops(tx) if capability(s.mall).stock_out]
+    stock_shops = _stock_shops(tx)
     by_id = {s.id: s for s in stock_shops}
     announced: dict[str, bool] = {}
     # SKUs first: an order's marks (urgent pushes) never wait behind a shop's whole sweep
@@ -151,8 +143,7 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
             break
     if not stock_shops:
         db.execute("DELETE FROM outbox_dirty")
-    for shop_id, urgent in announced.items():
-        tx.publish(control.PushesPending(shop=shop_id, urgent=urgent))
+    _announce(tx, announced)
     return has_work(tx)
 
 
@@ -162,10 +153,19 @@ def refresh_sku(tx: Tx, code: str) -> None:
     marked = tx.db.execute("SELECT 1 FROM outbox_dirty WHERE sku = ?", (code,)).fetchone()
     if marked is None and code not in tx.touched:
         return
-    stock_shops = [s for s in shops.all_shops(tx) if capability(s.mall).stock_out]
     announced: dict[str, bool] = {}
-    _compute(tx, stock_shops, [code], announced)
+    _compute(tx, _stock_shops(tx), [code], announced)
     tx.db.execute("DELETE FROM outbox_dirty WHERE sku = ?", (code,))
+    _announce(tx, announced)
+
+
+def _stock_shops(tx: Tx) -> list[ShopSettings]:
+    """The shops whose mall takes stock from zaiko."""
+    return [s for s in shops.all_shops(tx) if capability(s.mall).stock_out]
+
+
+def _announce(tx: Tx, announced: dict[str, bool]) -> None:
+    """Each shop with new pending rows (and whether one is urgent), to its reflector."""
     for shop_id, urgent in announced.items():
         tx.publish(control.PushesPending(shop=shop_id, urgent=urgent))
 
@@ -284,13 +284,22 @@ def _levels(tx: Tx, codes: list[str]) -> dict[str, tuple[int, int]]:
 
 def pending(tx: Tx, shop: str, *, urgent_only: bool, after: str, limit: int) -> list[PushItem]:
     """The shop's pending rows after SKU ``after``, in SKU order."""
-    urgent = "AND o.urgent = 1 " if urgent_only else ""
+    which = "AND o.pending = 1 " + ("AND o.urgent = 1 " if urgent_only else "")
+    return push_items(tx.db, shop, after, limit, which)
+
+
+def push_items(
+    db: sqlite3.Connection, shop: str, after: str, limit: int, which: str = ""
+) -> list[PushItem]:
+    """A shop's rows after SKU ``after``, in SKU order, as the mall is sent them (its
+    listing's identifiers, else the SKU code as the item id); ``which`` narrows them (SQL)."""
     return [
-        PushItem(sku, item_id or sku, tuple(msgspec.json.decode(variation)), target, version, sold)
-        for sku, item_id, variation, target, version, sold in tx.db.execute(
-            "SELECT o.sku, l.item_id, coalesce(l.variation, '[]'), o.target, o.version, o.sold "
-            "FROM outbox o LEFT JOIN listings l ON l.shop = o.shop AND l.sku = o.sku "
-            f"WHERE o.shop = ? AND o.pending = 1 {urgent}AND o.sku > ? ORDER BY o.sku LIMIT ?",
+        PushItem(sku, item_id, tuple(msgspec.json.decode(variation)), target, version, sold)
+        for sku, item_id, variation, target, version, sold in db.execute(
+            "SELECT o.sku, coalesce(nullif(l.item_id, ''), o.sku), coalesce(l.variation, '[]'), "
+            "o.target, o.version, o.sold FROM outbox o LEFT JOIN listings l "
+            "ON l.shop = o.shop AND l.sku = o.sku "
+            f"WHERE o.shop = ? AND o.sku > ? {which}ORDER BY o.sku LIMIT ?",
             (shop, after, limit),
         )
     ]

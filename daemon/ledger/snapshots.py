@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import msgspec
-
 from daemon.commands import PushItem
+from daemon.ledger import outbox
 from protocols.tempostar import StockRecord
 
 
@@ -58,16 +57,7 @@ class OutboxSnapshot:
             raise
 
     def page(self, after: str, limit: int) -> list[PushItem]:
-        return [
-            PushItem(sku, item_id, tuple(msgspec.json.decode(variation)), target, version, sold)
-            for sku, item_id, variation, target, version, sold in self._db.execute(
-                "SELECT o.sku, coalesce(l.item_id, o.sku), coalesce(l.variation, '[]'), "
-                "o.target, o.version, o.sold FROM outbox o LEFT JOIN listings l "
-                "ON l.shop = o.shop AND l.sku = o.sku WHERE o.shop = ? AND o.sku > ? "
-                "ORDER BY o.sku LIMIT ?",
-                (self._shop, after, limit),
-            )
-        ]
+        return outbox.push_items(self._db, self._shop, after, limit)
 
     def close(self) -> None:
         self._db.close()
