@@ -308,12 +308,15 @@ def push_items(
 def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
     """The shop received these quantities: it shows them, less what it sold since they were
     read. A row that changed since it was read (a sale, a newer target; a bulk sync's snapshot
-    is older still) is not taken as sent: it is marked again and its newest value follows."""
+    is older still) was sent an older value: that is what the mall shows now, so the row is
+    computed again against it and the newest value follows when they differ (never left
+    believing the mall shows a newer value it was not sent)."""
     db = tx.db
     db.executemany(
-        "UPDATE outbox SET pushed = ?, pushed_at = ?, sold = sold - ?, pending = 0, "
-        "urgent = 0 WHERE shop = ? AND sku = ? AND version = ?",
-        ((i.quantity, at, i.sold, shop, i.sku, i.version) for i in items),
+        "UPDATE outbox SET pushed = ?, pushed_at = ?, sold = max(0, sold - ?), "
+        "pending = pending AND version != ?, urgent = urgent AND version != ? "
+        "WHERE shop = ? AND sku = ?",
+        ((i.quantity, at, i.sold, i.version, i.version, shop, i.sku) for i in items),
     )
     read = {i.sku: i.version for i in items}
     changed: list[str] = []
@@ -328,7 +331,9 @@ def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
         ]
     mark(tx, changed)
     if changed:
-        # it changed while it was being sent: its reflector may have missed the change
+        # it changed while it was being sent: its reflector may have read it before the
+        # change and missed the announcement (a row that becomes urgent against what the
+        # mall was sent is announced again when the marks are computed)
         (urgent,) = tx.db.execute(
             f"SELECT count(*) FROM outbox WHERE shop = ? AND urgent = 1 AND sku IN "
             f"({_marks(changed[:_CHUNK])})",

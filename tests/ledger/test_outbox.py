@@ -160,10 +160,28 @@ def test_a_row_changed_while_it_was_sent_stays_pending(ledger: LedgerHarness) ->
     read = ledger.ok(PendingPushes(shop="r1")).items
     ledger.ok(control.StockSet(id=1, code="A", field="expected", value=5))
     events = ledger.batch([(PushesSent(shop="r1", items=read, at=NOW), "test")])[1]
-    # not taken as sent (the shop got 8, zaiko wants 5): announced again, the newest follows
+    # the shop shows 8, zaiko wants 5: announced again, the newest follows
     assert control.PushesPending(shop="r1", urgent=True) in events
     assert pending(ledger, "r1") == {"A": 5}
-    assert row(ledger, "r1", "A").pushed == 10
+    assert row(ledger, "r1", "A").pushed == 8
+
+
+def test_an_older_value_sent_after_a_newer_one_is_corrected(ledger: LedgerHarness) -> None:
+    """A bulk sync's snapshot (or an Amazon feed that applies late) can reach the mall after
+    a newer push: zaiko must not go on believing the mall shows the newer value."""
+    shops(ledger)
+    ledger.add("A", 10)
+    snapshot = ledger.ok(PendingPushes(shop="r1")).items  # a bulk sync reads 10
+    ledger.ok(control.StockSet(id=1, code="A", field="expected", value=4))
+    send_all(ledger, "r1")  # an order-driven push sends 4 first
+    assert row(ledger, "r1", "A").shown == 4 and pending(ledger, "r1") == {}
+    events = ledger.batch([(PushesSent(shop="r1", items=snapshot, at=NOW), "test")])[1]
+    # the mall was last sent 10: 4 goes out again, at once (it is below what the mall shows)
+    assert row(ledger, "r1", "A").shown == 10
+    assert pending(ledger, "r1", urgent_only=True) == {"A": 4}
+    assert any(isinstance(e, control.PushesPending) and e.urgent for e in events)
+    send_all(ledger, "r1")
+    assert row(ledger, "r1", "A").shown == 4 and pending(ledger, "r1") == {}
 
 
 def test_a_large_mark_is_computed_over_batches(
