@@ -17,7 +17,7 @@ from daemon.actors.supervisor import ActorSpec
 from daemon.credentials import CredentialError, mall_account, read_credential
 from daemon.transports.files import FileUploader, FtpsUploader, SftpUploader, parse_ftp_url
 from daemon.transports.http import HttpTransport, TokenBucket
-from daemon.transports.stock import ApiStockSender, FileStockSender
+from daemon.transports.stock import ApiStockSender, FeedStockSender, FileStockSender
 from daemon.wiring import ShopWiring
 from protocols.malls import capability, module
 from protocols.settings import ShopSettings
@@ -108,13 +108,26 @@ def stock_sender(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) ->
     credentials = wiring.paths.credentials_dir
     if transport == "api":
         account = mall_account(shop, credentials)
-        return ApiStockSender(
+        connection = HttpTransport(account.base_url)
+        items = ApiStockSender(
             mall.build_stock_requests,
             mall.parse_stock_response,
             cap.api_batch_size,
             account,
-            HttpTransport(account.base_url),
+            connection,
             bucket,
+        )
+        if not hasattr(mall, "start_stock_feed"):
+            return items
+        # a bulk sync through the mall's feeds (Amazon: not 100,000 calls at 5/s)
+        return FeedStockSender(
+            items,
+            mall.start_stock_feed,
+            mall.FEED_MAX_MESSAGES,
+            account,
+            connection,
+            bucket,
+            wiring.clock,
         )
     if not shop.ftp_url:
         raise CredentialError(f"shop {shop.id}: ftp_url is not set")

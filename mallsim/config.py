@@ -91,6 +91,7 @@ class Sim(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     order_page_size: int = 100  # orders (or order numbers) per page of an order search, at most
     order_items_page_size: int = 100  # items per page of an order's items (Amazon), at most
     max_body_bytes: int = 32 * 1024 * 1024
+    feed_processing_s: float = 2.0  # a submitted stock feed (Amazon) is processed after this
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -21,9 +21,10 @@ from typing import Any, Literal
 import msgspec
 import trio
 
+from mallsim import feeds
 from mallsim.config import ConfigError, Faults, has_other_marketplaces, waiting_state
 from mallsim.customers import Deliver, cancel_order, foreign_order, new_order, pay_order
-from mallsim.malls import Mall, NotSupported, Response, ShopApi
+from mallsim.malls import Call, Mall, NotSupported, Response, ShopApi
 from mallsim.state import ShopState, SimState
 from protocols.malls.base import HttpRequest, MailError
 
@@ -160,6 +161,13 @@ class MallApp:
         method: str = scope["method"].upper()
         if path == "/_admin" or path.startswith("/_admin/"):
             return await self.admin(method, path, body)
+        query = tuple(
+            urllib.parse.parse_qsl(
+                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+            )
+        )
+        if path.startswith(feeds.FILES_PREFIX):
+            return feeds.file_request(self.state, method, path, dict(query), body)
         shop_id, _, rest = path.lstrip("/").partition("/")
         shop = self.state.shops.get(shop_id)
         if shop is None:
@@ -167,17 +175,14 @@ class MallApp:
         headers = tuple(
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
         )
-        query = tuple(
-            urllib.parse.parse_qsl(
-                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
-            )
-        )
         req = HttpRequest(method=method, path="/" + rest, query=query, headers=headers, body=body)
-        return await self.shop_call(shop, req)
+        host = dict(headers).get("host", "127.0.0.1")
+        return await self.shop_call(shop, req, f"http://{host}")
 
-    async def shop_call(self, shop: ShopState, req: HttpRequest) -> Response:
+    async def shop_call(self, shop: ShopState, req: HttpRequest, base_url: str = "") -> Response:
         shop.requests += 1
         mall = Mall(shop.kind)
+        feeds.settle(self.state, shop, trio.current_time())
         faults = shop.faults
         if faults.down:
             self.state.changed()
@@ -187,6 +192,8 @@ class MallApp:
         try:
             api = self.shop_api(shop)
             call = api.classify(mall, req)
+            if feeds.is_feed_call(mall, req):
+                call = Call("feeds")
         except NotSupported as exc:
             self.state.changed()
             return _json(501, {"error": str(exc)})
@@ -206,7 +213,9 @@ class MallApp:
             self.state.changed()
             return mall.error(500, "internal server error (simulated)")
         try:
-            if call.order_call is not None:
+            if call.kind == "feeds":
+                resp = feeds.feed_call(self.state, shop, mall, req, base_url, trio.current_time())
+            elif call.order_call is not None:
                 try:
                     answer = self.state.order_answer(shop.id, call.order_call)
                 except KeyError as exc:
@@ -297,6 +306,8 @@ class MallApp:
             except NotSupported as exc:
                 return _json(501, {"error": str(exc)})
         if path == "/_admin/state" and method == "GET":
+            for shop in self.state.shops.values():
+                feeds.settle(self.state, shop, trio.current_time())
             return _json(200, self.state.snapshot())
         if path == "/_admin/faults" and method == "POST":
             try:

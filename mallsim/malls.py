@@ -268,7 +268,7 @@ class Mall:
         return sku
 
 
-CallKind = Literal["stock", "orders"]
+CallKind = Literal["stock", "orders", "feeds"]
 
 
 @dataclass(frozen=True)
@@ -301,6 +301,11 @@ class ShopApi:
             b = mall.build_stock_requests(probe, other)
             if a and b:
                 auth["stock"] = CredentialCheck.learn(a[0], b[0], secret)
+        if mall.has("start_stock_feed"):
+            probe = [StockUpdate("mallsim-probe", (), 1)]
+            fa = mall.mod.start_stock_feed(probe, good).next_request()
+            fb = mall.mod.start_stock_feed(probe, other).next_request()
+            auth["feeds"] = CredentialCheck.learn(fa, fb, secret)
         if mall.has("start_order_poll"):
             # Every call of a poll carries the secret where its first call does.
             since = datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=9)))

@@ -68,6 +68,18 @@ class ItemState:
 
 
 @dataclass
+class SimFeed:
+    """A stock feed a shop submitted (Amazon's Feeds API): applied, and its report written,
+    ``feed_processing_s`` after it was created."""
+
+    feed_id: str
+    document_id: str
+    created: float  # trio time
+    report_id: str = ""  # set when processed
+    fatal: bool = False  # the document was no feed of this seller
+
+
+@dataclass
 class FileResult:
     """One stock file the mall's batch job read."""
 
@@ -127,6 +139,11 @@ class ShopState:
     unknown_log: deque[str] = field(default_factory=lambda: deque(maxlen=UNKNOWN_LOG))
     files: deque[FileResult] = field(default_factory=lambda: deque(maxlen=FILE_LOG))
     files_ignored: int = 0
+    # the Feeds API: documents by id (None until uploaded), feeds by id
+    feed_documents: dict[str, bytes | None] = field(default_factory=dict)
+    feeds: dict[str, SimFeed] = field(default_factory=dict)
+    feed_seq: int = 0
+    feeds_processed: int = 0
 
     @property
     def id(self) -> str:
@@ -366,6 +383,8 @@ class SimState:
                 "mail_errors": s.mail_errors,
                 "files": [vars(f) for f in s.files],
                 "files_ignored": s.files_ignored,
+                "feeds": len(s.feeds),
+                "feeds_processed": s.feeds_processed,
                 "items": {
                     it.sku: {
                         "item_id": it.item_id,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,14 +55,30 @@ T = TypeVar("T")
 
 class StockSender(Protocol):
     """Sends quantities to one shop's mall: API calls or a file upload. ``chunk`` is how many
-    go in one acknowledged step (an API's batch size; a file's rows)."""
+    go in one acknowledged step (an API's batch size; a file's rows); a bulk sync sends
+    ``bulk_chunk`` at a time with ``send_bulk`` (the mall's feed, where it has one), up to
+    ``bulk_parallel`` at once, under the shop's turn when ``bulk_exclusive``
+    (``daemon.transports.stock``)."""
 
     @property
     def chunk(self) -> int: ...
 
+    @property
+    def bulk_chunk(self) -> int: ...
+
+    @property
+    def bulk_parallel(self) -> int: ...
+
+    @property
+    def bulk_exclusive(self) -> bool: ...
+
     async def wait_turn(self) -> None: ...
 
     async def send(self, updates: Sequence[StockUpdate]) -> None: ...
+
+    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        """Positions of the updates the mall refused, with its reason."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -172,8 +188,18 @@ async def push_pending(shared: _Shared, *, urgent_only: bool) -> str:
 
 async def send_chunk(shared: _Shared, chunk: Sequence[PushItem]) -> int:
     """Send one chunk and acknowledge it (the caller holds the shop's lock)."""
-    updates = [StockUpdate(item.item_id, item.variation, item.quantity) for item in chunk]
-    await shared.sender.send(updates)
+    await shared.sender.send([_update(item) for item in chunk])
+    await _acknowledge(shared, chunk)
+    return len(chunk)
+
+
+def _update(item: PushItem) -> StockUpdate:
+    return StockUpdate(item.item_id, item.variation, item.quantity)
+
+
+async def _acknowledge(shared: _Shared, chunk: Sequence[PushItem]) -> None:
+    if not chunk:
+        return
     at = stamp(shared.wall_clock())
     done = await call(
         shared.ledger,
@@ -184,38 +210,74 @@ async def send_chunk(shared: _Shared, chunk: Sequence[PushItem]) -> int:
     if isinstance(done, control.Error):
         raise RuntimeError(f"cannot acknowledge a push: {done.message}")
     shared.show(pushed=shared.report.pushed + len(chunk))
-    return len(chunk)
 
 
-async def bulk_sync(shared: _Shared, database: Path) -> tuple[int, int]:
-    """Send every linked SKU its target (a full file, or all API batches) from a read-only
-    snapshot, so that the ledger is never held; each chunk acknowledged like any push.
-    Returns (sent, chunks that failed)."""
+@dataclass
+class _BulkTally:
+    sent: int = 0
+    refused: int = 0  # SKUs the mall did not take (a chunk that failed, a feed's refusals)
+    last_refusal: str = ""
+
+
+async def bulk_sync(shared: _Shared, database: Path) -> _BulkTally:
+    """Send every linked SKU its target (a full file, all API batches, or the mall's feeds)
+    from a read-only snapshot, so that the ledger is never held; each chunk acknowledged like
+    any push (a row sent an older value than a push sent meanwhile is corrected then)."""
     off_thread = shared.settings.off_thread
+    sender = shared.sender
     snapshot = await off_thread(OutboxSnapshot, database, shared.shop.id)
-    sent = failed = 0
+    tally = _BulkTally()
+    slots = trio.Semaphore(max(1, sender.bulk_parallel))
     try:
-        after = ""
-        while True:
-            items = await off_thread(snapshot.page, after, shared.settings.page)
-            for start in range(0, len(items), shared.sender.chunk):
-                chunk = items[start : start + shared.sender.chunk]
-                try:
-                    # a row that changed since the snapshot is not acknowledged: it stays
-                    # pending and its newest value follows (PushesSent compares versions)
-                    async with shared.lock:
-                        sent += await send_chunk(shared, chunk)
-                except PushFailed as exc:
-                    # the rest still goes: what the mall did not take stays as it was, and a
-                    # pending row is sent again by the interval reflector
-                    failed += 1
-                    shared.show(last_error=str(exc))
-            if len(items) < shared.settings.page:
-                return sent, failed
-            after = items[-1].sku
+        async with trio.open_nursery() as nursery:
+            after = ""
+            while True:
+                items = await off_thread(snapshot.page, after, shared.settings.page)
+                for start in range(0, len(items), sender.bulk_chunk):
+                    await slots.acquire()
+                    chunk = items[start : start + sender.bulk_chunk]
+                    nursery.start_soon(_bulk_chunk, shared, chunk, slots, tally)
+                if len(items) < shared.settings.page:
+                    break
+                after = items[-1].sku
     finally:
         with trio.CancelScope(shield=True):
             await off_thread(snapshot.close)
+    return tally
+
+
+async def _bulk_chunk(
+    shared: _Shared, chunk: Sequence[PushItem], slots: trio.Semaphore, tally: _BulkTally
+) -> None:
+    sender = shared.sender
+    try:
+        updates = [_update(item) for item in chunk]
+        if sender.bulk_exclusive:
+            async with shared.lock:
+                refused = await sender.send_bulk(updates)
+                taken = [item for n, item in enumerate(chunk) if n not in refused]
+                await _acknowledge(shared, taken)
+        else:
+            refused = await sender.send_bulk(updates)
+            taken = [item for n, item in enumerate(chunk) if n not in refused]
+            await _acknowledge(shared, taken)
+    except PushFailed as exc:
+        # the rest still goes: what the mall did not take stays as it was, and a pending row
+        # is sent again by the interval reflector
+        tally.refused += len(chunk)
+        tally.last_refusal = str(exc)
+        shared.show(last_error=str(exc))
+    else:
+        tally.sent += len(taken)
+        if refused:
+            tally.refused += len(refused)
+            position, why = next(iter(refused.items()))
+            tally.last_refusal = f"{chunk[position].sku}: {why}" + (
+                f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            )
+            shared.show(last_error=tally.last_refusal)
+    finally:
+        slots.release()
 
 
 async def reflector(
@@ -292,16 +354,19 @@ async def _bulk_job(shared: _Shared, database: Path) -> None:
         job=job.id, result="failed", messages=("cut short: the reflector stopped or restarted",)
     )
     try:
-        sent, failed = await bulk_sync(shared, database)
+        tally = await bulk_sync(shared, database)
         outcome = FinishJob(
             job=job.id,
-            result="failed" if failed else "ok",
-            count=sent + failed,
-            success=sent,
-            failure=failed,
+            result="failed" if tally.refused else "ok",
+            count=tally.sent + tally.refused,
+            success=tally.sent,
+            failure=tally.refused,
             messages=(
-                (f"{failed} chunk(s) were not taken by the mall: {shared.report.last_error}",)
-                if failed
+                (
+                    f"{tally.refused} SKU(s) were not taken by the mall (they are sent again "
+                    f"when they are pending): {tally.last_refusal}",
+                )
+                if tally.refused
                 else ()
             ),
         )

@@ -37,7 +37,9 @@ class HttpTransport:
             response = await self._client.request(
                 request.method,
                 request.path.lstrip("/"),
-                params=list(request.query),
+                # no params at all when there are none: an empty list would drop the query
+                # a pre-signed URL carries in its path
+                params=list(request.query) or None,
                 headers=list(request.headers),
                 content=request.body or None,
             )

@@ -1,16 +1,32 @@
 """How a shop's quantities reach its mall: API calls (the mall module's stock requests, each
-paced by the shop's token bucket, a 429's ``Retry-After`` honoured) or its stock files
-uploaded to the mall's server. Both raise ``PushFailed`` when the mall did not take them."""
+paced by the shop's token bucket, a 429's ``Retry-After`` honoured), its stock files
+uploaded to the mall's server, or, for a bulk sync where the mall has one, its feed API
+(Amazon). Each raises ``PushFailed`` when the mall did not take them.
+
+A sender has two ways: ``send`` for pending pushes, ``chunk`` at a time, and ``send_bulk``
+for a bulk sync, ``bulk_chunk`` at a time, up to ``bulk_parallel`` at once; ``bulk_exclusive``
+says whether a bulk chunk goes the same way as pushes (then it takes the shop's turn, so that
+the mall gets them in order) or its own (a feed: it is processed for minutes, and pushes must
+not wait for it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
+
+import trio
 
 from daemon.transports.files import FileUploader, UploadFailed
 from daemon.transports.http import HttpAnswer, HttpTransportError, TokenBucket
 from protocols.malls._api import retry_after
-from protocols.malls.base import ApiAccount, HttpRequest, StockUpdate
+from protocols.malls.base import (
+    ApiAccount,
+    HttpRequest,
+    MallApiError,
+    RateLimited,
+    StockFeed,
+    StockUpdate,
+)
 
 # what a mall answers when the request itself is wrong (an unknown item, a bad quantity):
 # sending it again changes nothing; a 401/403 (credentials) or a 5xx may pass later
@@ -55,6 +71,17 @@ class ApiStockSender:
         self._bucket = bucket
         self._rate_limited_s = rate_limited_s
         self._turn_taken = False
+
+    bulk_exclusive = True
+    bulk_parallel = 1
+
+    @property
+    def bulk_chunk(self) -> int:
+        return self.chunk
+
+    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        await self.send(updates)
+        return {}
 
     async def wait_turn(self) -> None:
         """Wait for the next call the mall's rate allows, and keep it for the next ``send``:
@@ -113,6 +140,17 @@ class FileStockSender:
         self._names = names
         self.chunk = rows_per_file
 
+    bulk_exclusive = True  # one file name: an upload at a time
+    bulk_parallel = 1
+
+    @property
+    def bulk_chunk(self) -> int:
+        return self.chunk
+
+    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        await self.send(updates)
+        return {}
+
     async def wait_turn(self) -> None:
         pass  # an upload waits for nobody's rate
 
@@ -133,3 +171,88 @@ class FileStockSender:
 
     async def aclose(self) -> None:
         pass
+
+
+class FeedStockSender:
+    """Pushes one API call at a time (``ApiStockSender``), a bulk sync through the mall's
+    feed API (``start_feed`` of the mall module: Amazon's JSON_LISTINGS_FEED), each feed
+    ``feed_size`` quantities, ``parallel`` feeds at a time. A feed is acknowledged when the
+    mall processed it, less what its report refused."""
+
+    bulk_exclusive = False
+
+    def __init__(
+        self,
+        items: ApiStockSender,
+        start_feed: Callable[[Sequence[StockUpdate], ApiAccount], StockFeed],
+        feed_size: int,
+        account: ApiAccount,
+        connection: Connection,
+        bucket: TokenBucket,
+        clock: Callable[[], float],
+        *,
+        parallel: int = 4,
+        max_wait_s: float = 4 * 3600.0,
+        retries: int = 5,
+        rate_limited_s: float = 1.0,
+    ) -> None:
+        self._items = items
+        self._start_feed = start_feed
+        self.bulk_chunk = feed_size
+        self.bulk_parallel = parallel
+        self._account = account
+        self._connection = connection
+        self._bucket = bucket
+        self._clock = clock
+        self._max_wait_s = max_wait_s
+        self._retries = retries
+        self._rate_limited_s = rate_limited_s
+
+    @property
+    def chunk(self) -> int:
+        return self._items.chunk
+
+    async def wait_turn(self) -> None:
+        await self._items.wait_turn()
+
+    async def send(self, updates: Sequence[StockUpdate]) -> None:
+        await self._items.send(updates)
+
+    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        try:
+            feed = self._start_feed(updates, self._account)
+        except ValueError as exc:
+            raise PushFailed(f"cannot make the feed: {exc}", permanent=True) from None
+        deadline = self._clock() + self._max_wait_s
+        failures = 0
+        while (request := feed.next_request()) is not None:
+            if feed.wait_s:
+                if self._clock() + feed.wait_s > deadline:
+                    raise PushFailed(
+                        f"the mall did not process the feed within {self._max_wait_s:.0f}s"
+                    )
+                await trio.sleep_until(self._clock() + feed.wait_s)
+            # a pre-signed URL is the mall's storage, not its API: no rate of the API's
+            if not request.path.startswith(("http://", "https://")):
+                await self._bucket.take()
+            try:
+                answer = await self._connection.send(request)
+                feed.feed(answer.status, answer.headers, answer.body)
+            except RateLimited as exc:
+                self._bucket.hold(exc.retry_after or self._rate_limited_s)
+                continue
+            except (HttpTransportError, MallApiError) as exc:
+                status = answer.status if isinstance(exc, MallApiError) else 0
+                if isinstance(exc, MallApiError) and status in REFUSED_FOR_GOOD:
+                    raise PushFailed(f"feed: {exc}", permanent=True) from None
+                failures += 1
+                if failures > self._retries or (status and 200 <= status < 300):
+                    raise PushFailed(f"feed: {exc}") from None
+                # a call that did not get through (the feed goes on where it was)
+                await trio.sleep_until(self._clock() + min(60.0, 2.0**failures))
+                continue
+            failures = 0
+        return feed.refused
+
+    async def aclose(self) -> None:
+        await self._items.aclose()

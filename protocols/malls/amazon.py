@@ -8,7 +8,8 @@ every NextToken page). Orders of other marketplaces are counted, not taken.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import gzip
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Literal
@@ -30,6 +31,7 @@ from protocols.malls._api import (
     rank_key,
     read_query_time,
     require_pushable,
+    retry_after,
 )
 from protocols.malls.base import (
     ApiAccount,
@@ -40,6 +42,7 @@ from protocols.malls.base import (
     MallOrderState,
     OrderLine,
     OrderPoll,
+    RateLimited,
     StockUpdate,
     identifier,
     joined,
@@ -212,6 +215,413 @@ def render_error(status: int, message: str) -> bytes:
     code = {400: "InvalidInput", 403: "Unauthorized", 404: "NotFound", 429: "QuotaExceeded"}
     return msgspec.json.encode(
         _ErrorBody(errors=[_Error(code=code.get(status, "InternalFailure"), message=message)])
+    )
+
+
+# --- Feeds API: a JSON_LISTINGS_FEED for a bulk sync ---------------------------------------
+# createFeedDocument → PUT the document to its pre-signed URL → createFeed → getFeed until it
+# is processed → getFeedDocument of the report → GET the report: one feed takes up to
+# FEED_MAX_MESSAGES SKUs, where Listings PATCH takes one SKU per call at 5/s.
+
+FEEDS_PREFIX = "/feeds/2021-06-30"
+FEED_TYPE = "JSON_LISTINGS_FEED"
+FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
+# Unverified: the public guides say "thousands of SKUs per feed"; zaiko keeps each feed's
+# document near 2.5 MB (about 250 bytes a message), far under the document size limit.
+FEED_MAX_MESSAGES = 10_000
+# getFeed is asked after 1, 2, 4, … seconds, then every FEED_POLL_MAX_S (Amazon processes a
+# feed in minutes; getFeed allows 2 requests/s, shared by every feed of the seller).
+FEED_POLL_FIRST_S = 1.0
+FEED_POLL_MAX_S = 30.0
+_FEED_STATES = ("IN_QUEUE", "IN_PROGRESS", "DONE", "CANCELLED", "FATAL")
+
+
+class _FeedHeader(msgspec.Struct):
+    sellerId: str
+    version: str = "2.0"
+    issueLocale: str = "en_US"
+
+
+class _FeedMessage(msgspec.Struct, omit_defaults=True):
+    messageId: int
+    sku: str
+    operationType: str
+    productType: str = "PRODUCT"
+    patches: list[_Patch] = []
+
+
+class _ListingsFeedBody(msgspec.Struct):
+    header: _FeedHeader
+    messages: list[_FeedMessage]
+
+
+class _CreateDocument(msgspec.Struct):
+    contentType: str
+
+
+class _FeedDocument(msgspec.Struct, omit_defaults=True):
+    feedDocumentId: str
+    url: str
+    compressionAlgorithm: str = ""
+
+
+class _CreateFeed(msgspec.Struct):
+    feedType: str
+    marketplaceIds: list[str]
+    inputFeedDocumentId: str
+
+
+class _CreatedFeed(msgspec.Struct):
+    feedId: str
+
+
+class _Feed(msgspec.Struct, omit_defaults=True):
+    feedId: str
+    feedType: str
+    processingStatus: str
+    marketplaceIds: list[str] = []
+    createdTime: str = ""
+    resultFeedDocumentId: str = ""
+
+
+class _ReportHeader(msgspec.Struct):
+    sellerId: str
+    version: str = "2.0"
+    feedId: str = ""
+
+
+class _ReportIssue(msgspec.Struct, omit_defaults=True):
+    code: str
+    severity: str
+    message: str
+    messageId: int | None = None
+    sku: str = ""
+    attributeName: str = ""
+
+
+class _ReportSummary(msgspec.Struct, frozen=True):
+    errors: int = 0
+    warnings: int = 0
+    messagesProcessed: int = 0
+    messagesAccepted: int = 0
+    messagesInvalid: int = 0
+
+
+class _Report(msgspec.Struct):
+    header: _ReportHeader
+    issues: list[_ReportIssue] = []
+    summary: _ReportSummary = _ReportSummary()
+
+
+def _api_request(
+    account: ApiAccount, method: str, path: str, body: msgspec.Struct | None = None
+) -> HttpRequest:
+    return HttpRequest(
+        method=method,
+        path=path,
+        headers=((_ACCESS_TOKEN, account.secret), JSON_CONTENT_TYPE)
+        if body is not None
+        else ((_ACCESS_TOKEN, account.secret),),
+        body=msgspec.json.encode(body) if body is not None else b"",
+    )
+
+
+def write_listings_feed(updates: Sequence[StockUpdate], seller_id: str) -> bytes:
+    """The feed document: one PATCH of ``fulfillment_availability`` a SKU, message ids from 1
+    in the order of ``updates``."""
+    require_pushable(updates)
+    if len(updates) > FEED_MAX_MESSAGES:
+        raise ValueError(f"a feed takes {FEED_MAX_MESSAGES} SKUs at most, got {len(updates)}")
+    messages = [
+        _FeedMessage(
+            messageId=number,
+            sku=join_sku(update.item_id, update.variation),
+            operationType="PATCH",
+            patches=[
+                _Patch(
+                    op="replace",
+                    path=_AVAILABILITY,
+                    value=[_Availability("DEFAULT", update.quantity)],
+                )
+            ],
+        )
+        for number, update in enumerate(updates, 1)
+    ]
+    return msgspec.json.encode(_ListingsFeedBody(_FeedHeader(sellerId=seller_id), messages))
+
+
+def start_stock_feed(updates: Sequence[StockUpdate], account: ApiAccount) -> _ListingsFeed:
+    """A JSON_LISTINGS_FEED of these quantities (``base.StockFeed``)."""
+    if not account.seller_id:
+        raise ValueError("Amazon needs the account's seller_id (merchant token)")
+    return _ListingsFeed(write_listings_feed(updates, account.seller_id), len(updates), account)
+
+
+class _ListingsFeed:
+    def __init__(self, document: bytes, count: int, account: ApiAccount) -> None:
+        self._document = document
+        self._count = count
+        self._account = account
+        self._step = "create_document"
+        self._upload_id = ""
+        self._upload_url = ""
+        self._feed_id = ""
+        self._report_id = ""
+        self._report_url = ""
+        self._report_gzip = False
+        self._fatal = False
+        self._polls = 0
+        self._wait_s = 0.0
+        self._refused: dict[int, str] | None = None
+
+    @property
+    def feed_id(self) -> str:
+        return self._feed_id
+
+    @property
+    def wait_s(self) -> float:
+        return self._wait_s
+
+    @property
+    def refused(self) -> dict[int, str]:
+        if self._refused is None:
+            raise RuntimeError("the feed is not done: send next_request() and feed()")
+        return self._refused
+
+    def next_request(self) -> HttpRequest | None:
+        account = self._account
+        match self._step:
+            case "create_document":
+                return _api_request(
+                    account,
+                    "POST",
+                    f"{FEEDS_PREFIX}/documents",
+                    _CreateDocument(contentType=FEED_CONTENT_TYPE),
+                )
+            case "upload":
+                return HttpRequest(
+                    method="PUT",
+                    path=self._upload_url,
+                    headers=(("Content-Type", FEED_CONTENT_TYPE),),
+                    body=self._document,
+                )
+            case "create_feed":
+                return _api_request(
+                    account,
+                    "POST",
+                    f"{FEEDS_PREFIX}/feeds",
+                    _CreateFeed(FEED_TYPE, [MARKETPLACE_JP], self._upload_id),
+                )
+            case "get_feed":
+                return _api_request(
+                    account, "GET", f"{FEEDS_PREFIX}/feeds/{quote(self._feed_id, safe='')}"
+                )
+            case "get_report":
+                return _api_request(
+                    account, "GET", f"{FEEDS_PREFIX}/documents/{quote(self._report_id, safe='')}"
+                )
+            case "download":
+                return HttpRequest(method="GET", path=self._report_url)
+        return None
+
+    def feed(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        if status == 429:
+            raise RateLimited(f"HTTP 429: {_error_line(body)}", retry_after(headers))
+        if not 200 <= status < 300:
+            raise MallApiError(
+                f"{self._step.replace('_', ' ')}: HTTP {status}: {_error_line(body)}"
+            )
+        self._wait_s = 0.0
+        try:
+            match self._step:
+                case "create_document":
+                    document = msgspec.json.decode(body, type=_FeedDocument)
+                    self._upload_id, self._upload_url = document.feedDocumentId, document.url
+                    self._step = "upload"
+                case "upload":
+                    self._step = "create_feed"
+                case "create_feed":
+                    self._feed_id = msgspec.json.decode(body, type=_CreatedFeed).feedId
+                    self._step = "get_feed"
+                    self._wait_s = FEED_POLL_FIRST_S
+                case "get_feed":
+                    self._read_feed(msgspec.json.decode(body, type=_Feed))
+                case "get_report":
+                    document = msgspec.json.decode(body, type=_FeedDocument)
+                    self._report_url = document.url
+                    self._report_gzip = document.compressionAlgorithm.upper() == "GZIP"
+                    self._step = "download"
+                case "download":
+                    self._read_report(gzip.decompress(body) if self._report_gzip else body)
+                case _:
+                    raise RuntimeError("the feed is done: nothing is waiting for an answer")
+        except (msgspec.DecodeError, OSError, EOFError) as exc:
+            raise MallApiError(
+                f"{self._step.replace('_', ' ')}: unreadable answer: {exc}"
+            ) from None
+
+    def _read_feed(self, answer: _Feed) -> None:
+        state = answer.processingStatus
+        if state in ("IN_QUEUE", "IN_PROGRESS"):
+            self._polls += 1
+            self._wait_s = min(FEED_POLL_MAX_S, FEED_POLL_FIRST_S * 2**self._polls)
+            return
+        if state == "CANCELLED":
+            self._step = "done"
+            raise MallApiError(f"feed {self._feed_id} was cancelled at Amazon")
+        if state not in ("DONE", "FATAL"):
+            raise MallApiError(f"feed {self._feed_id}: unknown processingStatus {state!r}")
+        self._fatal = state == "FATAL"
+        if not answer.resultFeedDocumentId:
+            self._step = "done"
+            if self._fatal:
+                raise MallApiError(f"feed {self._feed_id} failed (FATAL) without a report")
+            raise MallApiError(f"feed {self._feed_id} is DONE without a processing report")
+        self._report_id = answer.resultFeedDocumentId
+        self._step = "get_report"
+
+    def _read_report(self, body: bytes) -> None:
+        report = msgspec.json.decode(body, type=_Report)
+        refused: dict[int, str] = {}
+        general = []
+        for issue in report.issues:
+            if issue.severity != "ERROR":
+                continue
+            text = f"{issue.code}: {issue.message}"
+            if issue.messageId is not None and 1 <= issue.messageId <= self._count:
+                refused.setdefault(issue.messageId - 1, text)
+            else:
+                general.append(text)
+        self._step = "done"
+        if self._fatal or general:
+            raise MallApiError(
+                f"feed {self._feed_id} {'failed' if self._fatal else 'reported'}: "
+                + ("; ".join(general[:3]) or "no issue given")
+            )
+        self._refused = refused
+
+
+def _error_line(body: bytes) -> str:
+    try:
+        errors = msgspec.json.decode(body, type=_ErrorBody).errors
+        return "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error message"
+    except msgspec.DecodeError:
+        return body.decode("utf-8", "replace").strip()[:200] or "no error body"
+
+
+# The simulator's side of the Feeds API.
+
+FeedCallKind = Literal["create_document", "create_feed", "get_feed", "get_document"]
+
+
+class FeedCall(msgspec.Struct, frozen=True):
+    kind: FeedCallKind
+    id: str = ""  # the feed's id (get_feed), the document's (get_document, create_feed)
+
+
+def read_feed_call(request: HttpRequest) -> FeedCall:
+    """Which Feeds API call a request is; ValueError when it is none."""
+    if not request.path.startswith(FEEDS_PREFIX + "/"):
+        raise ValueError(f"not a Feeds API path: {request.path}")
+    rest = request.path.removeprefix(FEEDS_PREFIX + "/").split("/")
+    match request.method, rest:
+        case "POST", ["documents"]:
+            wanted = msgspec.json.decode(request.body, type=_CreateDocument)
+            if wanted.contentType.split(";")[0].strip().lower() != "application/json":
+                raise ValueError(f"a {FEED_TYPE} document is JSON, not {wanted.contentType}")
+            return FeedCall("create_document")
+        case "POST", ["feeds"]:
+            feed = msgspec.json.decode(request.body, type=_CreateFeed)
+            if feed.feedType != FEED_TYPE:
+                raise ValueError(f"feedType {feed.feedType!r} is not {FEED_TYPE}")
+            if MARKETPLACE_JP not in feed.marketplaceIds:
+                raise ValueError(f"marketplaceIds must include {MARKETPLACE_JP}")
+            return FeedCall("create_feed", feed.inputFeedDocumentId)
+        case "GET", ["feeds", feed_id] if feed_id:
+            return FeedCall("get_feed", unquote(feed_id))
+        case "GET", ["documents", document_id] if document_id:
+            return FeedCall("get_document", unquote(document_id))
+    raise ValueError(f"no Feeds API call {request.method} {request.path}")
+
+
+def render_feed_document(document_id: str, url: str) -> bytes:
+    """createFeedDocument's and getFeedDocument's answer."""
+    return msgspec.json.encode(_FeedDocument(feedDocumentId=document_id, url=url))
+
+
+def render_created_feed(feed_id: str) -> bytes:
+    return msgspec.json.encode(_CreatedFeed(feedId=feed_id))
+
+
+def render_feed(feed_id: str, state: str, created: datetime, report_id: str = "") -> bytes:
+    if state not in _FEED_STATES:
+        raise ValueError(f"processingStatus {state!r} is not one of {_FEED_STATES}")
+    return msgspec.json.encode(
+        _Feed(
+            feedId=feed_id,
+            feedType=FEED_TYPE,
+            processingStatus=state,
+            marketplaceIds=[MARKETPLACE_JP],
+            createdTime=_utc_z(created),
+            resultFeedDocumentId=report_id,
+        )
+    )
+
+
+FeedIssue = tuple[int, str, str]  # (messageId, code, message)
+
+
+def read_listings_feed(
+    document: bytes,
+) -> tuple[str, list[tuple[int, StockUpdate]], list[FeedIssue]]:
+    """The seller, each message's quantity (by messageId), and the messages that cannot be
+    applied, as Amazon's processing would say. ValueError when the document is no feed."""
+    try:
+        body = msgspec.json.decode(document, type=_ListingsFeedBody)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a {FEED_TYPE} document: {exc}") from None
+    taken: list[tuple[int, StockUpdate]] = []
+    issues: list[FeedIssue] = []
+    for message in body.messages:
+        quantities = [
+            availability.quantity
+            for patch in message.patches
+            if patch.path == _AVAILABILITY
+            for availability in patch.value
+            if availability.fulfillment_channel_code == "DEFAULT"
+        ]
+        if message.operationType != "PATCH" or len(quantities) != 1 or not message.sku:
+            issues.append(
+                (
+                    message.messageId,
+                    "4000001",
+                    "the message must PATCH exactly one DEFAULT fulfillment_availability "
+                    "quantity of a SKU",
+                )
+            )
+            continue
+        taken.append((message.messageId, StockUpdate(message.sku, (), quantities[0])))
+    return body.header.sellerId, taken, issues
+
+
+def render_processing_report(
+    seller_id: str, feed_id: str, processed: int, issues: Sequence[FeedIssue]
+) -> bytes:
+    invalid = {message_id for message_id, _, _ in issues}
+    return msgspec.json.encode(
+        _Report(
+            header=_ReportHeader(sellerId=seller_id, feedId=feed_id),
+            issues=[
+                _ReportIssue(code=code, severity="ERROR", message=text, messageId=message_id)
+                for message_id, code, text in issues
+            ],
+            summary=_ReportSummary(
+                errors=len(issues),
+                messagesProcessed=processed,
+                messagesAccepted=processed - len(invalid),
+                messagesInvalid=len(invalid),
+            ),
+        )
     )
 
 

@@ -237,6 +237,27 @@ class OrderPoll(Protocol):
     def unreadable(self) -> list[str]: ...
 
 
+class StockFeed(Protocol):
+    """One bulk stock update through a mall's feed API (Amazon's JSON_LISTINGS_FEED),
+    without I/O: ``next_request()`` gives the next call (upload the document, submit it,
+    ask whether it is processed, fetch the report) or None when done; ``feed()`` takes that
+    call's answer and raises ``RateLimited`` or ``MallApiError`` (the call stays in flight: send
+    it again later, or give up). ``wait_s`` is how long to wait before the next call (the
+    mall is still processing). A request whose ``path`` is a whole URL goes to the storage
+    the mall named (a pre-signed URL): no credentials, no rate of the mall's API.
+    When done, ``refused`` says which updates (by position) the mall did not take, and why."""
+
+    def next_request(self) -> HttpRequest | None: ...
+
+    def feed(self, status: int, headers: Mapping[str, str], body: bytes) -> None: ...
+
+    @property
+    def wait_s(self) -> float: ...
+
+    @property
+    def refused(self) -> dict[int, str]: ...
+
+
 class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
     """An HTTP request as pure data, sent by the daemon and read back by the simulator."""
 

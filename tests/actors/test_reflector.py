@@ -4,7 +4,7 @@ failing mall retried with backoff and nothing lost, and the pushes acknowledged.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -43,8 +43,19 @@ class FakeMall:
         self.shows: dict[str, int] = {}
         self.arrived = trio.Event()
 
+    bulk_exclusive = True
+    bulk_parallel = 1
+
+    @property
+    def bulk_chunk(self) -> int:
+        return self.chunk
+
     async def wait_turn(self) -> None:
         pass
+
+    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        await self.send(updates)
+        return {}
 
     async def send(self, updates: Sequence[StockUpdate]) -> None:
         if self.failures:
@@ -274,3 +285,59 @@ async def test_reflect_now_all_is_a_bulk_sync_now(
         assert board.reports[-1].next_bulk_sync == ""  # no bulk hours
 
     await run_with(tmp_path, FakeMall(), settings(), body)
+
+
+class FeedMall(FakeMall):
+    """A mall whose bulk path is a feed processed for ``processing_s`` (Amazon): pushes go
+    per item meanwhile, and the feed's value lands when it is processed. ``refuse`` SKUs are
+    named in its report."""
+
+    bulk_exclusive = False
+    bulk_parallel = 2
+
+    def __init__(self, processing_s: float, refuse: frozenset[str] = frozenset()) -> None:
+        super().__init__(chunk=1)
+        self.processing_s = processing_s
+        self.refuse = refuse
+        self.feeds: list[tuple[float, dict[str, int]]] = []
+
+    @property
+    def bulk_chunk(self) -> int:
+        return 10
+
+    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        await trio.sleep(self.processing_s)  # the mall's processing, not zaiko's waiting
+        got = {u.item_id: u.quantity for u in updates if u.item_id not in self.refuse}
+        self.feeds.append((trio.current_time(), got))
+        self.shows.update(got)
+        return {n: "90220: no such SKU" for n, u in enumerate(updates) if u.item_id in self.refuse}
+
+
+async def test_a_bulk_feed_never_holds_back_an_urgent_push_and_its_late_value_is_corrected(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    mall = FeedMall(processing_s=300.0, refuse=frozenset({"B"}))
+
+    async def body(send: trio.MemorySendChannel[LedgerRequest], _: FakeMall, board: Board) -> None:
+        await trio.sleep_until(10.0)  # the pass at start sent A 10 and B 5, one call each
+        assert mall.shows == {"A": 10, "B": 5}
+        await ok(send, control.ReflectNow(id=1, shop="r1", bulk=True))  # a feed of A 10, B 5
+        await trio.sleep_until(20.0)
+        await ok(send, order("1", "A", 4))  # a sale at another shop: A 6, urgent
+        await mall.arrived.wait()
+        assert mall.received[-1] == (20.0, {"A": 6})  # at once, the feed still processing
+        await trio.sleep_until(311.0)
+        # the feed landed at 310 with its older value (A 10): A 6 is sent again at once
+        assert mall.feeds == [(310.0, {"A": 10})]
+        assert mall.received[-1] == (310.0, {"A": 6}) and mall.shows["A"] == 6
+        jobs = await ok(send, control.JobsList(id=1))
+        assert isinstance(jobs, control.JobsReply)
+        bulk = next(job for job in jobs.jobs if job.kind == "bulk_sync")
+        assert (bulk.result, bulk.count, bulk.success, bulk.failure) == ("failed", 2, 1, 1)
+        shown = await ok(send, control.JobShow(id=1, job=bulk.id))
+        assert isinstance(shown, control.JobReply)
+        assert "B: 90220: no such SKU" in shown.job.messages[0]
+        # said while it was the news (the urgent push's success cleared it since)
+        assert any("B: 90220" in report.last_error for report in board.reports)
+
+    await run_with(tmp_path, mall, settings(), body)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
 
@@ -349,3 +350,130 @@ def test_simulator_reads_only_what_amazon_would_take() -> None:
     assert amazon.read_order_call(items_request) == ItemsFetch(order_no="250-1")
     with pytest.raises(ValueError, match="neither getOrders nor getOrderItems"):
         amazon.read_order_call(msgspec.structs.replace(items_request, path="/orders/v0/orders/1/x"))
+
+
+# --- JSON_LISTINGS_FEED through the Feeds API --------------------------------------------
+
+
+def _json(body: object) -> bytes:
+    return msgspec.json.encode(body)
+
+
+def test_a_feed_goes_document_upload_feed_polls_report_and_names_what_was_refused() -> None:
+    updates = [StockUpdate("000123", (), 5), StockUpdate("㈱髙①", (), 0), StockUpdate("C", (), 7)]
+    feed = amazon.start_stock_feed(updates, ACCOUNT)
+    first = feed.next_request()
+    assert first is not None
+    assert (first.method, first.path) == ("POST", "/feeds/2021-06-30/documents")
+    assert ("x-amz-access-token", "Atza|token") in first.headers
+    assert amazon.read_feed_call(first) == amazon.FeedCall("create_document")
+    url = "https://tortuga.example/doc-1?X-Amz-Signature=abc"
+    feed.feed(201, {}, amazon.render_feed_document("doc-1", url))
+    upload = feed.next_request()
+    assert upload is not None and (upload.method, upload.path) == ("PUT", url)
+    assert not any(k.lower() == "x-amz-access-token" for k, _ in upload.headers)  # pre-signed
+    seller, taken, issues = amazon.read_listings_feed(upload.body)
+    assert seller == "A2SELLER" and issues == []
+    assert taken == [(1, updates[0]), (2, updates[1]), (3, updates[2])]
+    feed.feed(200, {}, b"")
+    create = feed.next_request()
+    assert create is not None and amazon.read_feed_call(create) == amazon.FeedCall(
+        "create_feed", "doc-1"
+    )
+    feed.feed(202, {}, amazon.render_created_feed("50001"))
+    created = datetime(2026, 12, 1, tzinfo=UTC)
+    # asked after 1 s, then 2, 4, …: the mall takes minutes
+    waits = []
+    for state in ("IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS"):
+        waits.append(feed.wait_s)
+        poll = feed.next_request()
+        assert poll is not None and amazon.read_feed_call(poll) == amazon.FeedCall(
+            "get_feed", "50001"
+        )
+        feed.feed(200, {}, amazon.render_feed("50001", state, created))
+    assert waits == [1.0, 2.0, 4.0]
+    feed.feed(200, {}, amazon.render_feed("50001", "DONE", created, "report-1"))
+    get_report = feed.next_request()
+    assert get_report is not None
+    assert amazon.read_feed_call(get_report) == amazon.FeedCall("get_document", "report-1")
+    feed.feed(200, {}, amazon.render_feed_document("report-1", "https://tortuga.example/r1"))
+    download = feed.next_request()
+    assert download is not None and (download.method, download.path) == (
+        "GET",
+        "https://tortuga.example/r1",
+    )
+    report = amazon.render_processing_report("A2SELLER", "50001", 3, [(2, "90220", "bad SKU")])
+    feed.feed(200, {}, report)
+    assert feed.next_request() is None
+    assert feed.refused == {1: "90220: bad SKU"}
+
+
+def test_a_feed_report_may_come_gzipped_and_errors_keep_the_call_in_flight() -> None:
+    feed = amazon.start_stock_feed([StockUpdate("A", (), 1)], ACCOUNT)
+    with pytest.raises(RateLimited) as limited:
+        feed.feed(429, {"Retry-After": "3"}, amazon.render_error(429, "slow down"))
+    assert limited.value.retry_after == 3.0
+    with pytest.raises(MallApiError, match="HTTP 503"):
+        feed.feed(503, {}, b"down")
+    request = feed.next_request()
+    assert request is not None and request.path == "/feeds/2021-06-30/documents"
+    feed.feed(201, {}, amazon.render_feed_document("d", "https://s3.example/d"))
+    feed.feed(200, {}, b"")
+    feed.feed(202, {}, amazon.render_created_feed("7"))
+    feed.feed(200, {}, amazon.render_feed("7", "DONE", datetime(2026, 1, 1, tzinfo=UTC), "r"))
+    feed.feed(
+        200,
+        {},
+        _json(
+            {"feedDocumentId": "r", "url": "https://s3.example/r", "compressionAlgorithm": "GZIP"}
+        ),
+    )
+    feed.feed(200, {}, gzip.compress(amazon.render_processing_report("A2SELLER", "7", 1, [])))
+    assert feed.next_request() is None and feed.refused == {}
+
+
+@pytest.mark.parametrize(
+    ("state", "report", "reason"),
+    [
+        ("CANCELLED", "", "was cancelled"),
+        ("FATAL", "r", "failed: FATAL: not a feed"),
+        ("DONE", "", "without a processing report"),
+    ],
+)
+def test_a_feed_that_fails_says_why(state: str, report: str, reason: str) -> None:
+    feed = amazon.start_stock_feed([StockUpdate("A", (), 1)], ACCOUNT)
+    feed.feed(201, {}, amazon.render_feed_document("d", "https://s3.example/d"))
+    feed.feed(200, {}, b"")
+    feed.feed(202, {}, amazon.render_created_feed("7"))
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    if not report:
+        with pytest.raises(MallApiError, match=reason):
+            feed.feed(200, {}, amazon.render_feed("7", state, when, report))
+        assert feed.next_request() is None
+        return
+    feed.feed(200, {}, amazon.render_feed("7", state, when, report))
+    feed.feed(200, {}, amazon.render_feed_document("r", "https://s3.example/r"))
+    with pytest.raises(MallApiError, match=reason):
+        feed.feed(
+            200,
+            {},
+            amazon.render_processing_report("A2SELLER", "7", 0, [(0, "FATAL", "not a feed")]),
+        )
+    assert feed.next_request() is None
+
+
+def test_a_feed_takes_at_most_its_limit_and_needs_the_seller() -> None:
+    too_many = [StockUpdate(f"S{n}", (), 1) for n in range(amazon.FEED_MAX_MESSAGES + 1)]
+    with pytest.raises(ValueError, match="at most"):
+        amazon.start_stock_feed(too_many, ACCOUNT)
+    with pytest.raises(ValueError, match="seller_id"):
+        amazon.start_stock_feed(too_many[:1], ApiAccount(base_url="x", secret="s"))
+    bad = _json(
+        {
+            "header": {"sellerId": "A2SELLER", "version": "2.0"},
+            "messages": [{"messageId": 1, "sku": "A", "operationType": "DELETE"}],
+        }
+    )
+    assert amazon.read_listings_feed(bad)[2][0][0] == 1
+    with pytest.raises(ValueError, match="not a JSON_LISTINGS_FEED"):
+        amazon.read_listings_feed(b"sku\tquantity\nA\t1\n")

@@ -226,3 +226,37 @@ async def test_a_host_key_that_does_not_match_sends_nothing(
         error = event.reflection.last_error
         assert "host key is not the one in known_hosts" in error and "nothing was sent" in error
         assert not sim.state.shops["rakuten"].files and shown(sim, "rakuten", "RAKUTEN-A") == 10
+
+
+async def test_amazon_bulk_sync_goes_by_feed_not_by_one_call_a_sku(
+    sim: Simulator, tmp_path: Path, client_key: asyncssh.SSHKey
+) -> None:
+    """createFeedDocument, the upload to its pre-signed URL (query kept), createFeed, getFeed
+    until DONE, the report: the mall shows every target again, by one feed."""
+    config = daemon_config(tmp_path, sim, client_key)
+    amazon = sim.state.shops["amazon"]
+    async with running_daemon(config), connect(config, "test") as client:
+        await setup(client, sim, ["amazon"])
+        await converged(sim, {("amazon", "AMAZON-A"): 10, ("amazon", "AMAZON-B"): 7}, client)
+        # someone edits the quantities in Seller Central; zaiko believes they show its targets
+        amazon.items["AMAZON-A"].shown = 0
+        amazon.items["AMAZON-B"].shown = 99
+        calls_before, updates_before = amazon.requests, amazon.stock_updates
+        await client.request(control.Subscribe(id=0, topics=("jobs",)))
+        reply = await client.request(control.ReflectNow(id=0, shop="amazon", bulk=True))
+        assert isinstance(reply, control.ReflectReply), reply
+        await converged(sim, {("amazon", "AMAZON-A"): 10, ("amazon", "AMAZON-B"): 7}, client)
+        with trio.fail_after(30):
+            while True:
+                event = await client.next_event()
+                if (
+                    isinstance(event, control.JobChanged)
+                    and event.job.kind == "bulk_sync"
+                    and event.job.result in ("ok", "failed")
+                ):
+                    break
+        assert (event.job.result, event.job.success, event.job.failure) == ("ok", 2, 0)
+        assert amazon.feeds_processed == 1 and amazon.stock_updates == updates_before + 2
+        # createFeedDocument, createFeed, getFeed polls, getFeedDocument: no PATCH per SKU
+        assert amazon.bad_requests == 0 and amazon.throttled == 0
+        assert amazon.requests - calls_before <= 8
