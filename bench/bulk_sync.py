@@ -13,7 +13,8 @@ import) and 10 shops, every SKU linked to every shop (listing_mode all), then:
    File malls: the time until the simulator applied all N rows of each. API malls: the items
    the simulator took per second over ``--api-seconds``, against what its rate limit allows
    (requests/s × items per request); the simulator counts the 429s it answered;
-2. a bulk sync (``reflect now --all``, from a read-only snapshot) of the file malls again;
+2. a bulk sync (``reflect now --all``, from a read-only snapshot) of the file malls again,
+   then of Amazon, by JSON_LISTINGS_FEEDs (Feeds API) instead of one PATCH a SKU;
 3. all the while, a stock change every 50 ms through the control protocol: its round trip
    p50/p99, against the same measured before any push started (the baseline, same run).
 
@@ -45,10 +46,14 @@ from cli.client import ControlClient, connect
 from daemon.config import load_config
 from protocols import control
 from protocols.malls import capability
+from protocols.malls.amazon import FEED_MAX_MESSAGES
 
 TEMPOSTAR_SKUS_PER_S = 2000 / 300
 FILE_SHOPS = {"rakuten-f": "sftp", "futureshop-f": "sftp", "yahoo-f": "ftps", "wowma-f": "ftps"}
 API_SHOPS = ("rakuten-a", "yahoo-a", "wowma_manager-a", "cartstar-a", "amazon-a", "qoo10-a")
+FEED_SHOP = "amazon-a"
+FEED_SIZE = FEED_MAX_MESSAGES
+FEED_PROCESSING_S = 2.0  # the simulator's time to process one feed
 PASSWORD = "bench-ftps"
 SECRETS = {"rakuten": "svc:lic"}
 
@@ -68,7 +73,8 @@ def sim_config(directory: Path, public_key: str) -> Path:
     path = directory / "sim.toml"
     path.write_text(
         f'[sim]\nlisten = "127.0.0.1"\nstate_dir = "{directory / "sim"}"\n'
-        f'maildir_root = "{directory / "simmail"}"\n\n' + "\n".join(shops)
+        f'maildir_root = "{directory / "simmail"}"\nfeed_processing_s = {FEED_PROCESSING_S}\n\n'
+        + "\n".join(shops)
     )
     return path
 
@@ -151,6 +157,17 @@ async def probe(client: ControlClient, seconds: float, times: list[float]) -> No
         await trio.sleep(0.05)
 
 
+async def finished_bulk_sync(client: ControlClient, shop: str) -> control.Job:
+    """The shop's newest bulk_sync job, once it is done."""
+    while True:
+        reply = await client.request(control.JobsList(id=0, limit=20))
+        assert isinstance(reply, control.JobsReply), reply
+        job = next((j for j in reply.jobs if j.kind == "bulk_sync" and j.shop == shop), None)
+        if job is not None and job.state == "done":
+            return job
+        await trio.sleep(0.2)  # polled: the jobs topic is not what this bench measures
+
+
 def p(times: list[float], q: float) -> float:
     return statistics.quantiles(times, n=100)[q - 1] * 1000 if len(times) > 1 else float("nan")
 
@@ -200,6 +217,11 @@ async def run(daemon: DaemonProcess, http: str, skus: int, api_seconds: float) -
                 await client.request(control.ReflectNow(id=0, shop=shop, bulk=True))
             await pushes.until({shop: before[shop] + skus for shop in FILE_SHOPS}, client)
             bulk_s = max(pushes.last_at[shop] for shop in FILE_SHOPS) - bulk_started
+            # Amazon's bulk sync by JSON_LISTINGS_FEED, while its per-SKU PATCHes go on
+            feed_started = time.monotonic()
+            await client.request(control.ReflectNow(id=0, shop=FEED_SHOP, bulk=True))
+            feed_job = await finished_bulk_sync(client, FEED_SHOP)
+            feed_s = time.monotonic() - feed_started
             nursery.cancel_scope.cancel()
     state = await trio.to_thread.run_sync(sim_totals, http)
     totals = state["totals"]
@@ -212,6 +234,14 @@ async def run(daemon: DaemonProcess, http: str, skus: int, api_seconds: float) -
     )
     for shop, seconds in sorted(files.items()):
         print(f"  {shop:14} {seconds:6.1f} s")
+    patch_s = skus / allowed_items_per_s(FEED_SHOP)
+    print(
+        f"Amazon bulk sync by JSON_LISTINGS_FEED ({-(-skus // FEED_SIZE)} feeds of ≤ "
+        f"{FEED_SIZE:,}; the simulator processes a feed in {FEED_PROCESSING_S:.0f} s): "
+        f"{feed_s:.1f} s, {feed_job.success:,} taken, {feed_job.failure} refused; one Listings "
+        f"PATCH a SKU at the rate limit would take {patch_s / 3600:.1f} h "
+        f"(ratio {patch_s / feed_s:,.0f}×)"
+    )
     print("API malls: items the mall took per second while busy, against its rate limit's:")
     for shop, rate in api.items():
         allowed = allowed_items_per_s(shop)

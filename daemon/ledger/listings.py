@@ -121,6 +121,17 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
             details=problems[:100],
         )
     # rows that move an item from one SKU to another: clear the old places first
+    moved_from = [
+        sku
+        for (item, variation), sku in items.items()
+        for (sku,) in tx.db.execute(
+            "SELECT sku FROM listings WHERE shop = ? AND item_id = ? AND variation = ? "
+            "AND sku != ?",
+            (command.shop, item, variation, sku),
+        )
+    ]
+    affected = sorted({r.sku for r in command.rows} | set(moved_from))
+    before = _mall_items(tx, command.shop, affected)
     tx.db.executemany(
         "DELETE FROM listings WHERE shop = ? AND item_id = ? AND variation = ? AND sku != ?",
         [(command.shop, item, variation, sku) for (item, variation), sku in items.items()],
@@ -141,11 +152,29 @@ def listings_import(tx: Tx, command: control.ListingsImport) -> control.Listings
             for r in command.rows
         ],
     )
+    # a SKU now sold as another mall item: that item was never sent its quantity
+    after = _mall_items(tx, command.shop, affected)
+    outbox.forget_sent(tx, command.shop, [sku for sku in affected if before[sku] != after[sku]])
     sets.check_origin_rule(tx)
     orders.rematch(tx)
     outbox.mark_shop(tx, command.shop)
     tx.publish(control.ListingsChanged(shop=command.shop, rows=len(command.rows)))
     return control.ListingsReply(id=command.id, imported=len(command.rows))
+
+
+def _mall_items(tx: Tx, shop: str, codes: list[str]) -> dict[str, tuple[str, str] | None]:
+    """The mall item each SKU is sent to at the shop (its own code without a listing row)."""
+    found: dict[str, tuple[str, str] | None] = {code: (code, "[]") for code in codes}
+    for start in range(0, len(codes), 500):
+        part = codes[start : start + 500]
+        marks = ", ".join("?" * len(part))
+        for sku, item_id, variation, linked in tx.db.execute(
+            f"SELECT sku, item_id, variation, linked FROM listings WHERE shop = ? "
+            f"AND sku IN ({marks})",
+            (shop, *part),
+        ):
+            found[sku] = (item_id, variation) if linked else None
+    return found
 
 
 def listed_sku(

@@ -86,6 +86,16 @@ def sold_at(tx: Tx, shop: str, sku: str, units: int) -> None:
     mark(tx, (sku,))
 
 
+def forget_sent(tx: Tx, shop: str, codes: Sequence[str]) -> None:
+    """What the shop was sent for these SKUs no longer counts (they are sold as another mall
+    item now): they are pending until it is sent again."""
+    tx.db.executemany(
+        "UPDATE outbox SET pushed = NULL, sold = 0 WHERE shop = ? AND sku = ?",
+        ((shop, code) for code in codes),
+    )
+    mark(tx, codes)
+
+
 def has_work(tx: Tx) -> bool:
     """Whether marks are left to compute."""
     found: int = tx.db.execute(

@@ -307,3 +307,24 @@ def test_the_outbox_follows_a_reference_model(
                 assert found.target >= 0
     finally:
         ledger.close()
+
+
+def test_a_sku_sold_as_another_mall_item_is_sent_there(ledger: LedgerHarness) -> None:
+    shops(ledger)
+    ledger.add("A", 10)
+    ledger.add("B", 3)
+    send_all(ledger, "r1")
+    assert pending(ledger, "r1") == {}
+    ledger.ok(control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("A", "item-x"),)))
+    # the target did not change, but item-x was never sent it
+    assert pending(ledger, "r1") == {"A": 10}
+    assert row(ledger, "r1", "A").shown is None
+    sent = send_all(ledger, "r1")
+    assert sent[0].item_id == "item-x"
+    ledger.ok(control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("A", "item-x"),)))
+    assert pending(ledger, "r1") == {}  # the same item again: nothing to send
+    # item-x moves to B, A to item-y: both are sent to their new items
+    rows = (control.ListingRow("B", "item-x"), control.ListingRow("A", "item-y"))
+    ledger.ok(control.ListingsImport(id=1, shop="r1", rows=rows))
+    assert pending(ledger, "r1") == {"A": 10, "B": 3}
+    assert pending(ledger, "y1") == {"A": 10, "B": 3}  # never sent: another shop is untouched
