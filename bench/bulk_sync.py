@@ -210,6 +210,7 @@ async def run(daemon: DaemonProcess, http: str, skus: int, api_seconds: float) -
                 if shop in pushes.last_at
             }
             busy = {shop: pushes.last_at[shop] - switched_on[shop] for shop in api}
+            taken = {shop: pushes.pushed[shop] for shop in api}  # before any bulk sync
             # the bulk sync of the file malls, from a snapshot, while the API malls go on
             before = dict(pushes.pushed)
             bulk_started = time.monotonic()
@@ -247,7 +248,7 @@ async def run(daemon: DaemonProcess, http: str, skus: int, api_seconds: float) -
         allowed = allowed_items_per_s(shop)
         print(
             f"  {shop:16} {rate:8.1f} /s of {allowed:6.0f} /s = {rate / allowed:.2f}"
-            f"  ({pushes.pushed[shop]:,} items in {busy[shop]:.0f} s)"
+            f"  ({taken[shop]:,} items in {busy[shop]:.0f} s)"
         )
     shops = state["shops"]
     assert isinstance(shops, dict)
