@@ -187,11 +187,22 @@ def setting_value(shop: ShopSettings, key: str) -> Any:
     return value
 
 
-def plain_ftp_warning(shop: ShopSettings) -> str | None:
-    """Plain FTP sends the password in clear; allowed, but said at apply and in status."""
+def shop_warnings(shop: ShopSettings) -> tuple[str, ...]:
+    """What is allowed but said at apply and in status: plain FTP sends the password in
+    clear; an option zaiko cannot carry out yet does nothing."""
+    warnings = []
     if shop.transport == "ftp" and shop.ftp_url and shop.ftp_url.startswith("ftp://"):
-        return f"shop {shop.id}: ftp_url uses plain ftp:// (password sent in clear); prefer sftp:// or ftps://"
-    return None
+        warnings.append(
+            f"shop {shop.id}: ftp_url uses plain ftp:// (password sent in clear); "
+            "prefer sftp:// or ftps://"
+        )
+    if shop.clear_store_cancel_flag:
+        warnings.append(
+            f"shop {shop.id}: clear_store_cancel_flag does nothing yet: no public Yahoo format "
+            "carries the ストア都合キャンセル flag (setStock and quantity.csv do not); clear it in "
+            "the store's item settings"
+        )
+    return tuple(warnings)
 
 
 def validate_shop(shop: ShopSettings) -> ShopSettings:

@@ -16,7 +16,7 @@ from protocols.settings import (
     SettingsError,
     ShopSettings,
     apply_changes,
-    plain_ftp_warning,
+    shop_warnings,
     validate_shop,
 )
 
@@ -76,7 +76,7 @@ def status_of(tx: Tx, shop: ShopSettings) -> control.ShopStatus:
         mall=shop.mall,
         order_intake=shop.order_intake,
         reflect=shop.reflect,
-        warnings=tuple(w for w in (plain_ftp_warning(shop),) if w),
+        warnings=shop_warnings(shop),
         intake=orders.intake_status(tx, shop),
         reflection=outbox.reflect_status(tx, shop),
     )
@@ -92,7 +92,7 @@ def shops_apply(
 ) -> control.ShopsReply:
     """Create or update shops; ``backlogs``: what waits at each stopped shop (its intake
     actor counts it), for switching intake on."""
-    warnings = []
+    warnings: list[str] = []
     for shop in command.shops:
         before = find(tx, shop.id)
         if before is not None and before.mall != shop.mall:
@@ -109,8 +109,7 @@ def shops_apply(
             raise DomainError(exc.code, f"shop {shop.id}: {exc}", exc.field, exc.details) from exc
         save(tx, shop, before)
         intake.note_switch(tx, before, shop, "")
-        if warning := plain_ftp_warning(shop):
-            warnings.append(warning)
+        warnings += shop_warnings(shop)
     return control.ShopsReply(id=command.id, shops=command.shops, warnings=tuple(warnings))
 
 

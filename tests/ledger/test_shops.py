@@ -72,3 +72,13 @@ def test_shops_show_and_status_build_the_same_status_with_its_warnings(
     assert listed.warnings == applied.warnings
     changed = ledger.ok(control.ShopSet(id=1, shop="w1", changes={"send_interval_min": "10"}))
     assert changed.status == listed
+
+
+def test_an_option_zaiko_cannot_carry_out_is_said_not_silently_kept(
+    ledger: LedgerHarness,
+) -> None:
+    yahoo = shop_settings(id="y1", mall="yahoo", clear_store_cancel_flag=True)
+    applied = ledger.ok(control.ShopsApply(id=1, shops=(yahoo,)))
+    assert len(applied.warnings) == 1 and "ストア都合キャンセル" in applied.warnings[0]
+    (listed,) = ledger.ok(control.GetStatus(id=1)).shops
+    assert listed.warnings == applied.warnings
