@@ -199,11 +199,13 @@ class Pushes(msgspec.Struct, frozen=True):
 
 
 class PushesSent(msgspec.Struct, frozen=True):
-    """The shop received these quantities (at ``at``, ISO time)."""
+    """The shop received these quantities (at ``at``, ISO time); ``uncertain``: it may or
+    may not have (a feed that failed after it was submitted)."""
 
     shop: str
     items: tuple[PushItem, ...]
     at: str
+    uncertain: bool = False
 
 
 Command = (

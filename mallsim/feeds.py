@@ -54,7 +54,7 @@ def settle(state: SimState, shop: ShopState, now: float) -> None:
 
 def _process(state: SimState, shop: ShopState, mall: Mall, feed: SimFeed) -> None:
     mod: Any = mall.mod
-    document = shop.feed_documents.pop(feed.document_id, None) or b""
+    document = shop.feed_documents.get(feed.document_id) or b""
     try:
         seller, taken, issues = mod.read_listings_feed(document)
         if seller != shop.cfg.seller_id:
@@ -67,7 +67,8 @@ def _process(state: SimState, shop: ShopState, mall: Mall, feed: SimFeed) -> Non
         feed.fatal = True
         log.info("shop %s: feed %s FATAL: %s", shop.id, feed.feed_id, exc)
         return
-    state.apply_quantities(shop.id, [(u.item_id, (), u.item_id, u.quantity) for _, u in taken])
+    # as a Listings PATCH: by the seller SKU only
+    state.apply_quantities(shop.id, [(u.item_id, (), "", u.quantity) for _, u in taken])
     report = mod.render_processing_report(
         shop.cfg.seller_id, feed.feed_id, len(taken) + len(issues), issues
     )
@@ -139,9 +140,7 @@ def file_request(
         return Response(404, plain, b"NoSuchKey\n")
     if query.get("X-Amz-Signature") != _signature(shop, document_id):
         return Response(403, plain, b"SignatureDoesNotMatch\n")
-    if method == "PUT":
-        if shop.feed_documents[document_id] is not None:
-            return Response(409, plain, b"document already uploaded\n")
+    if method == "PUT":  # again: the object is replaced, as S3 does
         shop.feed_documents[document_id] = body
         state.changed()
         return Response(200, (), b"")

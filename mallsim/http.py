@@ -252,6 +252,8 @@ class MallApp:
             return _json(400, {"error": f"{shop.kind} has no {req.status} orders to simulate"})
         if req.foreign and not has_other_marketplaces(shop.kind):
             return _json(400, {"error": f"{shop.kind} shows no orders of other marketplaces"})
+        # a feed that is due landed before this buyer looks
+        feeds.settle(self.state, shop, trio.current_time())
         picks = []
         for line in req.lines:
             item = shop.items.get(line.sku)

@@ -1,5 +1,6 @@
-"""TEMPOSTAR-format CSV files: stock import (在庫一括更新), stock download (在庫ダウンロード) and
-the product catalog read by ``zaiko sku import`` (SPEC §3.6, reference/mall-formats.md §1.8, §3).
+"""TEMPOSTAR-format CSV files: stock import (在庫一括更新), stock download (在庫ダウンロード),
+the product catalog read by ``zaiko sku import`` (SPEC §3.6, reference/mall-formats.md §1.8, §3)
+and the stock change history (在庫変動ログ) that ``bench/oversell.py --replay`` reads.
 
 Pure: msgspec and the standard library only, no I/O. The daemon feeds byte lines in and gets
 parsed rows or ``RowError`` values out, one per data line, in file order; checks that need the
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Container, Generator, Iterable, Iterator
+from datetime import datetime
 from itertools import chain, islice
 from typing import Final, Literal, NamedTuple, TypeVar, get_args
 
@@ -38,7 +41,10 @@ from protocols.malls.base import (
     RECORD_TOO_LONG,
     RowError,
     csv_problem,
+    csv_records,
     decode_strict,
+    header_records,
+    int_field,
     misread_header_hint,
     undecodable_reason,
 )
@@ -802,3 +808,127 @@ def _shown(text: str, limit: int = MAX_CODE_LENGTH) -> str:
             for char in text
         )
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --- 在庫変動ログ: TEMPOSTAR's stock change history ---------------------------------------
+#
+# The daily CSV download of the screen 在庫変動履歴 (reference/mall-formats.md §1.8): one
+# record per change of a SKU's count, cp932, CRLF or CR alone, quoted either minimally or
+# with every non-empty field quoted (empty fields bare); both are plain CSV to the reader.
+
+LOG_TIME: Final = "更新日時"
+LOG_REASON: Final = "更新理由"
+LOG_BASE_CODE: Final = "商品基本コード"
+LOG_ATTRIBUTE1_CODE: Final = "属性1コード"
+LOG_ATTRIBUTE2_CODE: Final = "属性2コード"
+LOG_BEFORE: Final = "変動前"
+LOG_AFTER: Final = "変動後"
+LOG_DELTA: Final = "増減値"
+STOCK_LOG_HEADER: Final = (
+    LOG_TIME,
+    LOG_REASON,
+    LOG_BASE_CODE,
+    CODE,
+    NAME,
+    "属性1名",
+    "属性2名",
+    LOG_ATTRIBUTE1_CODE,
+    LOG_ATTRIBUTE2_CODE,
+    "倉庫名",
+    "実在庫区分",
+    LOG_BEFORE,
+    LOG_AFTER,
+    LOG_DELTA,
+    "ユーザー",
+)
+# 更新理由 values seen in real logs: a sale taken in (always negative), a stock file
+# imported, an edit on the web screen, an order corrected or cancelled (positive)
+LOG_SALE: Final = "受注取込"
+LOG_CSV_IMPORT: Final = "在庫CSV取込"
+LOG_WEB_EDIT: Final = "WEB画面"
+LOG_ORDER_FIX: Final = "受注修正"
+_LOG_REQUIRED: Final = (LOG_TIME, LOG_REASON, CODE, LOG_BEFORE, LOG_AFTER, LOG_DELTA)
+# YYYY/MM/DD HH:MM:SS as TEMPOSTAR writes it; a file re-saved by Excel loses the zero
+# padding and the seconds (2024/10/1 0:02), which still says the same minute
+_LOG_TIME_FORM: Final = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2}) (\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+class StockLogRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One change of one SKU's count in a 在庫変動ログ. ``at`` is the log's own local time
+    (TEMPOSTAR's: Asia/Tokyo), without a zone, as written; ``after`` may be below 0 (sold
+    beyond the count: oversold); ``delta`` is after − before."""
+
+    line: int
+    at: datetime
+    reason: str
+    sku: str
+    before: int
+    after: int
+    delta: int
+
+
+def read_stock_log(
+    chunks: Iterable[bytes], *, encoding: str = "cp932"
+) -> Iterator[StockLogRow | RowError]:
+    """Read a TEMPOSTAR 在庫変動ログ: one ``StockLogRow`` or ``RowError`` per data record, in
+    file order, each numbered by its first line (the header is line 1).
+
+    ``chunks`` are the file's bytes in pieces of any size (a file object, a read); line ends
+    are CRLF, LF or CR alone. The SKU is 商品コード; where it is empty, 商品基本コード +
+    属性1コード + 属性2コード (TEMPOSTAR's rule for the code). A header without the columns
+    it needs is one error for line 1 and nothing else is read. Raises ValueError at once for
+    an unknown encoding, and ``LineTooLong`` for a line no such file has.
+    """
+    codec = stock_codec(encoding)
+    for line, record in header_records(csv_records(chunks, codec), _LOG_REQUIRED):
+        yield record if isinstance(record, RowError) else _stock_log_row(line, record)
+
+
+def _stock_log_row(line: int, record: dict[str, str]) -> StockLogRow | RowError:
+    code = record[CODE] or "".join(
+        record.get(column, "")
+        for column in (LOG_BASE_CODE, LOG_ATTRIBUTE1_CODE, LOG_ATTRIBUTE2_CODE)
+    )
+    problem = code_problem(code)
+    if problem is not None:
+        return RowError(line=line, code=_shown(code), field=CODE, reason=problem)
+    at = _log_time(record[LOG_TIME])
+    if at is None:
+        return RowError(
+            line=line,
+            code=code,
+            field=LOG_TIME,
+            reason=f"'{_shown(record[LOG_TIME])}' is not a time YYYY/MM/DD HH:MM:SS",
+        )
+    reason = record[LOG_REASON].strip()
+    if not reason:
+        return RowError(line=line, code=code, field=LOG_REASON, reason="empty")
+    counts: list[int] = []
+    for column in (LOG_BEFORE, LOG_AFTER, LOG_DELTA):
+        value = int_field(record[column], line=line, field=column, code=code)
+        if isinstance(value, RowError):
+            return value
+        counts.append(value)
+    before, after, delta = counts
+    if after - before != delta:
+        return RowError(
+            line=line,
+            code=code,
+            field=LOG_DELTA,
+            reason=f"{delta} is not {LOG_AFTER} − {LOG_BEFORE} ({after} − {before} = "
+            f"{after - before})",
+        )
+    return StockLogRow(
+        line=line, at=at, reason=reason, sku=code, before=before, after=after, delta=delta
+    )
+
+
+def _log_time(text: str) -> datetime | None:
+    match = _LOG_TIME_FORM.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(part or 0) for part in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError:  # 2024/02/30, 25:00
+        return None

@@ -250,15 +250,23 @@ async def _bulk_chunk(
     shared: _Shared, chunk: Sequence[PushItem], slots: trio.Semaphore, tally: _BulkTally
 ) -> None:
     sender = shared.sender
+    updates = [_update(item) for item in chunk]
     try:
-        updates = [_update(item) for item in chunk]
         if sender.bulk_exclusive:
             async with shared.lock:
                 refused = await sender.send_bulk(updates)
                 taken = [item for n, item in enumerate(chunk) if n not in refused]
                 await _acknowledge(shared, taken)
         else:
-            refused = await sender.send_bulk(updates)
+            try:
+                refused = await sender.send_bulk(updates)
+            except BaseException as exc:
+                # a feed the mall may have (it failed after it was submitted, or the
+                # reflector stopped while it was processed) can still land with these
+                # older values: each is sent again once it is certain
+                if not isinstance(exc, PushFailed) or exc.maybe_applied:
+                    await _acknowledge_uncertain(shared, chunk)
+                raise
             taken = [item for n, item in enumerate(chunk) if n not in refused]
             await _acknowledge(shared, taken)
     except PushFailed as exc:
@@ -278,6 +286,26 @@ async def _bulk_chunk(
             shared.show(last_error=tally.last_refusal)
     finally:
         slots.release()
+
+
+async def _acknowledge_uncertain(shared: _Shared, chunk: Sequence[PushItem]) -> None:
+    # shielded, but bounded: a ledger that is gone never answers (then the rows are as
+    # they were, and the next bulk sync sends them again)
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + 10):
+        try:
+            await call(
+                shared.ledger,
+                PushesSent(
+                    shop=shared.shop.id,
+                    items=tuple(chunk),
+                    at=stamp(shared.wall_clock()),
+                    uncertain=True,
+                ),
+                shared.actor,
+                Pushes,
+            )
+        except LedgerUnavailable:
+            pass
 
 
 async def reflector(

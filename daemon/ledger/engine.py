@@ -230,7 +230,9 @@ def run(tx: Tx, command: Command) -> Result:
                 )
             )
         case PushesSent():
-            outbox.acknowledge(tx, command.shop, command.items, command.at)
+            outbox.acknowledge(
+                tx, command.shop, command.items, command.at, uncertain=command.uncertain
+            )
             return Pushes(items=())
         case _ if isinstance(command, control.SESSION_REQUESTS):
             raise DomainError(

@@ -89,8 +89,10 @@ def sold_at(tx: Tx, shop: str, sku: str, units: int) -> None:
 def forget_sent(tx: Tx, shop: str, codes: Sequence[str]) -> None:
     """What the shop was sent for these SKUs no longer counts (they are sold as another mall
     item now): they are pending until it is sent again."""
+    # a push in flight to the old item is acknowledged as uncertain: its version moved
     tx.db.executemany(
-        "UPDATE outbox SET pushed = NULL, sold = 0 WHERE shop = ? AND sku = ?",
+        "UPDATE outbox SET pushed = NULL, sold = 0, pending = 1, version = version + 1 "
+        "WHERE shop = ? AND sku = ?",
         ((shop, code) for code in codes),
     )
     mark(tx, codes)
@@ -187,6 +189,7 @@ class _Row:
     sold: int
     pending: bool
     urgent: bool
+    uncertain: bool = False
 
 
 def _compute(
@@ -202,9 +205,9 @@ def _compute(
         )
     }
     rows = {
-        (shop, sku): _Row(target, pushed, sold, bool(pending), bool(urgent))
-        for shop, sku, target, pushed, sold, pending, urgent in db.execute(
-            "SELECT shop, sku, target, pushed, sold, pending, urgent FROM outbox "
+        (shop, sku): _Row(target, pushed, sold, bool(pending), bool(urgent), bool(uncertain))
+        for shop, sku, target, pushed, sold, pending, urgent, uncertain in db.execute(
+            "SELECT shop, sku, target, pushed, sold, pending, urgent, uncertain FROM outbox "
             f"WHERE sku IN ({marks})",
             codes,
         )
@@ -256,7 +259,12 @@ def _target(shop: ShopSettings, level: tuple[int, int], row: _Row | None) -> tup
     )
     # what the shop shows must be the target; a shop sent the orders it took itself
     # (reflect_to_origin) is also sent a change its own sale made
-    pending = shown is None or target != shown or (shop.reflect_to_origin and target != pushed)
+    pending = (
+        shown is None
+        or target != shown
+        or (shop.reflect_to_origin and target != pushed)
+        or (row is not None and row.uncertain)
+    )
     urgent = pending and shop.urgent_push and shown is not None and target < shown
     return target, pending, urgent
 
@@ -315,18 +323,34 @@ def push_items(
     ]
 
 
-def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
+def acknowledge(
+    tx: Tx, shop: str, items: Sequence[PushItem], at: str, *, uncertain: bool = False
+) -> None:
     """The shop received these quantities: it shows them, less what it sold since they were
-    read. A row that changed since it was read (a sale, a newer target; a bulk sync's snapshot
-    is older still) was sent an older value: that is what the mall shows now, so the row is
-    computed again against it and the newest value follows when they differ (never left
-    believing the mall shows a newer value it was not sent)."""
+    read. A row that changed since it was read (a sale, a newer target, a push that crossed
+    this one; a bulk sync's snapshot is older still) was sent an older value, and which of
+    the values the mall kept is not known (a feed applies minutes later; acknowledgements
+    can cross): it is taken as showing what it was sent, and stays pending until a push read
+    after the change is acknowledged. ``uncertain``: the mall may or may not have applied
+    them (a feed that failed after it was submitted): each is treated so."""
     db = tx.db
+    stale = "1" if uncertain else "version != :version"
     db.executemany(
-        "UPDATE outbox SET pushed = ?, pushed_at = ?, sold = max(0, sold - ?), "
-        "pending = pending AND version != ?, urgent = urgent AND version != ? "
-        "WHERE shop = ? AND sku = ?",
-        ((i.quantity, at, i.sold, i.version, i.version, shop, i.sku) for i in items),
+        "UPDATE outbox SET pushed = :quantity, pushed_at = :at, "
+        f"sold = CASE WHEN {stale} THEN 0 ELSE max(0, sold - :sold) END, "
+        f"uncertain = {stale}, pending = {stale}, urgent = urgent AND {stale}, "
+        f"version = version + ({stale}) WHERE shop = :shop AND sku = :sku",
+        (
+            {
+                "quantity": i.quantity,
+                "at": at,
+                "sold": i.sold,
+                "version": i.version,
+                "shop": shop,
+                "sku": i.sku,
+            }
+            for i in items
+        ),
     )
     read = {i.sku: i.version for i in items}
     changed: list[str] = []
@@ -337,13 +361,11 @@ def acknowledge(tx: Tx, shop: str, items: Sequence[PushItem], at: str) -> None:
                 f"SELECT sku, version FROM outbox WHERE shop = ? AND sku IN ({_marks(chunk)})",
                 (shop, *chunk),
             )
-            if version != read[sku]
+            if uncertain or version != read[sku]
         ]
     mark(tx, changed)
     if changed:
-        # it changed while it was being sent: its reflector may have read it before the
-        # change and missed the announcement (a row that becomes urgent against what the
-        # mall was sent is announced again when the marks are computed)
+        # its reflector may have read it before the change and missed the announcement
         (urgent,) = tx.db.execute(
             f"SELECT count(*) FROM outbox WHERE shop = ? AND urgent = 1 AND sku IN "
             f"({_marks(changed[:_CHUNK])})",

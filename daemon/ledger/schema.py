@@ -276,6 +276,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO outbox_dirty_shops(shop) SELECT id FROM shops
     """,
+    # a row sent a value read before a later change (a bulk snapshot, a feed applied late,
+    # an ack that crossed another): which value the mall kept is unknown, so it is sent again
+    """
+    ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 

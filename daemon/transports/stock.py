@@ -39,9 +39,13 @@ class PushFailed(Exception):
     that sending again does not change (a 4xx, a request that cannot be made): the pass goes
     on without them, and they stay pending until something changes."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, maybe_applied: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        # a feed the mall had when it failed: it may apply it yet, with its older values
+        self.maybe_applied = maybe_applied
 
 
 class Connection(Protocol):
@@ -225,31 +229,42 @@ class FeedStockSender:
             raise PushFailed(f"cannot make the feed: {exc}", permanent=True) from None
         deadline = self._clock() + self._max_wait_s
         failures = 0
+        pause = 0.0
+
+        def failed(message: str, *, permanent: bool = False) -> PushFailed:
+            return PushFailed(f"feed: {message}", permanent=permanent, maybe_applied=feed.submitted)
+
         while (request := feed.next_request()) is not None:
-            if feed.wait_s:
-                if self._clock() + feed.wait_s > deadline:
-                    raise PushFailed(
-                        f"the mall did not process the feed within {self._max_wait_s:.0f}s"
-                    )
-                await trio.sleep_until(self._clock() + feed.wait_s)
+            pause = max(pause, feed.wait_s)
+            if self._clock() + pause > deadline:
+                raise failed(f"not done within {self._max_wait_s:.0f}s")
+            if pause:
+                await trio.sleep_until(self._clock() + pause)
+            pause = 0.0
             # a pre-signed URL is the mall's storage, not its API: no rate of the API's
-            if not request.path.startswith(("http://", "https://")):
+            presigned = request.path.startswith(("http://", "https://"))
+            if not presigned:
                 await self._bucket.take()
             try:
                 answer = await self._connection.send(request)
                 feed.feed(answer.status, answer.headers, answer.body)
             except RateLimited as exc:
-                self._bucket.hold(exc.retry_after or self._rate_limited_s)
+                # the Feeds API's own limit: this feed waits, pushes keep the shop's pace
+                pause = exc.retry_after or self._rate_limited_s
                 continue
-            except (HttpTransportError, MallApiError) as exc:
-                status = answer.status if isinstance(exc, MallApiError) else 0
-                if isinstance(exc, MallApiError) and status in REFUSED_FOR_GOOD:
-                    raise PushFailed(f"feed: {exc}", permanent=True) from None
+            except HttpTransportError as exc:
                 failures += 1
-                if failures > self._retries or (status and 200 <= status < 300):
-                    raise PushFailed(f"feed: {exc}") from None
-                # a call that did not get through (the feed goes on where it was)
-                await trio.sleep_until(self._clock() + min(60.0, 2.0**failures))
+                if failures > self._retries:
+                    raise failed(str(exc)) from None
+                pause = min(60.0, 2.0**failures)
+                continue
+            except MallApiError as exc:
+                if answer.status in REFUSED_FOR_GOOD:
+                    raise failed(str(exc), permanent=True) from None
+                failures += 1
+                if failures > self._retries or 200 <= answer.status < 300:
+                    raise failed(str(exc)) from None
+                pause = min(60.0, 2.0**failures)  # a 5xx: the feed goes on where it was
                 continue
             failures = 0
         return feed.refused

@@ -242,11 +242,11 @@ class _FeedHeader(msgspec.Struct):
     issueLocale: str = "en_US"
 
 
-class _FeedMessage(msgspec.Struct, omit_defaults=True):
+class _FeedMessage(msgspec.Struct):
     messageId: int
     sku: str
     operationType: str
-    productType: str = "PRODUCT"
+    productType: str
     patches: list[_Patch] = []
 
 
@@ -337,6 +337,7 @@ def write_listings_feed(updates: Sequence[StockUpdate], seller_id: str) -> bytes
             messageId=number,
             sku=join_sku(update.item_id, update.variation),
             operationType="PATCH",
+            productType="PRODUCT",
             patches=[
                 _Patch(
                     op="replace",
@@ -381,6 +382,10 @@ class _ListingsFeed:
     @property
     def wait_s(self) -> float:
         return self._wait_s
+
+    @property
+    def submitted(self) -> bool:
+        return bool(self._feed_id)
 
     @property
     def refused(self) -> dict[int, str]:

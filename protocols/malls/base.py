@@ -255,6 +255,11 @@ class StockFeed(Protocol):
     def wait_s(self) -> float: ...
 
     @property
+    def submitted(self) -> bool:
+        """Whether the mall has the feed (it may apply it whatever happens next)."""
+        ...
+
+    @property
     def refused(self) -> dict[int, str]: ...
 
 

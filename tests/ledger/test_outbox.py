@@ -328,3 +328,57 @@ def test_a_sku_sold_as_another_mall_item_is_sent_there(ledger: LedgerHarness) ->
     ledger.ok(control.ListingsImport(id=1, shop="r1", rows=rows))
     assert pending(ledger, "r1") == {"A": 10, "B": 3}
     assert pending(ledger, "y1") == {"A": 10, "B": 3}  # never sent: another shop is untouched
+
+
+def test_acknowledgements_that_cross_leave_the_row_pending_until_a_fresh_push(
+    ledger: LedgerHarness,
+) -> None:
+    """A feed of a snapshot (10) lands after a push of a newer value (8), and its ack comes
+    first: which value the mall kept is unknown, so the newest is sent once more."""
+    shops(ledger)
+    ledger.add("A", 10)
+    snapshot = ledger.ok(PendingPushes(shop="r1")).items
+    ledger.ok(control.StockSet(id=1, code="A", field="expected", value=8))
+    push = ledger.ok(PendingPushes(shop="r1")).items
+    ledger.ok(PushesSent(shop="r1", items=snapshot, at=NOW))
+    ledger.ok(PushesSent(shop="r1", items=push, at=NOW))
+    assert pending(ledger, "r1") == {"A": 8}
+    send_all(ledger, "r1")
+    assert pending(ledger, "r1") == {}
+
+
+def test_a_sale_while_a_snapshot_was_sent_does_not_hide_the_overwrite(
+    ledger: LedgerHarness,
+) -> None:
+    shops(ledger, reflect_to_origin=False)
+    ledger.add("A", 10)
+    snapshot = ledger.ok(PendingPushes(shop="r1")).items
+    ledger.take("r1", mall_order("1", ("A", 1)))  # the mall counted it down, then got 10
+    ledger.ok(PushesSent(shop="r1", items=snapshot, at=NOW))
+    assert row(ledger, "r1", "A").shown == 10
+    assert pending(ledger, "r1", urgent_only=True) == {"A": 9}
+
+
+def test_a_push_in_flight_to_the_old_item_does_not_count_for_the_new_one(
+    ledger: LedgerHarness,
+) -> None:
+    shops(ledger)
+    ledger.add("A", 10)
+    in_flight = ledger.ok(PendingPushes(shop="r1")).items  # to item "A"
+    ledger.ok(control.ListingsImport(id=1, shop="r1", rows=(control.ListingRow("A", "item-y"),)))
+    ledger.ok(PushesSent(shop="r1", items=in_flight, at=NOW))
+    again = ledger.ok(PendingPushes(shop="r1")).items
+    assert [(i.sku, i.item_id, i.quantity) for i in again] == [("A", "item-y", 10)]
+
+
+def test_a_feed_that_may_or_may_not_have_landed_is_sent_again(ledger: LedgerHarness) -> None:
+    shops(ledger)
+    ledger.add("A", 10)
+    send_all(ledger, "r1")
+    snapshot = ledger.ok(PendingPushes(shop="r1", urgent_only=False)).items
+    assert snapshot == ()
+    items = ledger.ok(PendingPushes(shop="y1")).items
+    ledger.ok(PushesSent(shop="y1", items=items, at=NOW, uncertain=True))
+    assert pending(ledger, "y1") == {"A": 10}
+    send_all(ledger, "y1")
+    assert pending(ledger, "y1") == {}

@@ -374,6 +374,9 @@ def test_a_feed_goes_document_upload_feed_polls_report_and_names_what_was_refuse
     assert not any(k.lower() == "x-amz-access-token" for k, _ in upload.headers)  # pre-signed
     seller, taken, issues = amazon.read_listings_feed(upload.body)
     assert seller == "A2SELLER" and issues == []
+    # every message names its product type, as patchListingsItem's body does
+    messages = msgspec.json.decode(upload.body)["messages"]
+    assert {m["productType"] for m in messages} == {"PRODUCT"}
     assert taken == [(1, updates[0]), (2, updates[1]), (3, updates[2])]
     feed.feed(200, {}, b"")
     create = feed.next_request()
@@ -471,7 +474,9 @@ def test_a_feed_takes_at_most_its_limit_and_needs_the_seller() -> None:
     bad = _json(
         {
             "header": {"sellerId": "A2SELLER", "version": "2.0"},
-            "messages": [{"messageId": 1, "sku": "A", "operationType": "DELETE"}],
+            "messages": [
+                {"messageId": 1, "sku": "A", "operationType": "DELETE", "productType": "PRODUCT"}
+            ],
         }
     )
     assert amazon.read_listings_feed(bad)[2][0][0] == 1
