@@ -23,7 +23,7 @@ from cli.client import ClientError, ControlClient, DaemonNotRunning, connect
 from daemon.config import Config, ConfigError, load_config
 from protocols import control
 from protocols.listings import read_listings
-from protocols.malls import capabilities
+from protocols.malls import capabilities, capability
 from protocols.malls.base import LineTooLong, RowError
 from protocols.settings import SettingsError, decode_shops_toml
 
@@ -179,6 +179,50 @@ async def cmd_reflect_now(client: ControlClient, args: argparse.Namespace) -> An
             id=0, shop=args.shop, dry_run=args.dry_run, limit=args.limit, bulk=args.all
         )
     )
+
+
+async def cmd_audit(client: ControlClient, args: argparse.Namespace) -> Any:
+    """What the shop's mall shows against zaiko's targets: read back through the mall's
+    stock API, or from a stock file downloaded from the mall (``--file``)."""
+    if args.file:
+        path = Path(args.file)
+        file_format = args.format
+        if not file_format:
+            shop = await client.request(control.ShopShow(id=0, shop=args.shop))
+            formats = capability(shop.shop.mall).import_formats
+            file_format = formats[0] if formats else "tempostar"
+        start = control.ImportStart(
+            id=0,
+            kind="audit",
+            format=file_format,
+            encoding=args.encoding,
+            shop=args.shop,
+            file_name=path.name,
+            fix=args.fix,
+        )
+        return audit_outcome(await upload(client, path, start))
+    await client.request(control.Subscribe(id=0, topics=("jobs",)))
+    started = await client.request(control.AuditStart(id=0, shop=args.shop, fix=args.fix))
+    job = started.job
+    progress = Progress(0, f"reading what {args.shop} shows")
+    progress.done("reading…")
+    while job.state != "done":
+        event = await client.next_event()
+        if isinstance(event, control.JobChanged) and event.job.id == job.id:
+            job = event.job
+        elif isinstance(event, control.Resync):
+            await client.request(control.Subscribe(id=0, topics=("jobs",)))
+            job = (await client.request(control.JobShow(id=0, job=job.id))).job
+    progress.clear()
+    return audit_outcome((await client.request(control.JobShow(id=0, job=job.id))).job)
+
+
+def audit_outcome(job: control.Job) -> control.JobReply:
+    """The audit's job is the document; an audit that could not read the mall fails."""
+    if job.result == "failed":
+        first = f": {job.messages[0]}" if job.messages else ""
+        raise JobFailed(control.JobReply(id=0, job=job), f"audit job {job.id} failed{first}")
+    return control.JobReply(id=0, job=job)
 
 
 async def cmd_jobs_list(client: ControlClient, args: argparse.Namespace) -> Any:
@@ -503,6 +547,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--all",
         action="store_true",
         help="every linked SKU, sent or not: a bulk sync (一括更新) now",
+    )
+
+    p = add(
+        sub,
+        "audit",
+        cmd_audit,
+        "what a shop's mall shows against zaiko's targets, and why they differ",
+    )
+    p.add_argument("--shop", required=True)
+    p.add_argument(
+        "--file",
+        default="",
+        help="a stock file downloaded from the mall (else its stock API is read)",
+    )
+    p.add_argument(
+        "--format", default="", help="the file's format (default: the mall's first import format)"
+    )
+    p.add_argument("--encoding", default="cp932", help="the file's encoding (default cp932)")
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="send each drifted SKU its target again (through the outbox)",
     )
 
     orders = group("orders", "orders taken from shops (引当確認受注一覧)", "orders_command")

@@ -182,6 +182,9 @@ def status(reply: control.StatusReply) -> str:
             else shop.reflection.pending,
             shop.reflection.next_run or "-",
             shop.reflection.next_bulk_sync or "-",
+            f"{shop.audit.drift} of {shop.audit.checked} ({shop.audit.at})"
+            if shop.audit.job
+            else "-",
             shop.reflection.last_error or "-",
         )
         for shop in reply.shops
@@ -191,7 +194,15 @@ def status(reply: control.StatusReply) -> str:
         out.append(
             "\n"
             + table(
-                ["shop", "last push", "pending", "next run", "next bulk sync", "last error"],
+                [
+                    "shop",
+                    "last push",
+                    "pending",
+                    "next run",
+                    "next bulk sync",
+                    "drift (last audit)",
+                    "last error",
+                ],
                 reflect_rows,
             )
         )

@@ -9,7 +9,7 @@ import msgspec
 import trio
 
 from protocols import control
-from protocols.malls.base import MallOrder, RowError
+from protocols.malls.base import MallOrder, RowError, StockUpdate
 from protocols.settings import ShopSettings
 
 
@@ -208,6 +208,30 @@ class PushesSent(msgspec.Struct, frozen=True):
     uncertain: bool = False
 
 
+class AuditSeen(msgspec.Struct, frozen=True):
+    """What the mall showed of some items, read back for audit ``job``."""
+
+    job: int
+    shown: tuple[StockUpdate, ...]
+
+
+class AuditDone(msgspec.Struct, frozen=True):
+    """Audit ``job`` read everything (or failed: ``error``): compare and finish it."""
+
+    shop: str
+    job: int
+    fix: bool = False
+    error: str = ""
+
+
+class RunningAudits(msgspec.Struct, frozen=True):
+    shop: str
+
+
+class AuditJobs(msgspec.Struct, frozen=True):
+    jobs: tuple[tuple[int, bool], ...]  # (job, fix)
+
+
 Command = (
     control.Request
     | PendingPushes
@@ -221,9 +245,19 @@ Command = (
     | CreateJob
     | FinishJob
     | ApplyImport
+    | AuditSeen
+    | AuditDone
+    | RunningAudits
 )
 Result = (
-    control.Reply | control.Error | OrdersTaken | IntakeState | ShopsList | control.Job | Pushes
+    control.Reply
+    | control.Error
+    | OrdersTaken
+    | IntakeState
+    | ShopsList
+    | control.Job
+    | Pushes
+    | AuditJobs
 )
 
 

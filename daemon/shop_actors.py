@@ -11,13 +11,19 @@ from __future__ import annotations
 from functools import partial
 
 from daemon.actors.api_intake import ApiIntakeSettings, MallApi, api_intake
+from daemon.actors.auditor import AuditSettings, auditor
 from daemon.actors.intake import MailIntakeSettings, mail_intake
 from daemon.actors.reflector import ReflectSettings, StockSender, reflector
 from daemon.actors.supervisor import ActorSpec
 from daemon.credentials import CredentialError, mall_account, read_credential
 from daemon.transports.files import FileUploader, FtpsUploader, SftpUploader, parse_ftp_url
 from daemon.transports.http import HttpTransport, TokenBucket
-from daemon.transports.stock import ApiStockSender, FeedStockSender, FileStockSender
+from daemon.transports.stock import (
+    ApiStockReader,
+    ApiStockSender,
+    FeedStockSender,
+    FileStockSender,
+)
 from daemon.wiring import ShopWiring
 from protocols.malls import capability, module
 from protocols.settings import ShopSettings
@@ -78,6 +84,22 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                 ),
             )
         )
+    if cap.stock_read and shop.api_base_url and shop.api_credential:
+        actors.append(
+            ActorSpec(
+                "auditor",
+                partial(
+                    auditor,
+                    shop,
+                    partial(stock_reader, shop, wiring, bucket),
+                    wiring.bus,
+                    wiring.clock,
+                    wiring.wall_clock,
+                    AuditSettings(),
+                    wiring.paths.database,
+                ),
+            )
+        )
     if "mail" in cap.intake:
         # it runs while intake is stopped too: it counts the backlog then
         actors.append(
@@ -96,6 +118,19 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
             )
         )
     return actors
+
+
+def stock_reader(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) -> ApiStockReader:
+    """What the shop's mall shows, read through its stock API (the audit)."""
+    mall = module(shop.mall)
+    account = mall_account(shop, wiring.paths.credentials_dir)
+    return ApiStockReader(
+        mall.build_stock_read_requests,
+        mall.parse_stock_read_response,
+        account,
+        HttpTransport(account.base_url),
+        bucket,
+    )
 
 
 def stock_sender(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) -> StockSender:

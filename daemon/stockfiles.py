@@ -62,6 +62,8 @@ def check_import(start: control.ImportStart) -> None:
         )
     if start.kind == "catalog" and start.format != "tempostar" and not start.shop:
         raise ImportRefused("shop: a mall product file records that shop's listings: give --shop")
+    if start.kind == "audit" and not start.shop:
+        raise ImportRefused("shop: an audit compares the file with one shop's targets: give --shop")
 
 
 class ParsedFile:
@@ -160,7 +162,7 @@ def _parse(
 ) -> Iterator[ParsedRow | RowError]:
     if start.format == "tempostar":
         lines = tempostar.split_lines(chunks)
-        if start.kind == "stock":
+        if start.kind in ("stock", "audit"):
             yield from tempostar.read_stock_csv(
                 lines,
                 target=start.target,
@@ -195,7 +197,7 @@ def _parse_mall_file(
         # rule's code: the ledger refuses the row if no listing maps it and no SKU has it
         if row.note:
             note(row.note)
-        mapped = start.kind == "stock" and bool(start.shop)
+        mapped = start.kind in ("stock", "audit") and bool(start.shop)
         if not mapped and (problem := sku.code_problem(row.sku)):
             yield RowError(
                 line=row.line, code=row.sku[:64], field="code", reason=problem + row.code_hint

@@ -352,7 +352,7 @@ class Transfers:
 
 
 def kind_of(start: control.ImportStart) -> str:
-    return "import" if start.kind == "stock" else "sku-import"
+    return {"stock": "import", "catalog": "sku-import", "audit": "audit"}[start.kind]
 
 
 def detail_of(start: control.ImportStart) -> str:
@@ -365,6 +365,8 @@ def detail_of(start: control.ImportStart) -> str:
             start.target if start.kind == "stock" else "",
             start.mode if start.kind == "stock" else "",
             "dry-run" if start.dry_run else "",
+            "file fix" if start.kind == "audit" and start.fix else "",
+            "file" if start.kind == "audit" and not start.fix else "",
             "all-or-nothing" if start.all_or_nothing else "",
             start.file_name,
         )

@@ -31,6 +31,8 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     slow_s: float = 0.0  # delay before every HTTP answer, SFTP open and FTPS login
     error_5xx: bool = False  # HTTP 500 in the mall's error shape; uploads fail
     reject_auth: bool = False  # every credential is refused (401 / auth failure / 530)
+    # the mall's file batch takes the uploaded stock files and applies none of them (drift)
+    drop_files: bool = False
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

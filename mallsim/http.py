@@ -43,6 +43,16 @@ class FaultPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     slow_s: float | None = None
     error_5xx: bool | None = None
     reject_auth: bool | None = None
+    drop_files: bool | None = None
+
+
+class EditIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /_admin/edit``: someone edits a quantity in the mall's own admin (RMS, the
+    store manager): the shop shows ``shown`` from now on, and the merchant is not told."""
+
+    shop: str
+    sku: str
+    shown: int
 
 
 class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -213,7 +223,9 @@ class MallApp:
             self.state.changed()
             return mall.error(500, "internal server error (simulated)")
         try:
-            if call.kind == "feeds":
+            if call.kind == "stock_read":
+                resp = mall.stock_read_ok(req, shop)
+            elif call.kind == "feeds":
                 resp = feeds.feed_call(self.state, shop, mall, req, base_url, trio.current_time())
             elif call.order_call is not None:
                 try:
@@ -322,6 +334,23 @@ class MallApp:
             except ValueError as exc:
                 return _json(400, {"error": str(exc)})
             return _json(200, {"shop": patch.shop, "faults": msgspec.to_builtins(faults)})
+        if path == "/_admin/edit" and method == "POST":
+            try:
+                edit = msgspec.json.decode(body, type=EditIn)
+            except msgspec.MsgspecError as exc:
+                return _json(400, {"error": f"edit: {exc}"})
+            edited = self.state.shops.get(edit.shop)
+            item = edited.items.get(edit.sku) if edited is not None else None
+            if item is None:
+                return _json(404, {"error": f"shop {edit.shop!r} does not list {edit.sku!r}"})
+            if edit.shown < 0:
+                return _json(400, {"error": f"shown must be 0 or more, got {edit.shown}"})
+            item.shown = edit.shown
+            self.state.changed()
+            log.info(
+                "shop %s: %s edited in the mall's admin to %d", edit.shop, edit.sku, edit.shown
+            )
+            return _json(200, {"shop": edit.shop, "sku": edit.sku, "shown": edit.shown})
         if path == "/_admin/health" and method == "GET":
             return _json(200, {"ok": True})
         return _json(404, {"error": f"no admin endpoint {method} {path}"})

@@ -237,6 +237,15 @@ class Mall:
             hdrs += (("content-type", _content_type(body)),)
         return Response(status, hdrs, body)
 
+    def stock_read_ok(self, req: HttpRequest, shop: Any) -> Response:
+        """What the shop shows of the items asked (an item it does not list is left out)."""
+        shown = []
+        for item_id, variation in self.mod.read_stock_read_request(req):
+            item = shop.find(item_id, tuple(variation))
+            if item is not None:
+                shown.append(StockUpdate(item_id, tuple(variation), item.shown))
+        return self._response(self.mod.render_stock_read_response(shown), 200)
+
     # -- order API ------------------------------------------------------------------------------
 
     def start_order_poll(self, account: ApiAccount, since: datetime, until: datetime) -> OrderPoll:
@@ -268,7 +277,7 @@ class Mall:
         return sku
 
 
-CallKind = Literal["stock", "orders", "feeds"]
+CallKind = Literal["stock", "orders", "feeds", "stock_read"]
 
 
 @dataclass(frozen=True)
@@ -301,6 +310,11 @@ class ShopApi:
             b = mall.build_stock_requests(probe, other)
             if a and b:
                 auth["stock"] = CredentialCheck.learn(a[0], b[0], secret)
+        if mall.has("build_stock_read_requests"):
+            keys = [("mallsim-probe", ())]
+            ra = mall.mod.build_stock_read_requests(keys, good)
+            rb = mall.mod.build_stock_read_requests(keys, other)
+            auth["stock_read"] = CredentialCheck.learn(ra[0], rb[0], secret)
         if mall.has("start_stock_feed"):
             probe = [StockUpdate("mallsim-probe", (), 1)]
             fa = mall.mod.start_stock_feed(probe, good).next_request()
@@ -318,6 +332,13 @@ class ShopApi:
 
     def classify(self, mall: Mall, req: HttpRequest) -> Call:
         """What the request is, by the module's own reader (stock is the rest)."""
+        if mall.has("read_stock_read_request"):
+            try:
+                mall.mod.read_stock_read_request(req)
+            except _NOT_THIS:
+                pass
+            else:
+                return Call("stock_read")
         if mall.has("read_order_call"):
             try:
                 return Call("orders", order_call=mall.read_order_call(req))

@@ -173,6 +173,12 @@ class Simulator:
             shop.files_ignored += 1
             self.state.changed()
             return
+        if shop.faults.drop_files:
+            up.path.unlink(missing_ok=True)
+            why = "dropped by the mall's batch (fault drop_files)"
+            self.state.record_file(up.shop_id, FileResult(up.name, up.transport, 0, 0, 0, [why]))
+            log.info("shop %s: %s %s", up.shop_id, up.name, why)
+            return
         mall = Mall(shop.kind)
 
         def read() -> tuple[list[StockRow], list[RowError]]:

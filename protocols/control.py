@@ -29,7 +29,9 @@ ErrorCode = Literal[
     "unavailable",  # the daemon is shutting down
     "internal",
 ]
-Topic = Literal["stock", "oversell", "shops", "actors", "jobs", "orders", "reflect", "outbox"]
+Topic = Literal[
+    "stock", "oversell", "shops", "actors", "jobs", "orders", "reflect", "outbox", "audit"
+]
 ALL_TOPICS: tuple[Topic, ...] = (
     "stock",
     "oversell",
@@ -39,8 +41,10 @@ ALL_TOPICS: tuple[Topic, ...] = (
     "orders",
     "reflect",
     "outbox",
+    "audit",
 )
-ImportKind = Literal["stock", "catalog"]
+# ``audit``: a mall's stock file compared with zaiko's targets, nothing imported
+ImportKind = Literal["stock", "catalog", "audit"]
 ImportTarget = Literal["expected", "actual"]
 ImportMode = Literal["overwrite", "add", "per-row"]
 ExportTarget = Literal["expected", "both"]
@@ -179,6 +183,17 @@ class ReflectStatus(msgspec.Struct, frozen=True):
     last_error: str = ""
 
 
+class AuditStatus(msgspec.Struct, frozen=True):
+    """The shop's last drift audit: what the mall shows against zaiko's targets."""
+
+    job: int = 0  # 0: never audited
+    at: str = ""
+    checked: int = 0  # linked SKUs compared
+    drift: int = 0  # differences zaiko did not know of (changed at the mall, missing, unknown)
+    pending: int = 0  # differences a pending push is about to correct
+    fixed: int = 0  # drifted SKUs whose corrections were queued (--fix)
+
+
 class ShopStatus(msgspec.Struct, frozen=True):
     id: str
     mall: str
@@ -188,6 +203,7 @@ class ShopStatus(msgspec.Struct, frozen=True):
     warnings: tuple[str, ...] = ()
     intake: IntakeStatus = IntakeStatus()
     reflection: ReflectStatus = ReflectStatus()
+    audit: AuditStatus = AuditStatus()
 
 
 class OrderLineDoc(msgspec.Struct, frozen=True):
@@ -367,6 +383,17 @@ class ReflectNow(Base, frozen=True, tag="reflect_now"):
     bulk: bool = False
 
 
+class AuditStart(Base, frozen=True, tag="audit_start"):
+    """Read back what the shop's mall shows through its stock API and compare it with
+    zaiko's targets (a job of kind ``audit``; its ``job_changed`` says when it is done);
+    ``fix``: queue the corrections through the outbox. A downloaded stock file is audited
+    with an upload instead (``import_start`` of kind ``audit``)."""
+
+    id: int
+    shop: str
+    fix: bool = False
+
+
 class JobsList(Base, frozen=True, tag="jobs_list"):
     id: int
     limit: int = 50
@@ -402,6 +429,8 @@ class ImportStart(Base, frozen=True, tag="import_start"):
     file_name: str = ""
     # take counts below 0 for 想定在庫数 (a TEMPOSTAR download's oversold items, SPEC §2)
     allow_negative: bool = False
+    # kind audit: queue the corrections of what the file shows differs
+    fix: bool = False
 
 
 class UploadChunk(Base, frozen=True, tag="upload_chunk"):
@@ -452,6 +481,7 @@ Request = (
     | OrderApply
     | OrderDismiss
     | ReflectNow
+    | AuditStart
     | JobsList
     | JobShow
     | Subscribe
@@ -671,6 +701,14 @@ class PushesPending(Base, frozen=True, tag="pushes_pending"):
     bulk: bool = False
 
 
+class AuditRequested(Base, frozen=True, tag="audit_requested"):
+    """An audit of the shop by its mall's stock API was asked for (job ``job``)."""
+
+    shop: str
+    job: int
+    fix: bool = False
+
+
 class OrderChanged(Base, frozen=True, tag="order_changed"):
     """An order was taken, or its lines changed status (applied, dismissed, cancelled,
     matched)."""
@@ -717,6 +755,7 @@ Event = (
     | OrderChanged
     | IntakeChanged
     | PushesPending
+    | AuditRequested
     | ReflectChanged
     | Resync
 )
@@ -741,6 +780,8 @@ def topic_of(event: Event) -> Topic | None:
             return "reflect"
         case PushesPending():
             return "outbox"
+        case AuditRequested():
+            return "audit"
         case ActorChanged():
             return "actors"
         case OrderChanged():

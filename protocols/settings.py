@@ -56,6 +56,10 @@ class ShopSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     transport: Literal["api", "ftp"] = "api"
     listing_mode: Literal["all", "explicit"] = "all"
     urgent_push: bool = True
+    # the drift audit: at these hours (shop's time zone) what the mall shows is read back
+    # through its API and compared with zaiko's targets; audit_fix sends the corrections
+    audit_hours: tuple[int, ...] = ()
+    audit_fix: bool = False
     # file transport
     ftp_url: str | None = None
     ftp_credential: str | None = None
@@ -93,7 +97,7 @@ MALL_OPTIONS = (
 # when its capability says so. ``shops show`` lists, ``shops set`` accepts, and a settings
 # form offers exactly ``mall_settings(kind)``.
 
-SettingGroup = Literal["general", "stock_out", "file_transport", "api", "option"]
+SettingGroup = Literal["general", "stock_out", "file_transport", "api", "audit", "option"]
 
 SETTING_GROUPS: dict[str, SettingGroup] = {
     "name": "general",
@@ -111,6 +115,9 @@ SETTING_GROUPS: dict[str, SettingGroup] = {
     "transport": "stock_out",
     "listing_mode": "stock_out",
     "urgent_push": "stock_out",
+    # the scheduled audit: only malls whose stock can be read back by API
+    "audit_hours": "audit",
+    "audit_fix": "audit",
     # stock files uploaded by SFTP/FTPS/FTP: only malls that take stock by file
     "ftp_url": "file_transport",
     "ftp_credential": "file_transport",
@@ -155,6 +162,7 @@ def mall_settings(kind: str) -> tuple[str, ...]:
         "stock_out": bool(cap.stock_out),
         "file_transport": "ftp" in cap.stock_out,
         "api": "api" in cap.stock_out or "api" in cap.intake,
+        "audit": cap.stock_read,
         "option": False,
     }
     return tuple(
@@ -174,6 +182,11 @@ def _not_for_mall(kind: str, key: str) -> str:
             return f"takes stock by {' or '.join(cap.stock_out)}, not by file"
         case "api":
             return "has no API (orders by mail, stock by file)"
+        case "audit":
+            return (
+                "has no stock API zaiko reads back; audit it from a downloaded stock file: "
+                "zaiko audit --shop SHOP --file FILE"
+            )
         case _:
             offered = ", ".join(cap.options) or "none"
             return f"does not offer this option (its options: {offered})"
@@ -223,6 +236,16 @@ def validate_shop(shop: ShopSettings) -> ShopSettings:
             raise SettingsError("bulk_sync_hours", f"hour {hour} is outside 0–23")
     if len(set(shop.bulk_sync_hours)) != len(shop.bulk_sync_hours):
         raise SettingsError("bulk_sync_hours", "an hour is listed twice")
+    for hour in shop.audit_hours:
+        if not 0 <= hour <= 23:
+            raise SettingsError("audit_hours", f"hour {hour} is outside 0–23")
+    if len(set(shop.audit_hours)) != len(shop.audit_hours):
+        raise SettingsError("audit_hours", "an hour is listed twice")
+    if shop.audit_hours and not (shop.api_base_url and shop.api_credential):
+        raise SettingsError(
+            "audit_hours",
+            "the audit reads the mall's stock API: set api_base_url and api_credential",
+        )
     if not 0 <= shop.distribution_rate <= 100:
         raise SettingsError(
             "distribution_rate", f"{shop.distribution_rate} is outside 0–100 (percent)"

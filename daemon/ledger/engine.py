@@ -17,6 +17,9 @@ from typing import TypeVar
 
 from daemon.commands import (
     ApplyImport,
+    AuditDone,
+    AuditJobs,
+    AuditSeen,
     BacklogHandled,
     ChangeShops,
     Command,
@@ -28,11 +31,13 @@ from daemon.commands import (
     Pushes,
     PushesSent,
     Result,
+    RunningAudits,
     SaveIntakeCursor,
     ShopsList,
     TakeOrders,
 )
 from daemon.ledger import (
+    audit,
     catalog,
     imports,
     intake,
@@ -217,6 +222,22 @@ def run(tx: Tx, command: Command) -> Result:
             return imports.apply_import(tx, command)
         case control.ReflectNow():
             return outbox.reflect_now(tx, command)
+        case control.AuditStart():
+            return audit.audit_start(tx, command)
+        case RunningAudits():
+            return AuditJobs(jobs=audit.running(tx, command.shop))
+        case AuditSeen():
+            audit.seen(tx, command.job, command.shown)
+            return AuditJobs(jobs=())
+        case AuditDone():
+            return audit.finish(
+                tx,
+                command.shop,
+                command.job,
+                fix=command.fix,
+                whole_list=False,
+                error=command.error,
+            )
         case PendingPushes():
             return Pushes(
                 items=tuple(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from daemon.commands import ApplyImport, FinishJob
-from daemon.ledger import catalog, jobs, orders, outbox, stock
+from daemon.ledger import audit, catalog, jobs, orders, outbox, stock
 from daemon.ledger.jobs import MAX_ROW_ERRORS
 from daemon.ledger.listings import LISTING_UPDATE
 from daemon.ledger.tx import DomainError, Tx, Undo
@@ -43,6 +43,8 @@ def apply_import(tx: Tx, command: ApplyImport) -> control.Job:
     either all valid rows or, when refused or a dry run, none. A dry run's job says what the
     real run would: the same counts and the same result."""
     start = command.start
+    if start.kind == "audit":
+        return audit.from_file(tx, command)
     if start.kind == "stock":
         success, failed, notes = _apply_stock(tx, command)
     else:

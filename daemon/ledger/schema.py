@@ -281,6 +281,26 @@ MIGRATIONS: tuple[Migration, ...] = (
     """
     ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0
     """,
+    # the drift audit (ledger.audit): what a mall showed, per job until it is finished, and
+    # each shop's last audit
+    """
+    CREATE TABLE audit_seen (
+        job INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        variation TEXT NOT NULL,
+        shown INTEGER NOT NULL,
+        PRIMARY KEY (job, item_id, variation)
+    ) WITHOUT ROWID;
+    CREATE TABLE audits (
+        shop TEXT PRIMARY KEY,
+        job INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        checked INTEGER NOT NULL,
+        drift INTEGER NOT NULL,
+        pending INTEGER NOT NULL,
+        fixed INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
 )
 
 

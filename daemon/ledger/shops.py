@@ -79,6 +79,20 @@ def status_of(tx: Tx, shop: ShopSettings) -> control.ShopStatus:
         warnings=shop_warnings(shop),
         intake=orders.intake_status(tx, shop),
         reflection=outbox.reflect_status(tx, shop),
+        audit=_audit_status(tx, shop.id),
+    )
+
+
+def _audit_status(tx: Tx, shop: str) -> control.AuditStatus:
+    """The shop's last drift audit (``ledger.audit``)."""
+    found = tx.db.execute(
+        "SELECT job, at, checked, drift, pending, fixed FROM audits WHERE shop = ?", (shop,)
+    ).fetchone()
+    if found is None:
+        return control.AuditStatus()
+    job, at, checked, drift, pending, fixed = found
+    return control.AuditStatus(
+        job=job, at=at, checked=checked, drift=drift, pending=pending, fixed=fixed
     )
 
 

@@ -271,3 +271,54 @@ class FeedStockSender:
 
     async def aclose(self) -> None:
         await self._items.aclose()
+
+
+class ReadFailed(Exception):
+    """What the mall shows could not be read (down, refused, an answer that does not read)."""
+
+
+class ApiStockReader:
+    """What a mall shows, read back through its stock API (the audit): the module's read
+    requests, each paced by the shop's token bucket (shared with its pushes and intake)."""
+
+    def __init__(
+        self,
+        build: Callable[[Sequence[tuple[str, tuple[str, ...]]], ApiAccount], list[HttpRequest]],
+        parse: Callable[[int, bytes], list[StockUpdate]],
+        account: ApiAccount,
+        connection: Connection,
+        bucket: TokenBucket,
+        rate_limited_s: float = 1.0,
+    ) -> None:
+        self._build = build
+        self._parse = parse
+        self._account = account
+        self._connection = connection
+        self._bucket = bucket
+        self._rate_limited_s = rate_limited_s
+
+    async def read(self, items: Sequence[tuple[str, tuple[str, ...]]]) -> list[StockUpdate]:
+        try:
+            requests = self._build(items, self._account)
+        except ValueError as exc:
+            raise ReadFailed(f"cannot make the stock read request: {exc}") from None
+        shown: list[StockUpdate] = []
+        for request in requests:
+            while True:
+                await self._bucket.take()
+                try:
+                    answer = await self._connection.send(request)
+                except HttpTransportError as exc:
+                    raise ReadFailed(str(exc)) from exc
+                if answer.status == 429:
+                    self._bucket.hold(retry_after(answer.headers) or self._rate_limited_s)
+                    continue
+                try:
+                    shown += self._parse(answer.status, answer.body)
+                except ValueError as exc:
+                    raise ReadFailed(f"{request.method} {request.path}: {exc}") from None
+                break
+        return shown
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()

@@ -56,6 +56,7 @@ CAPABILITY = Capability(
     options=("take_pending", "take_cancellations"),
     api_batch_size=1,
     api_requests_per_s=5.0,
+    stock_read=True,
 )
 
 MARKETPLACE_JP = "A1VC38T7YXB528"
@@ -215,6 +216,75 @@ def render_error(status: int, message: str) -> bytes:
     code = {400: "InvalidInput", 403: "Unauthorized", 404: "NotFound", 429: "QuotaExceeded"}
     return msgspec.json.encode(
         _ErrorBody(errors=[_Error(code=code.get(status, "InternalFailure"), message=message)])
+    )
+
+
+# --- getListingsItem: what the mall shows (the audit), one SKU a call ----------------------
+
+STOCK_READ_BATCH = 1
+
+
+class _ShownAvailability(msgspec.Struct):
+    fulfillmentChannelCode: str
+    quantity: int = 0
+
+
+class _ListingsItem(msgspec.Struct):
+    sku: str
+    fulfillmentAvailability: list[_ShownAvailability] = []
+
+
+def build_stock_read_requests(
+    items: Sequence[tuple[str, tuple[str, ...]]], account: ApiAccount
+) -> list[HttpRequest]:
+    if not account.seller_id:
+        raise ValueError("Amazon needs the account's seller_id (merchant token)")
+    return [
+        HttpRequest(
+            method="GET",
+            path=f"{LISTINGS_PREFIX}{quote(account.seller_id, safe='')}/"
+            f"{quote(join_sku(item_id, variation), safe='')}",
+            query=(("marketplaceIds", MARKETPLACE_JP), ("includedData", "fulfillmentAvailability")),
+            headers=((_ACCESS_TOKEN, account.secret),),
+        )
+        for item_id, variation in items
+    ]
+
+
+def parse_stock_read_response(status: int, body: bytes) -> list[StockUpdate]:
+    """The SKU's DEFAULT (merchant-fulfilled) quantity; a 404 is a SKU Amazon does not have."""
+    if status == 404:
+        return []
+    if not 200 <= status < 300:
+        raise ValueError(f"HTTP {status}: {_error_line(body)}")
+    try:
+        item = msgspec.json.decode(body, type=_ListingsItem)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"unreadable getListingsItem answer: {exc}") from None
+    quantities = [
+        a.quantity for a in item.fulfillmentAvailability if a.fulfillmentChannelCode == "DEFAULT"
+    ]
+    return [StockUpdate(item.sku, (), quantities[0] if quantities else 0)]
+
+
+def read_stock_read_request(request: HttpRequest) -> list[tuple[str, tuple[str, ...]]]:
+    if request.method != "GET" or not request.path.startswith(LISTINGS_PREFIX):
+        raise ValueError(f"expected GET {LISTINGS_PREFIX}…, got {request.method} {request.path}")
+    seller_and_sku = request.path.removeprefix(LISTINGS_PREFIX).split("/")
+    if len(seller_and_sku) != 2 or not all(seller_and_sku):
+        raise ValueError(f"path {request.path} is not …/items/{{sellerId}}/{{sku}}")
+    return [(unquote(seller_and_sku[1]), ())]
+
+
+def render_stock_read_response(shown: Sequence[StockUpdate]) -> bytes | tuple[int, bytes]:
+    if not shown:
+        return 404, render_error(404, "SKU not found")
+    update = shown[0]
+    return msgspec.json.encode(
+        _ListingsItem(
+            sku=join_sku(update.item_id, update.variation),
+            fulfillmentAvailability=[_ShownAvailability("DEFAULT", update.quantity)],
+        )
     )
 
 

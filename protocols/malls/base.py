@@ -71,6 +71,9 @@ class Capability(msgspec.Struct, frozen=True, kw_only=True):
     import_formats: tuple[str, ...] = ()
     api_batch_size: int = 0
     api_requests_per_s: float = 0.0
+    # what the mall shows can be read back through its API (the audit): the module's
+    # build_stock_read_requests / parse_stock_read_response
+    stock_read: bool = False
     unverified: str = ""
 
 

@@ -71,6 +71,7 @@ CAPABILITY = Capability(
     import_formats=("rakuten_item", "rakuten_select", "rakuten_normal_item"),
     api_batch_size=BATCH_SIZE,
     api_requests_per_s=REQUESTS_PER_SECOND,
+    stock_read=True,
     unverified=(
         "headers, API payloads and mail layout follow public third-party code; normal-item.csv "
         "columns, error codes and the cancellation mail are zaiko's choice"
@@ -595,6 +596,89 @@ def _error_message(body: bytes) -> str:
 def render_error(status: int, message: str) -> bytes:
     """The RMS 2.0 error body ``{"errors": [{"code", "message"}]}`` (status is the HTTP one)."""
     return msgspec.json.encode(_ErrorBody(errors=[_ApiError(SIMULATED_ERROR_CODE, message)]))
+
+
+# --- Inventory API 2.0: what the mall shows (the audit) ------------------------------------
+# Unverified: bulk-get's body and answer follow the public Inventory API 2.0 outline
+# (manageNumber and variantId in, the same with quantity out), not an official sample.
+
+STOCK_READ_PATH = "/es/2.0/inventories/bulk-get"
+STOCK_READ_BATCH = 1000
+
+
+class _InventoryKey(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    manage_number: str
+    variant_id: str
+
+
+class _BulkGet(msgspec.Struct, forbid_unknown_fields=True):
+    inventories: list[_InventoryKey]
+
+
+class _Shown(msgspec.Struct, rename="camel"):
+    manage_number: str
+    variant_id: str
+    quantity: int
+
+
+class _BulkGetAnswer(msgspec.Struct):
+    inventories: list[_Shown]
+
+
+def build_stock_read_requests(
+    items: Sequence[tuple[str, tuple[str, ...]]], account: ApiAccount
+) -> list[HttpRequest]:
+    """bulk-get of what the mall shows, 1,000 items a request."""
+    auth = authorization(account)
+    keys = [
+        _InventoryKey(item_id, _api_variant_id(item_id, variation)) for item_id, variation in items
+    ]
+    return [
+        HttpRequest(
+            method="POST",
+            path=STOCK_READ_PATH,
+            headers=(auth, _api.JSON_CONTENT_TYPE),
+            body=msgspec.json.encode(_BulkGet(inventories=list(batch))),
+        )
+        for batch in _api.chunks(keys, STOCK_READ_BATCH)
+    ]
+
+
+def parse_stock_read_response(status: int, body: bytes) -> list[StockUpdate]:
+    """What the mall shows of the items asked; one it does not have is left out."""
+    if not 200 <= status < 300:
+        raise ValueError(f"HTTP {status}: {_error_message(body)}")
+    try:
+        answer = msgspec.json.decode(body, type=_BulkGetAnswer)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"unreadable bulk-get answer: {exc}") from None
+    return [
+        StockUpdate(entry.manage_number, sku_variation(entry.variant_id), entry.quantity)
+        for entry in answer.inventories
+    ]
+
+
+def read_stock_read_request(request: HttpRequest) -> list[tuple[str, tuple[str, ...]]]:
+    """The items a bulk-get asks for (simulator side)."""
+    _api.check_route(request, "POST", STOCK_READ_PATH)
+    try:
+        body = msgspec.json.decode(request.body, type=_BulkGet)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid bulk-get body: {exc}") from None
+    if not 1 <= len(body.inventories) <= STOCK_READ_BATCH:
+        raise ValueError(f"{len(body.inventories)} inventories in one request (1–1000)")
+    return [(key.manage_number, sku_variation(key.variant_id)) for key in body.inventories]
+
+
+def render_stock_read_response(shown: Sequence[StockUpdate]) -> bytes:
+    return msgspec.json.encode(
+        _BulkGetAnswer(
+            inventories=[
+                _Shown(u.item_id, _api_variant_id(u.item_id, u.variation), u.quantity)
+                for u in shown
+            ]
+        )
+    )
 
 
 # --- RMS order API -----------------------------------------------------------------------

@@ -51,6 +51,7 @@ CAPABILITY = Capability(
     import_formats=("yahoo_quantity",),
     api_batch_size=BATCH_SIZE,
     api_requests_per_s=REQUESTS_PER_SECOND,
+    stock_read=True,
     unverified=(
         "quantity.csv columns, setStock XML bodies and the mail's code line follow public "
         "third-party code, not an official spec"
@@ -363,3 +364,67 @@ def _render_item(number: int, line: OrderLine) -> str:
     code = f"{line.item_id}/{line.variation[0]}" if line.variation else line.item_id
     amount = line.quantity * 1000
     return f"（{number}）{line.name}\n商品コード：{code}\n1,000円×{line.quantity:,}＝{amount:,}円\n"
+
+
+# --- getStock: what the mall shows (the audit) -----------------------------------------------
+# [V] POST /ShoppingWebService/V1/getStock with seller_id and item_code (≤ 1,000, code:subcode);
+# the answer's XML follows setStock's (unverified).
+
+STOCK_READ_PATH = "/ShoppingWebService/V1/getStock"
+STOCK_READ_BATCH = BATCH_SIZE
+
+
+def build_stock_read_requests(
+    items: Sequence[tuple[str, tuple[str, ...]]], account: ApiAccount
+) -> list[HttpRequest]:
+    requests = []
+    for batch in _api.chunks(list(items), STOCK_READ_BATCH):
+        codes, _ = item_code_list([StockUpdate(item, variation, 0) for item, variation in batch])
+        form = {"seller_id": account.seller_id, "item_code": codes}
+        requests.append(
+            HttpRequest(
+                method="POST",
+                path=STOCK_READ_PATH,
+                headers=(
+                    ("Authorization", f"Bearer {account.secret}"),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ),
+                body=urllib.parse.urlencode(form).encode("ascii"),
+            )
+        )
+    return requests
+
+
+def parse_stock_read_response(status: int, body: bytes) -> list[StockUpdate]:
+    """What the mall shows of the items asked; one it does not have is left out."""
+    parse_stock_response(status, body)  # an <Error>, or no XML, raises
+    root = ET.fromstring(body)
+    shown = []
+    for result in root.iter("Result"):
+        code = result.findtext("ItemCode") or ""
+        quantity = (result.findtext("Quantity") or "").strip()
+        if not code or not quantity.lstrip("-").isdigit():
+            raise ValueError(f"getStock result without item code or quantity: {code!r}")
+        shown.append(StockUpdate(code, _variation(result.findtext("SubCode") or ""), int(quantity)))
+    return shown
+
+
+def read_stock_read_request(request: HttpRequest) -> list[tuple[str, tuple[str, ...]]]:
+    _api.check_route(request, "POST", STOCK_READ_PATH)
+    fields = form_fields(request)
+    if not fields.get("seller_id") or not fields.get("item_code"):
+        raise ValueError("getStock without seller_id or item_code")
+    codes = fields["item_code"].split(",")
+    if len(codes) > STOCK_READ_BATCH:
+        raise ValueError(f"{len(codes)} item codes in one request (at most {STOCK_READ_BATCH})")
+    keys = []
+    for code in codes:
+        item_id, _, sub_code = code.partition(":")
+        if not item_id:
+            raise ValueError("empty item code")
+        keys.append((item_id, _variation(sub_code)))
+    return keys
+
+
+def render_stock_read_response(shown: Sequence[StockUpdate]) -> bytes:
+    return render_stock_response(shown)
