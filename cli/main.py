@@ -201,17 +201,29 @@ async def cmd_audit(client: ControlClient, args: argparse.Namespace) -> Any:
             fix=args.fix,
         )
         return audit_outcome(await upload(client, path, start))
-    await client.request(control.Subscribe(id=0, topics=("jobs",)))
+    topics: tuple[control.Topic, ...] = ("jobs", "actors")
+    await client.request(control.Subscribe(id=0, topics=topics))
     started = await client.request(control.AuditStart(id=0, shop=args.shop, fix=args.fix))
     job = started.job
     progress = Progress(0, f"reading what {args.shop} shows")
     progress.done("reading…")
+    status = await client.request(control.GetStatus(id=0))
+    shop = next((s for s in status.shops if s.id == args.shop), None)
+    auditor = next((a for a in shop.actors if a.name == "auditor"), None) if shop else None
     while job.state != "done":
+        if auditor is not None and auditor.state != "running" and auditor.last_error:
+            progress.clear()
+            raise Failure(
+                f"shop {args.shop}: its auditor is not running ({auditor.last_error}); audit "
+                f"job {job.id} runs when it is: zaiko jobs show {job.id}"
+            )
         event = await client.next_event()
         if isinstance(event, control.JobChanged) and event.job.id == job.id:
             job = event.job
+        elif isinstance(event, control.ActorChanged) and event.shop == args.shop:
+            auditor = event.actor if event.actor.name == "auditor" else auditor
         elif isinstance(event, control.Resync):
-            await client.request(control.Subscribe(id=0, topics=("jobs",)))
+            await client.request(control.Subscribe(id=0, topics=topics))
             job = (await client.request(control.JobShow(id=0, job=job.id))).job
     progress.clear()
     return audit_outcome((await client.request(control.JobShow(id=0, job=job.id))).job)

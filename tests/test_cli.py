@@ -347,3 +347,42 @@ def test_reflect_now_dry_run_shows_the_formula_and_sku_show_what_was_sent(
     rakuten = next(q for q in detail if q["shop"] == "rakuten-main")
     assert (rakuten["target"], rakuten["pending"], rakuten["pushed"]) == (40, True, None)
     assert "quantity" in cli("sku", "show", "ABC-01").stdout
+
+
+def test_audit_from_a_file_the_merchant_downloaded_and_resaved_in_excel(
+    daemon_process: DaemonProcess, tmp_path: Path
+) -> None:
+    """quantity.csv as Excel writes it back (cp932, CR-only line ends, every field quoted):
+    each difference explained, a listing zaiko does not know named, a bad row named by its
+    line; and the API audit of a shop whose auditor cannot run says why, in one line."""
+    cli = daemon_process.cli
+    cli("shops", "apply", str(EXAMPLE_SHOPS_FILE))
+    for code, count in (("Y-1", 10), ("Y-2", 5), ("Y-3", 2)):
+        cli("sku", "add", code)
+        cli("stock", "set", code, "--expected", str(count))
+    rows = [
+        ("code", "sub-code", "quantity", "allow-overdraft"),
+        ("Y-1", "", "10", ""),
+        ("Y-2", "", "9", ""),
+        ("ZZ-9", "", "4", ""),
+        ("Y-4", "", "数量", ""),
+    ]
+    text = "\r".join(",".join(f'"{field}"' for field in row) for row in rows) + "\r"
+    download = tmp_path / "quantity.csv"
+    download.write_bytes(text.encode("cp932"))
+    shown = cli("audit", "--shop", "yahoo-main", "--file", str(download)).stdout
+    assert (
+        "3 linked SKU(s) checked: 2 drift (0 changed at the mall or not applied, "
+        "1 missing at the mall, 1 unknown to zaiko), 1 push(es) pending"
+    ) in shown
+    assert "Y-2 Y-2: the mall shows 9, zaiko's target is 5: a push is pending" in shown
+    assert "Y-3: the mall has no listing Y-3" in shown
+    assert "ZZ-9: a listing zaiko does not know (the mall shows 4)" in shown
+    assert "line 5" in shown and "quantity" in shown
+    status = json.loads(cli("status", "--json").stdout)
+    yahoo = next(s for s in status["shops"] if s["id"] == "yahoo-main")
+    assert (yahoo["audit"]["checked"], yahoo["audit"]["drift"]) == (3, 2)
+    # by the API: the example's token file is missing, so its auditor cannot start
+    failed = cli("audit", "--shop", "yahoo-main", check=False)
+    line = one_line_failure(failed)
+    assert "its auditor is not running" in line and "api_credential" in line
