@@ -21,7 +21,6 @@ from tests.mallsim.test_reflect_against_sim import converged, daemon_config, sho
 from tests.mallsim.test_reflect_against_sim import sim as sim  # the fixture
 
 
-
 async def audited(client: ControlClient, shop: str, *, fix: bool = False) -> control.Job:
     await client.request(control.Subscribe(id=0, topics=("jobs",)))
     started = await client.request(control.AuditStart(id=0, shop=shop, fix=fix))
