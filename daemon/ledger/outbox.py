@@ -77,11 +77,17 @@ def mark_shop(tx: Tx, shop: str) -> None:
     )
 
 
-def sold_at(tx: Tx, shop: str, sku: str, units: int) -> None:
+def sold_at(tx: Tx, shop: str, sku: str, units: int, placed_at: str) -> None:
     """The shop sold ``units`` of the SKU: it shows that many fewer (the mall counted them
-    down itself), until it is sent a quantity again."""
+    down itself), until it is sent a quantity again. A sale placed before the last push
+    reached the mall was overwritten by it (the quantity sent did not know of the sale): it
+    is not counted, so the shop is taken to show what it was sent, and the sale's drop goes
+    out at once. When the order of the two is not certain, the sale is not counted (the
+    drop is sent again rather than not at all)."""
     tx.db.execute(
-        "UPDATE outbox SET sold = sold + ? WHERE shop = ? AND sku = ?", (units, shop, sku)
+        "UPDATE outbox SET sold = sold + ? WHERE shop = ? AND sku = ? "
+        "AND julianday(?) > julianday(pushed_at)",
+        (units, shop, sku, placed_at),
     )
     mark(tx, (sku,))
 

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from daemon.commands import PendingPushes, Pushes, PushesSent, PushItem
 from daemon.ledger import outbox
 from protocols import control, quantity
+from protocols.malls.base import MallOrder, OrderLine
 from tests.ledger.harness import LedgerHarness, mall_order, shop_settings
 
-NOW = "2026-11-30T00:00:00.000+00:00"
+NOW = "2026-11-25T00:00:00.000+00:00"  # pushes before the orders of mall_order
 
 
 def shops(ledger: LedgerHarness, **first: object) -> None:
@@ -382,3 +383,27 @@ def test_a_feed_that_may_or_may_not_have_landed_is_sent_again(ledger: LedgerHarn
     assert pending(ledger, "y1") == {"A": 10}
     send_all(ledger, "y1")
     assert pending(ledger, "y1") == {}
+
+
+def test_a_sale_placed_before_the_push_reached_the_mall_was_overwritten(
+    ledger: LedgerHarness,
+) -> None:
+    """The mall sold one at 09:00 (Tokyo), then took zaiko's 10 (computed without that sale)
+    at 09:00:30: it shows 10, not 9. When the order comes in, 9 goes out to it at once."""
+    shops(ledger)
+    ledger.add("A", 10)
+    pushes = ledger.ok(PendingPushes(shop="r1")).items
+    ledger.ok(PushesSent(shop="r1", items=pushes, at="2026-11-26T00:00:30.000+00:00"))
+    ledger.take("r1", mall_order("1", ("A", 1)))  # placed 2026-11-26T09:00:00+09:00
+    assert row(ledger, "r1", "A").shown == 10
+    assert pending(ledger, "r1", urgent_only=True) == {"A": 9}
+    # placed after the push reached the mall: the mall counted it down itself
+    send_all(ledger, "r1")
+    later = MallOrder(
+        order_no="2",
+        ordered_at="2026-11-26T09:05:00+09:00",
+        lines=(OrderLine(line_no=1, item_id="A", sku="A", quantity=1),),
+    )
+    ledger.take("r1", later)
+    assert row(ledger, "r1", "A").shown == 8
+    assert pending(ledger, "r1", urgent_only=True) == {}  # it shows 8 already
