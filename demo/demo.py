@@ -129,14 +129,15 @@ class Demo:
         moved_config(ZAIKO_EXAMPLE, self.state, self.zaiko_config)
         moved_config(SIM_EXAMPLE, self.state, self.sim_config)
         # a shop's customers order a few times an hour: the demo has minutes, not hours
-        self.sim_config.write_text(
-            re.sub(
-                r"^customers_per_hour = (\d+(?:\.\d+)?)",
-                lambda found: f"customers_per_hour = {float(found.group(1)) * CUSTOMER_SPEEDUP:g}",
-                self.sim_config.read_text(),
-                flags=re.MULTILINE,
-            )
+        sim_text = re.sub(
+            r"^customers_per_hour = (\d+(?:\.\d+)?)",
+            lambda found: f"customers_per_hour = {float(found.group(1)) * CUSTOMER_SPEEDUP:g}",
+            self.sim_config.read_text(),
+            flags=re.MULTILINE,
         )
+        # the shops show nothing until zaiko sends their quantities: nobody buys what the
+        # merchant's stock file was not imported for yet
+        self.sim_config.write_text(sim_text.replace("{ sku = ", "{ shown = 0, sku = "))
         # the order APIs asked every 10 s instead of every minute, as customers come faster
         self.zaiko_config.write_text(
             re.sub(
@@ -300,6 +301,11 @@ def show(demo: Demo, seconds: float | None) -> None:
     print(
         f"order mails land in {demo.state / 'mail'}/<shop>/new; the simulator's truth (sales, "
         f"oversold units, what each shop shows) is GET {http}/_admin/state"
+    )
+    print(
+        f"customers come {CUSTOMER_SPEEDUP} times faster than in life: a sale at a mall polled "
+        "every 10 s is 20 simulated minutes old when the others hear of it, so the demo "
+        "oversells where a real day would not (bench/oversell.py measures a real day)"
     )
     demo.running = True
     print(
