@@ -209,10 +209,11 @@ class PushesSent(msgspec.Struct, frozen=True):
 
 
 class AuditSeen(msgspec.Struct, frozen=True):
-    """What the mall showed of some items, read back for audit ``job``."""
+    """What the mall showed of some items, read back for audit ``job`` at ``at``."""
 
     job: int
     shown: tuple[StockUpdate, ...]
+    at: str
 
 
 class AuditDone(msgspec.Struct, frozen=True):

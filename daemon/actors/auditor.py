@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import trio
 
 from daemon.actors.reflector import next_bulk_time, on_worker_thread
-from daemon.clock import WallClock
+from daemon.clock import WallClock, stamp
 from daemon.commands import (
     AuditDone,
     AuditJobs,
@@ -75,7 +75,7 @@ async def auditor(
         if isinstance(left, control.Error):
             raise RuntimeError(f"cannot read the audit jobs: {left.message}")
         for job, fix in left.jobs:
-            await _audit(shop, reader, settings, database, ledger, job, fix)
+            await _audit(shop, wall_clock, reader, settings, database, ledger, job, fix)
         previous = wall_clock()
         while True:
             at = next_bulk_time(max(previous, wall_clock()), shop.audit_hours, shop.timezone)
@@ -101,7 +101,9 @@ async def auditor(
                         None,
                     )
             if asked is not None:
-                await _audit(shop, reader, settings, database, ledger, asked.job, asked.fix)
+                await _audit(
+                    shop, wall_clock, reader, settings, database, ledger, asked.job, asked.fix
+                )
                 continue
             assert at is not None
             previous = at
@@ -113,7 +115,9 @@ async def auditor(
             )
             if isinstance(job_doc, control.Error):
                 raise RuntimeError(f"cannot record the audit: {job_doc.message}")
-            await _audit(shop, reader, settings, database, ledger, job_doc.id, shop.audit_fix)
+            await _audit(
+                shop, wall_clock, reader, settings, database, ledger, job_doc.id, shop.audit_fix
+            )
     finally:
         bus.unsubscribe(subscription)
         with trio.CancelScope(shield=True):
@@ -122,6 +126,7 @@ async def auditor(
 
 async def _audit(
     shop: ShopSettings,
+    wall_clock: WallClock,
     reader: StockReader,
     settings: AuditSettings,
     database: Path,
@@ -139,7 +144,10 @@ async def _audit(
         while True:
             items = await settings.off_thread(snapshot.page, after, settings.batch)
             shown = await reader.read([(item.item_id, item.variation) for item in items])
-            seen = await call(ledger, AuditSeen(job=job, shown=tuple(shown)), actor, AuditJobs)
+            at = stamp(wall_clock())
+            seen = await call(
+                ledger, AuditSeen(job=job, shown=tuple(shown), at=at), actor, AuditJobs
+            )
             if isinstance(seen, control.Error):
                 raise RuntimeError(f"cannot record what the mall shows: {seen.message}")
             if len(items) < settings.batch:

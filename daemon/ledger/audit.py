@@ -83,13 +83,13 @@ def running(tx: Tx, shop: str) -> tuple[tuple[int, bool], ...]:
     )
 
 
-def seen(tx: Tx, job: int, shown: Iterable[StockUpdate]) -> None:
-    """What the mall showed of some items (the latest of an item wins)."""
+def seen(tx: Tx, job: int, shown: Iterable[StockUpdate], at: str) -> None:
+    """What the mall showed of some items at ``at`` (the latest of an item wins)."""
     tx.db.executemany(
-        "INSERT INTO audit_seen(job, item_id, variation, shown) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT DO UPDATE SET shown = excluded.shown",
+        "INSERT INTO audit_seen(job, item_id, variation, shown, read_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT DO UPDATE SET shown = excluded.shown, read_at = excluded.read_at",
         (
-            (job, u.item_id, msgspec.json.encode(list(u.variation)).decode(), u.quantity)
+            (job, u.item_id, msgspec.json.encode(list(u.variation)).decode(), u.quantity, at)
             for u in shown
         ),
     )
@@ -103,14 +103,16 @@ def from_file(tx: Tx, command: ApplyImport) -> control.Job:
     shop = shops.get(tx, start.shop)
     for batch in command.source:
         tx.db.execute(
-            "INSERT INTO audit_seen(job, item_id, variation, shown) "
+            "INSERT INTO audit_seen(job, item_id, variation, shown, read_at) "
             "SELECT ?, CASE WHEN coalesce(r.value->>6, '') != '' THEN r.value->>6 "
             "ELSE coalesce(l.item_id, r.value->>1) END, "
             "CASE WHEN coalesce(r.value->>6, '') != '' THEN coalesce(r.value->>7, '[]') "
-            "ELSE coalesce(l.variation, '[]') END, r.value->>2 "
+            "ELSE coalesce(l.variation, '[]') END, r.value->>2, "
+            # the file was downloaded before it was uploaded: as of the upload at the latest
+            "(SELECT started_at FROM jobs WHERE id = ?) "
             "FROM json_each(?) r LEFT JOIN listings l ON l.shop = ? AND l.sku = r.value->>1 "
             "WHERE true ON CONFLICT DO UPDATE SET shown = excluded.shown",
-            (command.job, batch.rows, shop.id),
+            (command.job, command.job, batch.rows, shop.id),
         )
     source = command.source
     if source.fatal:
@@ -148,9 +150,21 @@ def finish(
     drifted: list[tuple[int, str]] = []
     counts = {"changed": 0, "missing": 0, "unknown": 0, "pending": 0}
     checked = 0
-    for sku, item_id, variation, target, pushed, sold, pushed_at, pending, shown in tx.db.execute(
+    for (
+        sku,
+        item_id,
+        variation,
+        target,
+        pushed,
+        sold,
+        pushed_at,
+        pending,
+        shown,
+        sent_since,
+    ) in tx.db.execute(
         "SELECT o.sku, coalesce(l.item_id, o.sku), coalesce(l.variation, '[]'), o.target, "
-        "o.pushed, o.sold, o.pushed_at, o.pending, s.shown FROM outbox o "
+        "o.pushed, o.sold, o.pushed_at, o.pending, s.shown, "
+        "julianday(o.pushed_at) > julianday(s.read_at) FROM outbox o "
         "LEFT JOIN listings l ON l.shop = o.shop AND l.sku = o.sku "
         "LEFT JOIN audit_seen s ON s.job = ? AND s.item_id = coalesce(l.item_id, o.sku) "
         "AND s.variation = coalesce(l.variation, '[]') WHERE o.shop = ? ORDER BY o.sku",
@@ -166,6 +180,9 @@ def finish(
             )
             continue
         if shown == target:
+            continue
+        if sent_since and not pending:
+            # read before its last push (a long audit, pushes going on): nothing to say
             continue
         if pending:
             counts["pending"] += 1

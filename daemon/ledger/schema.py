@@ -289,6 +289,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         item_id TEXT NOT NULL,
         variation TEXT NOT NULL,
         shown INTEGER NOT NULL,
+        read_at TEXT NOT NULL,
         PRIMARY KEY (job, item_id, variation)
     ) WITHOUT ROWID;
     CREATE TABLE audits (
