@@ -54,6 +54,27 @@ class Connection(Protocol):
     async def aclose(self) -> None: ...
 
 
+async def paced_call(
+    connection: Connection,
+    bucket: TokenBucket,
+    request: HttpRequest,
+    rate_limited_s: float,
+    turn_taken: bool = False,
+) -> HttpAnswer:
+    """One call at the shop's pace (``turn_taken``: its turn was waited for already); a 429
+    holds every call of the shop for the mall's Retry-After and sends it again. Raises
+    HttpTransportError when the mall cannot be reached."""
+    while True:
+        if not turn_taken:
+            await bucket.take()
+        turn_taken = False
+        answer = await connection.send(request)
+        if answer.status != 429:
+            return answer
+        # nobody of this shop calls before the mall's pause ends
+        bucket.hold(retry_after(answer.headers) or rate_limited_s)
+
+
 class ApiStockSender:
     """One acknowledged step is one API call's batch (``chunk``)."""
 
@@ -100,27 +121,20 @@ class ApiStockSender:
         except ValueError as exc:
             raise PushFailed(f"cannot make the stock request: {exc}", permanent=True) from None
         for request in requests:
-            while True:
-                if self._turn_taken:
-                    self._turn_taken = False
-                else:
-                    await self._bucket.take()
-                try:
-                    answer = await self._connection.send(request)
-                except HttpTransportError as exc:
-                    raise PushFailed(str(exc)) from exc
-                if answer.status == 429:
-                    # nobody of this shop calls before the mall's pause ends
-                    self._bucket.hold(retry_after(answer.headers) or self._rate_limited_s)
-                    continue
-                try:
-                    self._check(answer.status, answer.body)
-                except ValueError as exc:
-                    raise PushFailed(
-                        f"{request.method} {request.path}: {exc}",
-                        permanent=answer.status in REFUSED_FOR_GOOD or 200 <= answer.status < 300,
-                    ) from None
-                break
+            turn_taken, self._turn_taken = self._turn_taken, False
+            try:
+                answer = await paced_call(
+                    self._connection, self._bucket, request, self._rate_limited_s, turn_taken
+                )
+            except HttpTransportError as exc:
+                raise PushFailed(str(exc)) from exc
+            try:
+                self._check(answer.status, answer.body)
+            except ValueError as exc:
+                raise PushFailed(
+                    f"{request.method} {request.path}: {exc}",
+                    permanent=answer.status in REFUSED_FOR_GOOD or 200 <= answer.status < 300,
+                ) from None
 
     async def aclose(self) -> None:
         await self._connection.aclose()
@@ -304,20 +318,15 @@ class ApiStockReader:
             raise ReadFailed(f"cannot make the stock read request: {exc}") from None
         shown: list[StockUpdate] = []
         for request in requests:
-            while True:
-                await self._bucket.take()
-                try:
-                    answer = await self._connection.send(request)
-                except HttpTransportError as exc:
-                    raise ReadFailed(str(exc)) from exc
-                if answer.status == 429:
-                    self._bucket.hold(retry_after(answer.headers) or self._rate_limited_s)
-                    continue
-                try:
-                    shown += self._parse(answer.status, answer.body)
-                except ValueError as exc:
-                    raise ReadFailed(f"{request.method} {request.path}: {exc}") from None
-                break
+            try:
+                answer = await paced_call(
+                    self._connection, self._bucket, request, self._rate_limited_s
+                )
+                shown += self._parse(answer.status, answer.body)
+            except HttpTransportError as exc:
+                raise ReadFailed(str(exc)) from exc
+            except ValueError as exc:
+                raise ReadFailed(f"{request.method} {request.path}: {exc}") from None
         return shown
 
     async def aclose(self) -> None:

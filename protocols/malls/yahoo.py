@@ -174,18 +174,20 @@ def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) ->
     for batch in _api.chunks(updates, BATCH_SIZE):
         item_code, quantity = item_code_list(batch)
         form = {"seller_id": account.seller_id, "item_code": item_code, "quantity": quantity}
-        requests.append(
-            HttpRequest(
-                method="POST",
-                path=STOCK_PATH,
-                headers=(
-                    ("Authorization", f"Bearer {account.secret}"),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ),
-                body=urllib.parse.urlencode(form).encode("ascii"),
-            )
-        )
+        requests.append(_form_post(STOCK_PATH, account, form))
     return requests
+
+
+def _form_post(path: str, account: ApiAccount, form: dict[str, str]) -> HttpRequest:
+    return HttpRequest(
+        method="POST",
+        path=path,
+        headers=(
+            ("Authorization", f"Bearer {account.secret}"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ),
+        body=urllib.parse.urlencode(form).encode("ascii"),
+    )
 
 
 def parse_stock_request(request: HttpRequest) -> list[StockUpdate]:
@@ -381,17 +383,7 @@ def build_stock_read_requests(
     for batch in _api.chunks(list(items), STOCK_READ_BATCH):
         codes, _ = item_code_list([StockUpdate(item, variation, 0) for item, variation in batch])
         form = {"seller_id": account.seller_id, "item_code": codes}
-        requests.append(
-            HttpRequest(
-                method="POST",
-                path=STOCK_READ_PATH,
-                headers=(
-                    ("Authorization", f"Bearer {account.secret}"),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ),
-                body=urllib.parse.urlencode(form).encode("ascii"),
-            )
-        )
+        requests.append(_form_post(STOCK_READ_PATH, account, form))
     return requests
 
 
