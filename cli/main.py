@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
@@ -191,6 +192,10 @@ async def cmd_audit(client: ControlClient, args: argparse.Namespace) -> Any:
             shop = await client.request(control.ShopShow(id=0, shop=args.shop))
             formats = capability(shop.shop.mall).import_formats
             file_format = formats[0] if formats else "tempostar"
+        try:
+            written = datetime.fromtimestamp((await trio.Path(path).stat()).st_mtime, UTC)
+        except OSError as exc:
+            raise Failure(f"cannot read {path}: {exc.strerror}") from exc
         start = control.ImportStart(
             id=0,
             kind="audit",
@@ -199,6 +204,8 @@ async def cmd_audit(client: ControlClient, args: argparse.Namespace) -> Any:
             shop=args.shop,
             file_name=path.name,
             fix=args.fix,
+            # what the file shows is as of when it was written (downloaded or saved)
+            as_of=written.isoformat(timespec="milliseconds"),
         )
         return audit_outcome(await upload(client, path, start))
     topics: tuple[control.Topic, ...] = ("jobs", "actors")

@@ -9,7 +9,7 @@ import msgspec
 import trio
 
 from protocols import control
-from protocols.malls.base import MallOrder, RowError, StockUpdate
+from protocols.malls.base import MallOrder, RowError
 from protocols.settings import ShopSettings
 
 
@@ -209,10 +209,11 @@ class PushesSent(msgspec.Struct, frozen=True):
 
 
 class AuditSeen(msgspec.Struct, frozen=True):
-    """What the mall showed of some items, read back for audit ``job`` at ``at``."""
+    """What the mall showed of the items asked, read back for audit ``job`` at ``at``: per
+    item its quantity, None (the mall has no such item) or -1 (its API cannot name it)."""
 
     job: int
-    shown: tuple[StockUpdate, ...]
+    items: tuple[tuple[str, tuple[str, ...], int | None], ...]
     at: str
 
 

@@ -127,6 +127,7 @@ def stock_reader(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) ->
     return ApiStockReader(
         mall.build_stock_read_requests,
         mall.parse_stock_read_response,
+        mall.join_sku,
         account,
         HttpTransport(account.base_url),
         bucket,

@@ -429,8 +429,10 @@ class ImportStart(Base, frozen=True, tag="import_start"):
     file_name: str = ""
     # take counts below 0 for 想定在庫数 (a TEMPOSTAR download's oversold items, SPEC §2)
     allow_negative: bool = False
-    # kind audit: queue the corrections of what the file shows differs
+    # kind audit: queue the corrections of what the file shows differs; ``as_of``: when the
+    # file was written (ISO), else its upload: a push acknowledged since is no drift
     fix: bool = False
+    as_of: str = ""
 
 
 class UploadChunk(Base, frozen=True, tag="upload_chunk"):

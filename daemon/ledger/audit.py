@@ -20,10 +20,12 @@ from daemon.ledger import jobs, outbox, shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
 from protocols.malls import capability
-from protocols.malls.base import RowError, StockUpdate
+from protocols.malls.base import RowError
 from protocols.settings import ShopSettings
 
 MAX_FINDINGS = 200  # kept in the job's log; the counts cover them all
+UNADDRESSABLE = -1  # what was "seen" of an item the mall's stock API cannot name
+SeenItem = tuple[str, tuple[str, ...], int | None]  # item id, variation, shown
 
 
 def check_readable(shop: ShopSettings) -> None:
@@ -64,6 +66,10 @@ def audit_start(tx: Tx, command: control.AuditStart) -> control.JobReply:
             f"follow it with zaiko jobs show {running[0]}",
             "shop",
         )
+    # what jobs cut short left behind
+    tx.db.execute(
+        "DELETE FROM audit_seen WHERE job NOT IN (SELECT id FROM jobs WHERE state = 'running')"
+    )
     job = jobs.create(
         tx, CreateJob(kind="audit", shop=shop.id, detail="fix" if command.fix else "")
     )
@@ -83,14 +89,15 @@ def running(tx: Tx, shop: str) -> tuple[tuple[int, bool], ...]:
     )
 
 
-def seen(tx: Tx, job: int, shown: Iterable[StockUpdate], at: str) -> None:
-    """What the mall showed of some items at ``at`` (the latest of an item wins)."""
+def seen(tx: Tx, job: int, items: Iterable[SeenItem], at: str) -> None:
+    """What the mall showed of the items asked at ``at``: a quantity, None (it has no such
+    item) or ``UNADDRESSABLE`` (its API cannot name it); the latest of an item wins."""
     tx.db.executemany(
         "INSERT INTO audit_seen(job, item_id, variation, shown, read_at) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT DO UPDATE SET shown = excluded.shown, read_at = excluded.read_at",
         (
-            (job, u.item_id, msgspec.json.encode(list(u.variation)).decode(), u.quantity, at)
-            for u in shown
+            (job, item_id, msgspec.json.encode(list(variation)).decode(), shown, at)
+            for item_id, variation, shown in items
         ),
     )
 
@@ -108,11 +115,11 @@ def from_file(tx: Tx, command: ApplyImport) -> control.Job:
             "ELSE coalesce(l.item_id, r.value->>1) END, "
             "CASE WHEN coalesce(r.value->>6, '') != '' THEN coalesce(r.value->>7, '[]') "
             "ELSE coalesce(l.variation, '[]') END, r.value->>2, "
-            # the file was downloaded before it was uploaded: as of the upload at the latest
-            "(SELECT started_at FROM jobs WHERE id = ?) "
+            # as of when the file was written (else its upload): a push since is no drift
+            "coalesce(nullif(?, ''), (SELECT started_at FROM jobs WHERE id = ?)) "
             "FROM json_each(?) r LEFT JOIN listings l ON l.shop = ? AND l.sku = r.value->>1 "
             "WHERE true ON CONFLICT DO UPDATE SET shown = excluded.shown",
-            (command.job, command.job, batch.rows, shop.id),
+            (command.job, start.as_of, command.job, batch.rows, shop.id),
         )
     source = command.source
     if source.fatal:
@@ -143,12 +150,12 @@ def finish(
             tx, FinishJob(job=job, result="failed", messages=(f"not audited: {error}",))
         )
     shop = shops.get(tx, shop_id)
-    while outbox.refresh(tx):  # the targets of every change made so far
-        pass
+    # the targets of what changed so far (a large import's, over the next batches)
+    behind = outbox.refresh(tx)
     by_file = shop.transport == "ftp"
     findings: list[str] = []
-    drifted: list[tuple[int, str]] = []
-    counts = {"changed": 0, "missing": 0, "unknown": 0, "pending": 0}
+    drifted: list[tuple[int, str, str]] = []
+    counts = {"changed": 0, "missing": 0, "unknown": 0, "pending": 0, "unread": 0}
     checked = 0
     for (
         sku,
@@ -160,18 +167,29 @@ def finish(
         pushed_at,
         pending,
         shown,
+        read_at,
         sent_since,
     ) in tx.db.execute(
         "SELECT o.sku, coalesce(l.item_id, o.sku), coalesce(l.variation, '[]'), o.target, "
-        "o.pushed, o.sold, o.pushed_at, o.pending, s.shown, "
+        "o.pushed, o.sold, o.pushed_at, o.pending, s.shown, s.read_at, "
         "julianday(o.pushed_at) > julianday(s.read_at) FROM outbox o "
         "LEFT JOIN listings l ON l.shop = o.shop AND l.sku = o.sku "
         "LEFT JOIN audit_seen s ON s.job = ? AND s.item_id = coalesce(l.item_id, o.sku) "
         "AND s.variation = coalesce(l.variation, '[]') WHERE o.shop = ? ORDER BY o.sku",
         (job, shop.id),
     ):
-        checked += 1
         where = _item(item_id, variation)
+        if read_at is None and not whole_list:
+            counts["unread"] += 1  # linked while the audit read the others
+            continue
+        checked += 1
+        if shown == UNADDRESSABLE:
+            counts["unread"] += 1
+            findings.append(
+                f"{sku} {where}: the mall's stock API cannot name this listing; audit it from "
+                f"a downloaded stock file (zaiko audit --shop {shop.id} --file FILE)"
+            )
+            continue
         if shown is None:
             counts["missing"] += 1
             findings.append(
@@ -179,39 +197,49 @@ def finish(
                 f"(zaiko listings import --shop {shop.id}) or list the item at the mall"
             )
             continue
-        if shown == target:
-            continue
-        if sent_since and not pending:
-            # read before its last push (a long audit, pushes going on): nothing to say
-            continue
+        if shown == target or (sent_since and not pending):
+            continue  # as it should be, or read before a push that followed
         if pending:
+            # its own push corrects it: nothing for --fix to do
             counts["pending"] += 1
             findings.append(
                 f"{sku} {where}: the mall shows {shown}, zaiko's target is {target}: "
                 "a push is pending"
             )
-        else:
-            counts["changed"] += 1
-            believed = (pushed or 0) - sold
-            how = (
-                f"the file sent at {pushed_at} was not applied by the mall's batch, or the "
-                "quantity was changed at the mall since"
-                if by_file
-                else f"changed at the mall since zaiko sent {pushed} at {pushed_at} (an edit "
-                "in its admin?)"
-            )
-            findings.append(
-                f"{sku} {where}: the mall shows {shown}, zaiko's target is {target} and it "
-                f"believed the mall showed {believed}: {how}"
-            )
-        drifted.append((shown, sku))
+            continue
+        counts["changed"] += 1
+        believed = (pushed or 0) - sold
+        how = (
+            f"the file sent at {pushed_at} was not applied by the mall's batch, or the "
+            "quantity was changed at the mall since"
+            if by_file
+            else f"changed at the mall since zaiko sent {pushed} at {pushed_at} (an edit "
+            "in its admin?)"
+        )
+        findings.append(
+            f"{sku} {where}: the mall shows {shown}, zaiko's target is {target} and it "
+            f"believed the mall showed {believed}: {how}"
+        )
+        drifted.append((shown, read_at, sku))
     if whole_list:
+        # the file's items that no linked SKU is sent to: one pass against an index of them
+        tx.db.execute("DROP TABLE IF EXISTS temp.audit_linked")
+        tx.db.execute(
+            "CREATE TEMP TABLE audit_linked (item_id TEXT, variation TEXT, "
+            "PRIMARY KEY (item_id, variation)) WITHOUT ROWID"
+        )
+        tx.db.execute(
+            "INSERT OR IGNORE INTO temp.audit_linked SELECT coalesce(l.item_id, o.sku), "
+            "coalesce(l.variation, '[]') FROM outbox o LEFT JOIN listings l "
+            "ON l.shop = o.shop AND l.sku = o.sku WHERE o.shop = ?",
+            (shop.id,),
+        )
         for item_id, variation, shown in tx.db.execute(
-            "SELECT s.item_id, s.variation, s.shown FROM audit_seen s WHERE s.job = ? "
-            "AND NOT EXISTS (SELECT 1 FROM outbox o LEFT JOIN listings l ON l.shop = o.shop "
-            "AND l.sku = o.sku WHERE o.shop = ? AND coalesce(l.item_id, o.sku) = s.item_id "
-            "AND coalesce(l.variation, '[]') = s.variation) ORDER BY s.item_id, s.variation",
-            (job, shop.id),
+            "SELECT s.item_id, s.variation, s.shown FROM audit_seen s "
+            "LEFT JOIN temp.audit_linked k ON k.item_id = s.item_id "
+            "AND k.variation = s.variation WHERE s.job = ? AND k.item_id IS NULL "
+            "ORDER BY s.item_id, s.variation",
+            (job,),
         ):
             counts["unknown"] += 1
             findings.append(
@@ -219,15 +247,17 @@ def finish(
                 f"{shown}): link it to a SKU (zaiko listings import --shop {shop.id}) or "
                 "leave it to the mall"
             )
+        tx.db.execute("DROP TABLE temp.audit_linked")
     tx.db.execute("DELETE FROM audit_seen WHERE job = ?", (job,))
     if fix and drifted:
-        # what the mall shows now: each is pending against it, urgent when it shows more
+        # what the mall showed when it was read: each is pending against it, urgent when it
+        # shows more (a sale placed after the read still counts it down)
         tx.db.executemany(
-            "UPDATE outbox SET pushed = ?, sold = 0, uncertain = 0, version = version + 1 "
-            "WHERE shop = ? AND sku = ?",
-            ((shown, shop.id, sku) for shown, sku in drifted),
+            "UPDATE outbox SET pushed = ?, pushed_at = ?, sold = 0, uncertain = 0, "
+            "version = version + 1 WHERE shop = ? AND sku = ?",
+            ((shown, read_at, shop.id, sku) for shown, read_at, sku in drifted),
         )
-        outbox.mark(tx, [sku for _, sku in drifted])
+        outbox.mark(tx, [sku for _, _, sku in drifted])
     drift = counts["changed"] + counts["missing"] + counts["unknown"]
     fixed = len(drifted) if fix else 0
     summary = (
@@ -235,6 +265,13 @@ def finish(
         f"mall or not applied, {counts['missing']} missing at the mall, {counts['unknown']} "
         f"unknown to zaiko), {counts['pending']} push(es) pending"
         + (f"; {fixed} correction(s) queued" if fix else "")
+        + (f"; {counts['unread']} not read" if counts["unread"] else "")
+        + (
+            "; the targets of a large change are still being computed: audit again for "
+            "exact figures"
+            if behind
+            else ""
+        )
     )
     kept = findings[:MAX_FINDINGS]
     if len(findings) > MAX_FINDINGS:

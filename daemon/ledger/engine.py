@@ -227,7 +227,7 @@ def run(tx: Tx, command: Command) -> Result:
         case RunningAudits():
             return AuditJobs(jobs=audit.running(tx, command.shop))
         case AuditSeen():
-            audit.seen(tx, command.job, command.shown, command.at)
+            audit.seen(tx, command.job, command.items, command.at)
             return AuditJobs(jobs=())
         case AuditDone():
             return audit.finish(

@@ -220,7 +220,7 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
                 oversold += _sell(tx, shop.id, order.order_no, line.line_no, sku, line.quantity)
             if sku:
                 # the mall counted its own quantity down, whether or not stock moved here
-                outbox.sold_at(tx, shop.id, sku, line.quantity, order.ordered_at)
+                outbox.sold_at(tx, shop, sku, line.quantity, order.ordered_at)
             new_lines.append(
                 control.OrderLineDoc(
                     line_no=line.line_no,

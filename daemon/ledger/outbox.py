@@ -77,17 +77,25 @@ def mark_shop(tx: Tx, shop: str) -> None:
     )
 
 
-def sold_at(tx: Tx, shop: str, sku: str, units: int, placed_at: str) -> None:
+# A file waits on the mall's server until its batch job runs (minutes; no mall publishes
+# when): a sale placed within this of the upload may have been overwritten by the file.
+FILE_APPLY_LAG_S = 15 * 60.0
+
+
+def sold_at(tx: Tx, shop: ShopSettings, sku: str, units: int, placed_at: str) -> None:
     """The shop sold ``units`` of the SKU: it shows that many fewer (the mall counted them
     down itself), until it is sent a quantity again. A sale placed before the last push
     reached the mall was overwritten by it (the quantity sent did not know of the sale): it
     is not counted, so the shop is taken to show what it was sent, and the sale's drop goes
-    out at once. When the order of the two is not certain, the sale is not counted (the
-    drop is sent again rather than not at all)."""
+    out at once. An API mall applies a push when it answers (its acknowledgement); a file
+    mall when its batch runs, which may be ``FILE_APPLY_LAG_S`` later. When the order of the
+    two is not certain, the sale is not counted (the drop is sent again rather than not at
+    all)."""
+    lag_days = (FILE_APPLY_LAG_S if shop.transport == "ftp" else 0.0) / 86400
     tx.db.execute(
         "UPDATE outbox SET sold = sold + ? WHERE shop = ? AND sku = ? "
-        "AND julianday(?) > julianday(pushed_at)",
-        (units, shop, sku, placed_at),
+        "AND julianday(?) > julianday(pushed_at) + ?",
+        (units, shop.id, sku, placed_at, lag_days),
     )
     mark(tx, (sku,))
 

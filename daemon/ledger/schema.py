@@ -289,7 +289,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         item_id TEXT NOT NULL,
         variation TEXT NOT NULL,
         shown INTEGER NOT NULL,
-        read_at TEXT NOT NULL,
         PRIMARY KEY (job, item_id, variation)
     ) WITHOUT ROWID;
     CREATE TABLE audits (
@@ -300,6 +299,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         drift INTEGER NOT NULL,
         pending INTEGER NOT NULL,
         fixed INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    # what was read, per item: shown (NULL: the mall has no such item; -1: its API cannot
+    # address it) and when (a push acknowledged after the read makes the read no drift)
+    """
+    DROP TABLE audit_seen;
+    CREATE TABLE audit_seen (
+        job INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        variation TEXT NOT NULL,
+        shown INTEGER,
+        read_at TEXT NOT NULL,
+        PRIMARY KEY (job, item_id, variation)
     ) WITHOUT ROWID
     """,
 )

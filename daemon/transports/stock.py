@@ -293,12 +293,16 @@ class ReadFailed(Exception):
 
 class ApiStockReader:
     """What a mall shows, read back through its stock API (the audit): the module's read
-    requests, each paced by the shop's token bucket (shared with its pushes and intake)."""
+    requests, each paced by the shop's token bucket (shared with its pushes and intake).
+    Each item asked gets its quantity, None (the mall has no such item) or -1 (the API cannot
+    name it: a legacy Rakuten choice, a Yahoo code with ',' or ':'); an answer is matched to
+    the item asked by its ids, else by its SKU (``join``: Amazon answers by seller SKU)."""
 
     def __init__(
         self,
         build: Callable[[Sequence[tuple[str, tuple[str, ...]]], ApiAccount], list[HttpRequest]],
         parse: Callable[[int, bytes], list[StockUpdate]],
+        join: Callable[[str, tuple[str, ...]], str],
         account: ApiAccount,
         connection: Connection,
         bucket: TokenBucket,
@@ -306,28 +310,50 @@ class ApiStockReader:
     ) -> None:
         self._build = build
         self._parse = parse
+        self._join = join
         self._account = account
         self._connection = connection
         self._bucket = bucket
         self._rate_limited_s = rate_limited_s
 
-    async def read(self, items: Sequence[tuple[str, tuple[str, ...]]]) -> list[StockUpdate]:
+    async def read(
+        self, items: Sequence[tuple[str, tuple[str, ...]]]
+    ) -> list[tuple[str, tuple[str, ...], int | None]]:
+        found: dict[tuple[str, tuple[str, ...]], int | None] = dict.fromkeys(items)
+        addressable = list(items)
         try:
-            requests = self._build(items, self._account)
-        except ValueError as exc:
-            raise ReadFailed(f"cannot make the stock read request: {exc}") from None
-        shown: list[StockUpdate] = []
+            requests = self._build(addressable, self._account)
+        except ValueError:
+            # one item the API cannot name: the others are read all the same
+            addressable = [item for item in items if self._names(item)]
+            for item in items:
+                if item not in addressable:
+                    found[item] = -1
+            requests = self._build(addressable, self._account) if addressable else []
+        by_sku = {self._join(*item): item for item in addressable}
         for request in requests:
             try:
                 answer = await paced_call(
                     self._connection, self._bucket, request, self._rate_limited_s
                 )
-                shown += self._parse(answer.status, answer.body)
+                shown = self._parse(answer.status, answer.body)
             except HttpTransportError as exc:
                 raise ReadFailed(str(exc)) from exc
             except ValueError as exc:
                 raise ReadFailed(f"{request.method} {request.path}: {exc}") from None
-        return shown
+            for update in shown:
+                key = (update.item_id, tuple(update.variation))
+                asked = key if key in found else by_sku.get(update.item_id)
+                if asked is not None:
+                    found[asked] = update.quantity
+        return [(item_id, variation, shown) for (item_id, variation), shown in found.items()]
+
+    def _names(self, item: tuple[str, tuple[str, ...]]) -> bool:
+        try:
+            self._build([item], self._account)
+        except ValueError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         await self._connection.aclose()

@@ -18,7 +18,6 @@ from daemon.commands import CreateJob, LedgerRequest, PendingPushes, PushesSent,
 from daemon.events import EventBus
 from daemon.transports.stock import ReadFailed
 from protocols import control
-from protocols.malls.base import StockUpdate
 from protocols.settings import ShopSettings
 from tests.actors.test_reflector import inline, ledger_now, ok, wall
 
@@ -29,11 +28,13 @@ class FakeReader:
         self.reads: list[tuple[float, int]] = []
         self.down = False
 
-    async def read(self, items: list[tuple[str, tuple[str, ...]]]) -> list[StockUpdate]:
+    async def read(
+        self, items: list[tuple[str, tuple[str, ...]]]
+    ) -> list[tuple[str, tuple[str, ...], int | None]]:
         self.reads.append((trio.current_time(), len(items)))
         if self.down:
             raise ReadFailed("HTTP 503: down")
-        return [StockUpdate(i, v, self.shows[i]) for i, v in items if i in self.shows]
+        return [(i, v, self.shows.get(i)) for i, v in items]
 
     async def aclose(self) -> None:
         pass

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from daemon.commands import AuditDone, AuditSeen, PendingPushes, PushesSent
 from protocols import control
-from protocols.malls.base import StockUpdate
-from tests.ledger.harness import LedgerHarness, shop_settings
+from tests.ledger.harness import LedgerHarness, mall_order, shop_settings
 
 NOW = "2026-12-01T00:00:00.000+00:00"
 API = {"api_base_url": "http://127.0.0.1:9/r1", "api_credential": "r1.secret"}
@@ -31,8 +30,9 @@ def audit(
 ) -> control.Job:
     started = ledger.ok(control.AuditStart(id=1, shop="r1", fix=fix))
     job = started.job.id
-    rows = tuple(StockUpdate(k, (), v) for k, v in shown.items())
-    ledger.ok(AuditSeen(job=job, shown=rows, at=at))
+    asked = ("A", "B", "C", "D")
+    rows = tuple((code, (), shown.get(code)) for code in asked)
+    ledger.ok(AuditSeen(job=job, items=rows, at=at))
     return ledger.ok(AuditDone(shop="r1", job=job, fix=fix))
 
 
@@ -108,3 +108,22 @@ def test_an_item_read_before_its_last_push_is_no_drift(ledger: LedgerHarness) ->
     setup(ledger)
     job = audit(ledger, {"A": 10, "B": 99, "C": 3, "D": 8}, at="2026-11-30T23:00:00.000+00:00")
     assert str(job.messages[0]).startswith("4 linked SKU(s) checked: 0 drift")
+
+
+def test_fix_leaves_a_pending_push_to_correct_its_row(ledger: LedgerHarness) -> None:
+    setup(ledger)
+    ledger.ok(control.StockSet(id=1, code="D", field="expected", value=2))  # pending: 2
+    job = audit(ledger, {"A": 10, "B": 5, "C": 3, "D": 8}, fix=True)
+    assert "0 correction(s) queued" in str(job.messages[0])
+    pushes = ledger.ok(PendingPushes(shop="r1")).items
+    assert [(i.sku, i.quantity) for i in pushes] == [("D", 2)]
+
+
+def test_a_fixed_row_counts_a_later_sale_once(ledger: LedgerHarness) -> None:
+    """The read (00:05) already shows a sale placed before it: only later sales count."""
+    setup(ledger, reflect_to_origin=False)
+    audit(ledger, {"A": 6, "B": 5, "C": 3, "D": 8}, fix=True)  # A edited to 6 at the mall
+    early = mall_order("1", ("A", 1))  # placed 2026-11-26: before the read
+    ledger.take("r1", early)
+    a = next(q for q in ledger.detail("A").shops if q.shop == "r1")
+    assert a.shown == 6  # not 5: the read showed the mall after that sale

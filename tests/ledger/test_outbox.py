@@ -407,3 +407,37 @@ def test_a_sale_placed_before_the_push_reached_the_mall_was_overwritten(
     ledger.take("r1", later)
     assert row(ledger, "r1", "A").shown == 8
     assert pending(ledger, "r1", urgent_only=True) == {}  # it shows 8 already
+
+
+def test_a_file_mall_applies_a_push_at_its_batch_so_a_sale_soon_after_is_not_counted(
+    ledger: LedgerHarness,
+) -> None:
+    shop = shop_settings(
+        id="r1",
+        order_intake="active",
+        transport="ftp",
+        ftp_url="sftp://u@127.0.0.1:22/ritem/batch",
+        ftp_credential="k",
+        known_hosts="kh",
+    )
+    ledger.ok(control.ShopsApply(id=1, shops=(shop,)))
+    ledger.add("A", 10)
+    pushes = ledger.ok(PendingPushes(shop="r1")).items
+    ledger.ok(PushesSent(shop="r1", items=pushes, at="2026-11-26T00:00:00.000+00:00"))
+    # 5 minutes after the upload: the mall's batch may not have run; its file overwrote it
+    ledger.take("r1", mall_order("1", ("A", 1)))  # placed 2026-11-26T00:00 UTC + 0
+    soon = MallOrder(
+        order_no="2",
+        ordered_at="2026-11-26T09:05:00+09:00",
+        lines=(OrderLine(line_no=1, item_id="A", sku="A", quantity=1),),
+    )
+    ledger.take("r1", soon)
+    assert row(ledger, "r1", "A").shown == 10
+    assert pending(ledger, "r1", urgent_only=True) == {"A": 8}
+    later = MallOrder(
+        order_no="3",
+        ordered_at="2026-11-26T09:20:00+09:00",
+        lines=(OrderLine(line_no=1, item_id="A", sku="A", quantity=1),),
+    )
+    ledger.take("r1", later)
+    assert row(ledger, "r1", "A").shown == 9  # the batch ran by then: the mall counted it

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from daemon.transports.http import HttpAnswer, HttpTransportError, TokenBucket
-from daemon.transports.stock import ApiStockSender, FeedStockSender, PushFailed
+from daemon.transports.stock import ApiStockReader, ApiStockSender, FeedStockSender, PushFailed
 from protocols.malls import amazon
 from protocols.malls.base import ApiAccount, HttpRequest, StockUpdate
 
@@ -130,3 +130,60 @@ async def test_a_refused_document_fails_for_good_and_was_never_submitted(
         await sender(mall, TokenBucket(5.0, trio.current_time)).send_bulk(UPDATES)
     assert failed.value.permanent and not failed.value.maybe_applied
     assert "bad content type" in str(failed.value)
+
+
+class ReadMall:
+    """Answers Amazon getListingsItem from ``shows`` by seller SKU (404 when absent)."""
+
+    def __init__(self, shows: dict[str, int]) -> None:
+        self.shows = shows
+
+    async def send(self, request: HttpRequest) -> HttpAnswer:
+        ((sku, _),) = amazon.read_stock_read_request(request)
+        found = [StockUpdate(sku, (), self.shows[sku])] if sku in self.shows else []
+        answer = amazon.render_stock_read_response(found)
+        status, body = answer if isinstance(answer, tuple) else (200, answer)
+        return ok(body, status)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_read_answer_is_matched_to_the_listing_asked_by_its_sku(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    reader = ApiStockReader(
+        amazon.build_stock_read_requests,
+        amazon.parse_stock_read_response,
+        amazon.join_sku,
+        ACCOUNT,
+        ReadMall({"ABC-RED": 4}),
+        TokenBucket(5.0, trio.current_time),
+    )
+    read = await reader.read([("ABC", ("-RED",)), ("GONE", ())])
+    assert read == [("ABC", ("-RED",), 4), ("GONE", (), None)]
+
+
+async def test_an_item_the_api_cannot_name_is_marked_and_the_others_are_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from protocols.malls import yahoo
+
+    class YahooMall:
+        async def send(self, request: HttpRequest) -> HttpAnswer:
+            keys = yahoo.read_stock_read_request(request)
+            return ok(yahoo.render_stock_read_response([StockUpdate(k[0], k[1], 2) for k in keys]))
+
+        async def aclose(self) -> None:
+            pass
+
+    reader = ApiStockReader(
+        yahoo.build_stock_read_requests,
+        yahoo.parse_stock_read_response,
+        yahoo.join_sku,
+        ApiAccount(base_url="https://circus.example", secret="t", seller_id="s"),
+        YahooMall(),
+        TokenBucket(1.0, trio.current_time),
+    )
+    read = await reader.read([("a,b", ()), ("code-1", ())])
+    assert read == [("a,b", (), -1), ("code-1", (), 2)]
