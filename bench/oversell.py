@@ -56,10 +56,11 @@ from daemon.actors.ledger import ledger
 from daemon.actors.reflector import ReflectSettings, reflector
 from daemon.commands import IncomingOrder, LedgerRequest, OrdersTaken, TakeOrders, submit
 from daemon.events import EventBus, StatusBoard
+from daemon.shop_actors import order_settle_s
 from daemon.transports.http import RATE_MARGIN, TokenBucket
 from daemon.transports.stock import PushFailed
 from protocols import control
-from protocols.malls import capability
+from protocols.malls import capability, module
 from protocols.malls.base import MallKind, MallOrder, OrderLine, RowError, StockUpdate
 from protocols.settings import ShopSettings
 from protocols.tempostar import (
@@ -109,6 +110,7 @@ SHOPS = (
     Shop("shopserve", "shopserve", 3),
     Shop("cartstar", "cartstar", 2),
 )
+SHOP_BY_ID = {shop.id: shop for shop in SHOPS}
 ROWS_PER_FILE = 10_000  # the daemon's stock file chunk (FileStockSender)
 
 
@@ -194,7 +196,8 @@ class Params:
     file_delay_min: float | None = None  # every file mall's batch cycle (else SHOPS')
     mail_delay_s: tuple[float, float] = (5.0, 60.0)
     api_poll_s: float = 60.0  # daemon default: [intake] api_poll_s
-    api_settle_s: float = 120.0  # daemon default: [intake] api_settle_s
+    # [intake] api_settle_s; None: each mall's own, as the daemon (Amazon 120 s, others 10 s)
+    api_settle_s: float | None = None
     settle_min: float = 5.0  # after the last event: every order taken in
 
     def file_cycle_s(self, shop: Shop) -> float:
@@ -672,12 +675,13 @@ async def poll_orders(
     first_poll: float,
     params: Params,
 ) -> None:
-    """The daemon's order API poll: every ``api_poll_s``, the orders up to ``api_settle_s``
-    ago, in one intake batch."""
+    """The daemon's order API poll: every ``api_poll_s``, the orders up to the mall's settle
+    time ago (``daemon.shop_actors.order_settle_s``), in one intake batch."""
+    settle_s = order_settle_s(module(SHOP_BY_ID[shop].mall), params.api_settle_s)
     at = first_poll
     while True:
         await trio.sleep_until(at)
-        until = trio.current_time() - params.api_settle_s
+        until = trio.current_time() - settle_s
         ready = [order for sold, order in orders if sold <= until]
         if ready:
             del orders[: len(ready)]  # in sale order: the ready ones are the first
@@ -765,7 +769,11 @@ def report(
         f"10 shops: {', '.join(f'{s.id} {s.share:g}%' for s in SHOPS)}",
         f"file malls' batch every (min): {files}; order mails {params.mail_delay_s[0]:g}–"
         f"{params.mail_delay_s[1]:g} s; order APIs polled every {params.api_poll_s:g} s, "
-        f"{params.api_settle_s:g} s behind",
+        + ", ".join(
+            f"{s.id} {order_settle_s(module(s.mall), params.api_settle_s):g} s behind"
+            for s in SHOPS
+            if s.order_api
+        ),
         f"TEMPOSTAR-like: send_interval_min 5, urgent_push false, bulk_sync_hours [{NIGHT_HOUR}]",
         *scenario.notes,
         "",

@@ -42,7 +42,9 @@ class IntakeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     api_poll_s: float = 60.0  # how often an order API is asked
     api_overlap_s: float = 600.0  # each poll asks again this far before its cursor
-    api_settle_s: float = 120.0  # and leaves the newest changes this long to settle
+    # and leaves the newest changes this long to settle; unset: each mall's own (Amazon
+    # 120 s: SP-API refuses a LastUpdatedBefore later than two minutes ago; others 10 s)
+    api_settle_s: float | None = None
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -9,6 +9,7 @@ supervisor restarts the list whenever the shop's settings change.
 from __future__ import annotations
 
 from functools import partial
+from types import ModuleType
 
 from daemon.actors.api_intake import ApiIntakeSettings, MallApi, api_intake
 from daemon.actors.auditor import AuditSettings, auditor
@@ -31,6 +32,18 @@ from protocols.settings import ShopSettings
 # How far back the order API of a mall that searches by order date is asked again: Qoo10
 # takes cancellations up to 7 days after the order, and unpaid orders are paid within days.
 ORDER_DATE_LOOKBACK_S = 8 * 24 * 3600.0
+
+
+# How long an order API's newest changes are left to settle, unless the config says: each
+# poll asks up to this long before now, and the overlap asks again what was late to show.
+DEFAULT_ORDER_SETTLE_S = 10.0
+
+
+def order_settle_s(mall: ModuleType, configured: float | None) -> float:
+    if configured is not None:
+        return configured
+    settle: float = getattr(mall, "ORDER_SETTLE_S", DEFAULT_ORDER_SETTLE_S)
+    return settle
 
 
 def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
@@ -59,7 +72,7 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                     ApiIntakeSettings(
                         poll_s=wiring.intake.api_poll_s,
                         overlap_s=wiring.intake.api_overlap_s,
-                        settle_s=wiring.intake.api_settle_s,
+                        settle_s=order_settle_s(mall, wiring.intake.api_settle_s),
                         lookback_s=ORDER_DATE_LOOKBACK_S
                         if mall.ORDER_SEARCH_DATE == "ordered"
                         else 0.0,

@@ -68,3 +68,12 @@ def test_frame_limit_must_fit_an_upload_chunk(tmp_path: Path) -> None:
             write(tmp_path, '[daemon]\nstate_dir = "s"\n[control]\nmax_frame_bytes = 4096\n')
         )
     assert "max_frame_bytes" in str(caught.value)
+
+
+def test_each_order_api_settles_as_its_mall_needs_unless_configured() -> None:
+    from daemon.shop_actors import order_settle_s
+    from protocols.malls import module
+
+    assert order_settle_s(module("amazon"), None) == 120.0  # SP-API's two-minute rule
+    assert order_settle_s(module("qoo10"), None) == 10.0
+    assert order_settle_s(module("amazon"), 0.0) == 0.0  # the config's word wins

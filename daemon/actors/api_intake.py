@@ -72,9 +72,9 @@ class ApiIntakeSettings:
     poll_s: float = 60.0
     # orders updated this long before the cursor are asked for again (seen twice: a replay)
     overlap_s: float = 600.0
-    # a poll asks up to this long before now: a mall's newest changes settle first (SP-API
-    # refuses a LastUpdatedBefore later than two minutes ago)
-    settle_s: float = 120.0
+    # a poll asks up to this long before now: a mall's newest changes settle first (the
+    # shop's wiring gives each mall its own: Amazon's API refuses less than two minutes)
+    settle_s: float = 10.0
     # a mall whose window is on the order date (not the last change) shows a payment or a
     # cancellation of an older order only to a window over that date: every lookback_every_s
     # a poll reaches back lookback_s

@@ -62,6 +62,9 @@ CAPABILITY = Capability(
 MARKETPLACE_JP = "A1VC38T7YXB528"
 LISTINGS_PREFIX = "/listings/2021-08-01/items/"
 ORDERS_PATH = "/orders/v0/orders"
+# a poll's window ends this long before now: SP-API refuses a LastUpdatedBefore later than
+# two minutes before the call
+ORDER_SETTLE_S = 120.0
 _ACCESS_TOKEN = "x-amz-access-token"
 _AVAILABILITY = "/attributes/fulfillment_availability"
 # SP-API OrderStatus → zaiko. Shipped/PartiallyShipped orders were Unshipped first; they are

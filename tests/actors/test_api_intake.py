@@ -289,7 +289,7 @@ async def test_a_mall_searched_by_order_date_is_asked_back_over_days_now_and_the
     """Rakuten, Qoo10, Wow! manager search by order date: a cancellation of an older order
     shows only in a window over that date. The newest two minutes are left to settle."""
     mall = FakeMall()
-    settings = ApiIntakeSettings(lookback_s=86400, lookback_every_s=600)
+    settings = ApiIntakeSettings(lookback_s=86400, lookback_every_s=600, settle_s=120)
 
     async def body(send: trio.MemorySendChannel[LedgerRequest], board: Board) -> None:
         for _ in range(12):
