@@ -182,9 +182,7 @@ def status(reply: control.StatusReply) -> str:
             else shop.reflection.pending,
             shop.reflection.next_run or "-",
             shop.reflection.next_bulk_sync or "-",
-            f"{shop.audit.drift} of {shop.audit.checked} ({shop.audit.at})"
-            if shop.audit.job
-            else "-",
+            f"{shop.audit.drift} of {shop.audit.checked}" if shop.audit.job else "-",
             shop.reflection.last_error or "-",
         )
         for shop in reply.shops
@@ -200,7 +198,7 @@ def status(reply: control.StatusReply) -> str:
                     "pending",
                     "next run",
                     "next bulk sync",
-                    "drift (last audit)",
+                    "drift (audit)",
                     "last error",
                 ],
                 reflect_rows,

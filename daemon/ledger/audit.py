@@ -288,9 +288,10 @@ def finish(
         FinishJob(
             job=job,
             result="ok",
+            # drift fails an item; a pending push corrects its own
             count=checked + counts["unknown"],
-            success=checked - counts["changed"] - counts["missing"] - counts["pending"],
-            failure=drift + counts["pending"],
+            success=checked - counts["changed"] - counts["missing"],
+            failure=drift,
             messages=(summary, *kept, *notes),
         ),
     )
