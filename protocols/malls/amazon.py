@@ -132,6 +132,11 @@ class _ErrorBody(msgspec.Struct):
     errors: list[_Error]
 
 
+def _quantity_patches(quantity: int) -> list[_Patch]:
+    """The merchant-fulfilled (DEFAULT) quantity, replaced."""
+    return [_Patch(op="replace", path=_AVAILABILITY, value=[_Availability("DEFAULT", quantity)])]
+
+
 def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) -> list[HttpRequest]:
     """One ``patchListingsItem`` per seller SKU (the API takes one SKU per call)."""
     require_pushable(updates)
@@ -141,13 +146,7 @@ def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) ->
     for update in updates:
         body = _PatchBody(
             productType="PRODUCT",
-            patches=[
-                _Patch(
-                    op="replace",
-                    path=_AVAILABILITY,
-                    value=[_Availability("DEFAULT", update.quantity)],
-                )
-            ],
+            patches=_quantity_patches(update.quantity),
         )
         sku = join_sku(update.item_id, update.variation)
         requests.append(
@@ -411,13 +410,7 @@ def write_listings_feed(updates: Sequence[StockUpdate], seller_id: str) -> bytes
             sku=join_sku(update.item_id, update.variation),
             operationType="PATCH",
             productType="PRODUCT",
-            patches=[
-                _Patch(
-                    op="replace",
-                    path=_AVAILABILITY,
-                    value=[_Availability("DEFAULT", update.quantity)],
-                )
-            ],
+            patches=_quantity_patches(update.quantity),
         )
         for number, update in enumerate(updates, 1)
     ]
