@@ -28,13 +28,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def malls(caps: Sequence[Capability]) -> str:
     text = table(
-        ["kind", "name", "orders in", "stock out", "options", "batch", "req/s", "import formats"],
+        [
+            "kind",
+            "name",
+            "orders in",
+            "stock out",
+            "audit by",
+            "options",
+            "batch",
+            "req/s",
+            "import formats",
+        ],
         [
             (
                 c.kind,
                 c.name_ja,
                 ",".join(c.intake) or "-",
                 ",".join(c.stock_out) or "- (intake only)",
+                ("api," if c.stock_read else "") + "file" if c.stock_out else "-",
                 ",".join(c.options) or "-",
                 c.api_batch_size or "-",
                 c.api_requests_per_s or "-",
