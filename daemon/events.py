@@ -52,8 +52,10 @@ class EventBus:
     def publish(self, events: Sequence[control.Event]) -> None:
         if not events:
             return
+        # each event's topic once, not once per subscriber
+        topics = [(control.topic_of(e), e) for e in events]
         for send, subscription in list(self._subscribers.items()):
-            batch = tuple(e for e in events if control.topic_of(e) in subscription.topics)
+            batch = tuple(e for topic, e in topics if topic in subscription.topics)
             if not batch:
                 continue
             try:

@@ -12,9 +12,16 @@ KINDS: tuple[MallKind, ...] = get_args(MallKind)
 
 
 def module(kind: str) -> ModuleType:
-    if kind not in KINDS:
-        raise KeyError(f"unknown mall kind {kind!r} (known: {', '.join(KINDS)})")
-    return importlib.import_module(f"protocols.malls.{kind}")
+    found = _modules.get(kind)
+    if found is None:
+        if kind not in KINDS:
+            raise KeyError(f"unknown mall kind {kind!r} (known: {', '.join(KINDS)})")
+        found = _modules[kind] = importlib.import_module(f"protocols.malls.{kind}")
+    return found
+
+
+# the ledger asks per order line: a dict lookup, not an import-machinery call
+_modules: dict[str, ModuleType] = {}
 
 
 def capability(kind: str) -> Capability:
