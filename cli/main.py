@@ -217,21 +217,22 @@ async def cmd_audit(client: ControlClient, args: argparse.Namespace) -> Any:
     status = await client.request(control.GetStatus(id=0))
     shop = next((s for s in status.shops if s.id == args.shop), None)
     auditor = next((a for a in shop.actors if a.name == "auditor"), None) if shop else None
-    while job.state != "done":
-        if auditor is not None and auditor.state != "running" and auditor.last_error:
+
+    def auditor_runs(actor: control.ActorStatus | None) -> None:
+        if actor is not None and actor.state != "running" and actor.last_error:
             progress.clear()
             raise Failure(
-                f"shop {args.shop}: its auditor is not running ({auditor.last_error}); audit "
+                f"shop {args.shop}: its auditor is not running ({actor.last_error}); audit "
                 f"job {job.id} runs when it is: zaiko jobs show {job.id}"
             )
-        event = await client.next_event()
-        if isinstance(event, control.JobChanged) and event.job.id == job.id:
-            job = event.job
-        elif isinstance(event, control.ActorChanged) and event.shop == args.shop:
-            auditor = event.actor if event.actor.name == "auditor" else auditor
-        elif isinstance(event, control.Resync):
-            await client.request(control.Subscribe(id=0, topics=topics))
-            job = (await client.request(control.JobShow(id=0, job=job.id))).job
+
+    def watch(event: control.Event) -> None:
+        if isinstance(event, control.ActorChanged) and event.shop == args.shop:
+            if event.actor.name == "auditor":
+                auditor_runs(event.actor)
+
+    auditor_runs(auditor)
+    job = await job_done(client, job, topics, watch)
     progress.clear()
     return audit_outcome((await client.request(control.JobShow(id=0, job=job.id))).job)
 
@@ -360,21 +361,34 @@ async def cmd_sku_import(client: ControlClient, args: argparse.Namespace) -> Any
     return job_outcome(await upload(client, path, start))
 
 
-async def cmd_export(client: ControlClient, args: argparse.Namespace) -> Any:
-    output = Path(args.output)
-    await client.request(control.Subscribe(id=0, topics=("jobs",)))
-    started = await client.request(
-        control.ExportStart(id=0, format=args.format, target=args.target, encoding=args.encoding)
-    )
-    job = started.job
+async def job_done(
+    client: ControlClient,
+    job: control.Job,
+    topics: tuple[control.Topic, ...],
+    watch: Callable[[control.Event], None] = lambda event: None,
+) -> control.Job:
+    """The job once it is done, from ``job_changed`` events (the session subscribed to
+    ``topics``, "jobs" among them); ``watch`` sees every other event."""
     while job.state != "done":
         event = await client.next_event()
         if isinstance(event, control.JobChanged) and event.job.id == job.id:
             job = event.job
         elif isinstance(event, control.Resync):
             # events were dropped: ask for the job itself, then listen again
-            await client.request(control.Subscribe(id=0, topics=("jobs",)))
+            await client.request(control.Subscribe(id=0, topics=topics))
             job = (await client.request(control.JobShow(id=0, job=job.id))).job
+        else:
+            watch(event)
+    return job
+
+
+async def cmd_export(client: ControlClient, args: argparse.Namespace) -> Any:
+    output = Path(args.output)
+    await client.request(control.Subscribe(id=0, topics=("jobs",)))
+    started = await client.request(
+        control.ExportStart(id=0, format=args.format, target=args.target, encoding=args.encoding)
+    )
+    job = await job_done(client, started.job, ("jobs",))
     if job.result != "ok":
         job = (await client.request(control.JobShow(id=0, job=job.id))).job
         raise JobFailed(

@@ -24,6 +24,7 @@ from daemon.transports.stock import (
     ApiStockSender,
     FeedStockSender,
     FileStockSender,
+    MallLink,
 )
 from daemon.wiring import ShopWiring
 from protocols.malls import capability, module
@@ -141,9 +142,7 @@ def stock_reader(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) ->
         mall.build_stock_read_requests,
         mall.parse_stock_read_response,
         mall.join_sku,
-        account,
-        HttpTransport(account.base_url),
-        bucket,
+        MallLink(account, HttpTransport(account.base_url), bucket),
     )
 
 
@@ -157,27 +156,16 @@ def stock_sender(shop: ShopSettings, wiring: ShopWiring, bucket: TokenBucket) ->
     credentials = wiring.paths.credentials_dir
     if transport == "api":
         account = mall_account(shop, credentials)
-        connection = HttpTransport(account.base_url)
         items = ApiStockSender(
             mall.build_stock_requests,
             mall.parse_stock_response,
             cap.api_batch_size,
-            account,
-            connection,
-            bucket,
+            MallLink(account, HttpTransport(account.base_url), bucket),
         )
         if not hasattr(mall, "start_stock_feed"):
             return items
         # a bulk sync through the mall's feeds (Amazon: not 100,000 calls at 5/s)
-        return FeedStockSender(
-            items,
-            mall.start_stock_feed,
-            mall.FEED_MAX_MESSAGES,
-            account,
-            connection,
-            bucket,
-            wiring.clock,
-        )
+        return FeedStockSender(items, mall.start_stock_feed, mall.FEED_MAX_MESSAGES, wiring.clock)
     if not shop.ftp_url:
         raise CredentialError(f"shop {shop.id}: ftp_url is not set")
     target = parse_ftp_url(shop.ftp_url)

@@ -15,9 +15,8 @@ import hashlib
 import logging
 from typing import Any
 
-from mallsim.malls import Mall, Response
+from mallsim.malls import Call, Mall, Response
 from mallsim.state import ShopState, SimFeed, SimState
-from protocols.malls.base import HttpRequest
 
 log = logging.getLogger("mallsim.feeds")
 
@@ -33,16 +32,6 @@ def presigned_url(base_url: str, shop: ShopState, document_id: str) -> str:
         f"{base_url}{FILES_PREFIX}{shop.id}/{document_id}"
         f"?X-Amz-Expires=300&X-Amz-Signature={_signature(shop, document_id)}"
     )
-
-
-def is_feed_call(mall: Mall, req: HttpRequest) -> bool:
-    if not mall.has("read_feed_call"):
-        return False
-    try:
-        mall.mod.read_feed_call(req)
-    except ValueError:
-        return req.path.startswith(mall.mod.FEEDS_PREFIX + "/")  # a bad feed call: 400
-    return True
 
 
 def settle(state: SimState, shop: ShopState, now: float) -> None:
@@ -85,15 +74,15 @@ def _new_document(shop: ShopState, content: bytes | None) -> str:
 
 
 def feed_call(
-    state: SimState, shop: ShopState, mall: Mall, req: HttpRequest, base_url: str, now: float
+    state: SimState, shop: ShopState, mall: Mall, recognised: Call, base_url: str, now: float
 ) -> Response:
-    """Answer one Feeds API call (credentials and rate already checked)."""
+    """Answer one Feeds API call, as ``ShopApi.classify`` read it (credentials and rate
+    already checked)."""
     mod: Any = mall.mod
-    try:
-        call = mod.read_feed_call(req)
-    except ValueError as exc:
+    if recognised.feed_call is None:
         shop.bad_requests += 1
-        return mall.error(400, str(exc))
+        return mall.error(400, recognised.feed_error)
+    call = recognised.feed_call
     settle(state, shop, now)
     if call.kind == "create_document":
         document_id = _new_document(shop, None)

@@ -24,7 +24,7 @@ import trio
 from mallsim import feeds
 from mallsim.config import ConfigError, Faults, has_other_marketplaces, waiting_state
 from mallsim.customers import Deliver, cancel_order, foreign_order, new_order, pay_order
-from mallsim.malls import Call, Mall, NotSupported, Response, ShopApi
+from mallsim.malls import Mall, NotSupported, Response, ShopApi
 from mallsim.state import ShopState, SimState
 from protocols.malls.base import HttpRequest, MailError
 
@@ -202,8 +202,6 @@ class MallApp:
         try:
             api = self.shop_api(shop)
             call = api.classify(mall, req)
-            if feeds.is_feed_call(mall, req):
-                call = Call("feeds")
         except NotSupported as exc:
             self.state.changed()
             return _json(501, {"error": str(exc)})
@@ -224,9 +222,9 @@ class MallApp:
             return mall.error(500, "internal server error (simulated)")
         try:
             if call.kind == "stock_read":
-                resp = mall.stock_read_ok(req, shop)
+                resp = mall.stock_read_ok(call.read_items, shop)
             elif call.kind == "feeds":
-                resp = feeds.feed_call(self.state, shop, mall, req, base_url, trio.current_time())
+                resp = feeds.feed_call(self.state, shop, mall, call, base_url, trio.current_time())
             elif call.order_call is not None:
                 try:
                     answer = self.state.order_answer(shop.id, call.order_call)

@@ -237,10 +237,10 @@ class Mall:
             hdrs += (("content-type", _content_type(body)),)
         return Response(status, hdrs, body)
 
-    def stock_read_ok(self, req: HttpRequest, shop: Any) -> Response:
+    def stock_read_ok(self, items: Iterable[tuple[str, tuple[str, ...]]], shop: Any) -> Response:
         """What the shop shows of the items asked (an item it does not list is left out)."""
         shown = []
-        for item_id, variation in self.mod.read_stock_read_request(req):
+        for item_id, variation in items:
             item = shop.find(item_id, tuple(variation))
             if item is not None:
                 shown.append(StockUpdate(item_id, tuple(variation), item.shown))
@@ -288,6 +288,9 @@ class Call:
     kind: CallKind
     order_call: OrderCall | None = None
     order_error: str = ""  # why the module's order reader refused it (then it is "stock")
+    read_items: tuple[tuple[str, tuple[str, ...]], ...] = ()  # a stock read's items
+    feed_call: Any = None  # the module's FeedCall
+    feed_error: str = ""  # a Feeds API path the module's reader refused (a 400)
 
 
 @dataclass(frozen=True)
@@ -332,13 +335,18 @@ class ShopApi:
 
     def classify(self, mall: Mall, req: HttpRequest) -> Call:
         """What the request is, by the module's own reader (stock is the rest)."""
+        if mall.has("read_feed_call") and req.path.startswith(mall.mod.FEEDS_PREFIX + "/"):
+            try:
+                return Call("feeds", feed_call=mall.mod.read_feed_call(req))
+            except _NOT_THIS as exc:
+                return Call("feeds", feed_error=str(exc) or type(exc).__name__)
         if mall.has("read_stock_read_request"):
             try:
-                mall.mod.read_stock_read_request(req)
+                items = mall.mod.read_stock_read_request(req)
             except _NOT_THIS:
                 pass
             else:
-                return Call("stock_read")
+                return Call("stock_read", read_items=tuple(items))
         if mall.has("read_order_call"):
             try:
                 return Call("orders", order_call=mall.read_order_call(req))

@@ -11,7 +11,6 @@ reads are paced by the shop's token bucket, so an urgent push waits one call at 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 
 import trio
 
-from daemon.actors.reflector import next_bulk_time, on_worker_thread
+from daemon.actors.reflector import clock_deadline, next_bulk_time, on_worker_thread
 from daemon.clock import WallClock, stamp
 from daemon.commands import (
     AuditDone,
@@ -83,7 +82,7 @@ async def auditor(
         previous = wall_clock()
         while True:
             at = next_bulk_time(max(previous, wall_clock()), shop.audit_hours, shop.timezone)
-            deadline = math.inf if at is None else clock() + (at - wall_clock()).total_seconds()
+            deadline = clock_deadline(at, clock, wall_clock)
             asked: control.AuditRequested | None = None
             with trio.move_on_at(deadline):
                 while asked is None:

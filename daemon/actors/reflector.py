@@ -17,10 +17,12 @@ exponential backoff with jitter. Bulk sync runs beside them (``bulk_sync``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -116,6 +118,11 @@ def next_bulk_time(now: datetime, hours: Sequence[int], zone: str) -> datetime |
             if at > local:
                 return at.astimezone(now.tzinfo)
     return None
+
+
+def clock_deadline(at: datetime | None, clock: Callable[[], float], wall_clock: WallClock) -> float:
+    """The trio-clock deadline of a wall-clock moment (never, for None)."""
+    return math.inf if at is None else clock() + (at - wall_clock()).total_seconds()
 
 
 @dataclass
@@ -251,20 +258,21 @@ async def _bulk_chunk(
 ) -> None:
     sender = shared.sender
     updates = [_update(item) for item in chunk]
+    # the shop's turn when the chunk goes the way pushes go; a feed goes its own way
+    turn: AbstractAsyncContextManager[object] = (
+        shared.lock if sender.bulk_exclusive else contextlib.nullcontext()
+    )
     try:
-        if sender.bulk_exclusive:
-            async with shared.lock:
-                refused = await sender.send_bulk(updates)
-                taken = [item for n, item in enumerate(chunk) if n not in refused]
-                await _acknowledge(shared, taken)
-        else:
+        async with turn:
             try:
                 refused = await sender.send_bulk(updates)
             except BaseException as exc:
                 # a feed the mall may have (it failed after it was submitted, or the
                 # reflector stopped while it was processed) can still land with these
                 # older values: each is sent again once it is certain
-                if not isinstance(exc, PushFailed) or exc.maybe_applied:
+                if not sender.bulk_exclusive and (
+                    not isinstance(exc, PushFailed) or exc.maybe_applied
+                ):
                     await _acknowledge_uncertain(shared, chunk)
                 raise
             taken = [item for n, item in enumerate(chunk) if n not in refused]
@@ -351,11 +359,7 @@ async def _bulk(
                 max(previous, shared.wall_clock()), shop.bulk_sync_hours, shop.timezone
             )
             shared.show(next_bulk_sync=stamp(at) if at is not None else "")
-            deadline = (
-                math.inf
-                if at is None
-                else shared.clock() + (at - shared.wall_clock()).total_seconds()
-            )
+            deadline = clock_deadline(at, shared.clock, shared.wall_clock)
             asked = False
             with trio.move_on_at(deadline):
                 # only an operator's request: a subscription that fell behind is no reason

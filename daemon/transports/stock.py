@@ -12,6 +12,7 @@ not wait for it)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -54,25 +55,29 @@ class Connection(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def paced_call(
-    connection: Connection,
-    bucket: TokenBucket,
-    request: HttpRequest,
-    rate_limited_s: float,
-    turn_taken: bool = False,
-) -> HttpAnswer:
-    """One call at the shop's pace (``turn_taken``: its turn was waited for already); a 429
-    holds every call of the shop for the mall's Retry-After and sends it again. Raises
-    HttpTransportError when the mall cannot be reached."""
-    while True:
-        if not turn_taken:
-            await bucket.take()
-        turn_taken = False
-        answer = await connection.send(request)
-        if answer.status != 429:
-            return answer
-        # nobody of this shop calls before the mall's pause ends
-        bucket.hold(retry_after(answer.headers) or rate_limited_s)
+@dataclass(frozen=True)
+class MallLink:
+    """A shop's way to its mall's API: the account, the connection, and the shop's pace (one
+    token bucket for all of its calls, intake included)."""
+
+    account: ApiAccount
+    connection: Connection
+    bucket: TokenBucket
+    rate_limited_s: float = 1.0  # a 429 without Retry-After holds the shop this long
+
+    async def call(self, request: HttpRequest, turn_taken: bool = False) -> HttpAnswer:
+        """One call at the shop's pace (``turn_taken``: its turn was waited for already); a
+        429 holds every call of the shop for the mall's Retry-After and sends it again.
+        Raises HttpTransportError when the mall cannot be reached."""
+        while True:
+            if not turn_taken:
+                await self.bucket.take()
+            turn_taken = False
+            answer = await self.connection.send(request)
+            if answer.status != 429:
+                return answer
+            # nobody of this shop calls before the mall's pause ends
+            self.bucket.hold(retry_after(answer.headers) or self.rate_limited_s)
 
 
 class ApiStockSender:
@@ -83,18 +88,12 @@ class ApiStockSender:
         build: Callable[[Sequence[StockUpdate], ApiAccount], list[HttpRequest]],
         check: Callable[[int, bytes], None],
         batch_size: int,
-        account: ApiAccount,
-        connection: Connection,
-        bucket: TokenBucket,
-        rate_limited_s: float = 1.0,
+        link: MallLink,
     ) -> None:
         self._build = build
         self._check = check
         self.chunk = max(1, batch_size)
-        self._account = account
-        self._connection = connection
-        self._bucket = bucket
-        self._rate_limited_s = rate_limited_s
+        self.link = link
         self._turn_taken = False
 
     bulk_exclusive = True
@@ -112,20 +111,18 @@ class ApiStockSender:
         """Wait for the next call the mall's rate allows, and keep it for the next ``send``:
         what is read after this goes out at once (an urgent push reads the newest values)."""
         if not self._turn_taken:
-            await self._bucket.take()
+            await self.link.bucket.take()
             self._turn_taken = True
 
     async def send(self, updates: Sequence[StockUpdate]) -> None:
         try:
-            requests = self._build(updates, self._account)
+            requests = self._build(updates, self.link.account)
         except ValueError as exc:
             raise PushFailed(f"cannot make the stock request: {exc}", permanent=True) from None
         for request in requests:
             turn_taken, self._turn_taken = self._turn_taken, False
             try:
-                answer = await paced_call(
-                    self._connection, self._bucket, request, self._rate_limited_s, turn_taken
-                )
+                answer = await self.link.call(request, turn_taken)
             except HttpTransportError as exc:
                 raise PushFailed(str(exc)) from exc
             try:
@@ -137,7 +134,7 @@ class ApiStockSender:
                 ) from None
 
     async def aclose(self) -> None:
-        await self._connection.aclose()
+        await self.link.connection.aclose()
 
 
 class FileStockSender:
@@ -204,27 +201,19 @@ class FeedStockSender:
         items: ApiStockSender,
         start_feed: Callable[[Sequence[StockUpdate], ApiAccount], StockFeed],
         feed_size: int,
-        account: ApiAccount,
-        connection: Connection,
-        bucket: TokenBucket,
         clock: Callable[[], float],
         *,
         parallel: int = 4,
         max_wait_s: float = 4 * 3600.0,
         retries: int = 5,
-        rate_limited_s: float = 1.0,
     ) -> None:
         self._items = items
         self._start_feed = start_feed
         self.bulk_chunk = feed_size
         self.bulk_parallel = parallel
-        self._account = account
-        self._connection = connection
-        self._bucket = bucket
         self._clock = clock
         self._max_wait_s = max_wait_s
         self._retries = retries
-        self._rate_limited_s = rate_limited_s
 
     @property
     def chunk(self) -> int:
@@ -237,8 +226,9 @@ class FeedStockSender:
         await self._items.send(updates)
 
     async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        link = self._items.link  # the same account, connection and pace as the pushes
         try:
-            feed = self._start_feed(updates, self._account)
+            feed = self._start_feed(updates, link.account)
         except ValueError as exc:
             raise PushFailed(f"cannot make the feed: {exc}", permanent=True) from None
         deadline = self._clock() + self._max_wait_s
@@ -258,13 +248,13 @@ class FeedStockSender:
             # a pre-signed URL is the mall's storage, not its API: no rate of the API's
             presigned = request.path.startswith(("http://", "https://"))
             if not presigned:
-                await self._bucket.take()
+                await link.bucket.take()
             try:
-                answer = await self._connection.send(request)
+                answer = await link.connection.send(request)
                 feed.feed(answer.status, answer.headers, answer.body)
             except RateLimited as exc:
                 # the Feeds API's own limit: this feed waits, pushes keep the shop's pace
-                pause = exc.retry_after or self._rate_limited_s
+                pause = exc.retry_after or link.rate_limited_s
                 continue
             except HttpTransportError as exc:
                 failures += 1
@@ -303,18 +293,12 @@ class ApiStockReader:
         build: Callable[[Sequence[tuple[str, tuple[str, ...]]], ApiAccount], list[HttpRequest]],
         parse: Callable[[int, bytes], list[StockUpdate]],
         join: Callable[[str, tuple[str, ...]], str],
-        account: ApiAccount,
-        connection: Connection,
-        bucket: TokenBucket,
-        rate_limited_s: float = 1.0,
+        link: MallLink,
     ) -> None:
         self._build = build
         self._parse = parse
         self._join = join
-        self._account = account
-        self._connection = connection
-        self._bucket = bucket
-        self._rate_limited_s = rate_limited_s
+        self._link = link
 
     async def read(
         self, items: Sequence[tuple[str, tuple[str, ...]]]
@@ -322,20 +306,18 @@ class ApiStockReader:
         found: dict[tuple[str, tuple[str, ...]], int | None] = dict.fromkeys(items)
         addressable = list(items)
         try:
-            requests = self._build(addressable, self._account)
+            requests = self._build(addressable, self._link.account)
         except ValueError:
             # one item the API cannot name: the others are read all the same
             addressable = [item for item in items if self._names(item)]
             for item in items:
                 if item not in addressable:
                     found[item] = -1
-            requests = self._build(addressable, self._account) if addressable else []
+            requests = self._build(addressable, self._link.account) if addressable else []
         by_sku = {self._join(*item): item for item in addressable}
         for request in requests:
             try:
-                answer = await paced_call(
-                    self._connection, self._bucket, request, self._rate_limited_s
-                )
+                answer = await self._link.call(request)
                 shown = self._parse(answer.status, answer.body)
             except HttpTransportError as exc:
                 raise ReadFailed(str(exc)) from exc
@@ -350,10 +332,10 @@ class ApiStockReader:
 
     def _names(self, item: tuple[str, tuple[str, ...]]) -> bool:
         try:
-            self._build([item], self._account)
+            self._build([item], self._link.account)
         except ValueError:
             return False
         return True
 
     async def aclose(self) -> None:
-        await self._connection.aclose()
+        await self._link.connection.aclose()

@@ -137,6 +137,17 @@ def _quantity_patches(quantity: int) -> list[_Patch]:
     return [_Patch(op="replace", path=_AVAILABILITY, value=[_Availability("DEFAULT", quantity)])]
 
 
+def _default_quantities(patches: Sequence[_Patch]) -> list[int]:
+    """The merchant-fulfilled (DEFAULT) quantities the patches set (simulator side)."""
+    return [
+        availability.quantity
+        for patch in patches
+        if patch.path == _AVAILABILITY
+        for availability in patch.value
+        if availability.fulfillment_channel_code == "DEFAULT"
+    ]
+
+
 def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) -> list[HttpRequest]:
     """One ``patchListingsItem`` per seller SKU (the API takes one SKU per call)."""
     require_pushable(updates)
@@ -174,13 +185,7 @@ def parse_stock_request(request: HttpRequest) -> list[StockUpdate]:
         body = msgspec.json.decode(request.body, type=_PatchBody)
     except msgspec.ValidationError as exc:
         raise ValueError(f"invalid patch body: {exc}") from None
-    quantities = [
-        availability.quantity
-        for patch in body.patches
-        if patch.path == _AVAILABILITY
-        for availability in patch.value
-        if availability.fulfillment_channel_code == "DEFAULT"
-    ]
+    quantities = _default_quantities(body.patches)
     if len(quantities) != 1:
         raise ValueError("the patch must set exactly one DEFAULT fulfillment_availability quantity")
     return [StockUpdate(unquote(seller_and_sku[1]), (), quantities[0])]
@@ -654,13 +659,7 @@ def read_listings_feed(
     taken: list[tuple[int, StockUpdate]] = []
     issues: list[FeedIssue] = []
     for message in body.messages:
-        quantities = [
-            availability.quantity
-            for patch in message.patches
-            if patch.path == _AVAILABILITY
-            for availability in patch.value
-            if availability.fulfillment_channel_code == "DEFAULT"
-        ]
+        quantities = _default_quantities(message.patches)
         if message.operationType != "PATCH" or len(quantities) != 1 or not message.sku:
             issues.append(
                 (

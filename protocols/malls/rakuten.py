@@ -548,14 +548,18 @@ def build_stock_requests(updates: Sequence[StockUpdate], account: ApiAccount) ->
         for u in updates
     ]
     return [
-        HttpRequest(
-            method="POST",
-            path=STOCK_PATH,
-            headers=(auth, _api.JSON_CONTENT_TYPE),
-            body=msgspec.json.encode(_BulkUpsert(inventories=list(batch))),
-        )
+        _json_post(STOCK_PATH, auth, _BulkUpsert(inventories=list(batch)))
         for batch in _api.chunks(inventories, BATCH_SIZE)
     ]
+
+
+def _json_post(path: str, auth: tuple[str, str], body: msgspec.Struct) -> HttpRequest:
+    return HttpRequest(
+        method="POST",
+        path=path,
+        headers=(auth, _api.JSON_CONTENT_TYPE),
+        body=msgspec.json.encode(body),
+    )
 
 
 def parse_stock_request(request: HttpRequest) -> list[StockUpdate]:
@@ -634,12 +638,7 @@ def build_stock_read_requests(
         _InventoryKey(item_id, _api_variant_id(item_id, variation)) for item_id, variation in items
     ]
     return [
-        HttpRequest(
-            method="POST",
-            path=STOCK_READ_PATH,
-            headers=(auth, _api.JSON_CONTENT_TYPE),
-            body=msgspec.json.encode(_BulkGet(inventories=list(batch))),
-        )
+        _json_post(STOCK_READ_PATH, auth, _BulkGet(inventories=list(batch)))
         for batch in _api.chunks(keys, STOCK_READ_BATCH)
     ]
 

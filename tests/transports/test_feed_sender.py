@@ -13,7 +13,13 @@ import trio
 import trio.testing
 
 from daemon.transports.http import HttpAnswer, HttpTransportError, TokenBucket
-from daemon.transports.stock import ApiStockReader, ApiStockSender, FeedStockSender, PushFailed
+from daemon.transports.stock import (
+    ApiStockReader,
+    ApiStockSender,
+    FeedStockSender,
+    MallLink,
+    PushFailed,
+)
 from protocols.malls import amazon
 from protocols.malls.base import ApiAccount, HttpRequest, StockUpdate
 
@@ -62,15 +68,15 @@ class ScriptedMall:
 
 def sender(mall: ScriptedMall, bucket: TokenBucket, **options: float) -> FeedStockSender:
     items = ApiStockSender(
-        amazon.build_stock_requests, amazon.parse_stock_response, 1, ACCOUNT, mall, bucket
+        amazon.build_stock_requests,
+        amazon.parse_stock_response,
+        1,
+        MallLink(ACCOUNT, mall, bucket),
     )
     return FeedStockSender(
         items,
         amazon.start_stock_feed,
         amazon.FEED_MAX_MESSAGES,
-        ACCOUNT,
-        mall,
-        bucket,
         trio.current_time,
         **options,  # type: ignore[arg-type]
     )
@@ -156,9 +162,7 @@ async def test_a_read_answer_is_matched_to_the_listing_asked_by_its_sku(
         amazon.build_stock_read_requests,
         amazon.parse_stock_read_response,
         amazon.join_sku,
-        ACCOUNT,
-        ReadMall({"ABC-RED": 4}),
-        TokenBucket(5.0, trio.current_time),
+        MallLink(ACCOUNT, ReadMall({"ABC-RED": 4}), TokenBucket(5.0, trio.current_time)),
     )
     read = await reader.read([("ABC", ("-RED",)), ("GONE", ())])
     assert read == [("ABC", ("-RED",), 4), ("GONE", (), None)]
@@ -181,9 +185,11 @@ async def test_an_item_the_api_cannot_name_is_marked_and_the_others_are_read(
         yahoo.build_stock_read_requests,
         yahoo.parse_stock_read_response,
         yahoo.join_sku,
-        ApiAccount(base_url="https://circus.example", secret="t", seller_id="s"),
-        YahooMall(),
-        TokenBucket(1.0, trio.current_time),
+        MallLink(
+            ApiAccount(base_url="https://circus.example", secret="t", seller_id="s"),
+            YahooMall(),
+            TokenBucket(1.0, trio.current_time),
+        ),
     )
     read = await reader.read([("a,b", ()), ("code-1", ())])
     assert read == [("a,b", (), -1), ("code-1", (), 2)]
