@@ -80,7 +80,27 @@ class MallLink:
             self.bucket.hold(retry_after(answer.headers) or self.rate_limited_s)
 
 
-class ApiStockSender:
+class _BulkAsPushes:
+    """A bulk sync sent the way pushes go: the same chunks, in the shop's turn (for a file
+    mall, one file name: an upload at a time)."""
+
+    chunk: int
+    bulk_exclusive = True
+    bulk_parallel = 1
+
+    @property
+    def bulk_chunk(self) -> int:
+        return self.chunk
+
+    async def send(self, updates: Sequence[StockUpdate]) -> None:
+        raise NotImplementedError
+
+    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
+        await self.send(updates)
+        return {}
+
+
+class ApiStockSender(_BulkAsPushes):
     """One acknowledged step is one API call's batch (``chunk``)."""
 
     def __init__(
@@ -95,17 +115,6 @@ class ApiStockSender:
         self.chunk = max(1, batch_size)
         self.link = link
         self._turn_taken = False
-
-    bulk_exclusive = True
-    bulk_parallel = 1
-
-    @property
-    def bulk_chunk(self) -> int:
-        return self.chunk
-
-    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
-        await self.send(updates)
-        return {}
 
     async def wait_turn(self) -> None:
         """Wait for the next call the mall's rate allows, and keep it for the next ``send``:
@@ -137,7 +146,7 @@ class ApiStockSender:
         await self.link.connection.aclose()
 
 
-class FileStockSender:
+class FileStockSender(_BulkAsPushes):
     """The mall's stock file(s) for the quantities, uploaded into ``directory``; ``names``
     renames the module's files (the shop's ``stock_file_name`` / ``variation_file_name``)."""
 
@@ -154,17 +163,6 @@ class FileStockSender:
         self._directory = directory
         self._names = names
         self.chunk = rows_per_file
-
-    bulk_exclusive = True  # one file name: an upload at a time
-    bulk_parallel = 1
-
-    @property
-    def bulk_chunk(self) -> int:
-        return self.chunk
-
-    async def send_bulk(self, updates: Sequence[StockUpdate]) -> Mapping[int, str]:
-        await self.send(updates)
-        return {}
 
     async def wait_turn(self) -> None:
         pass  # an upload waits for nobody's rate
