@@ -133,11 +133,14 @@ class MallApp:
                     return
         if scope["type"] != "http":
             return
+        # a mall counts a request against its rate when it arrives, not when its (large)
+        # body has been read and parsed
+        arrived = self.state.rate_clock()
         body, too_big = await self._read_body(receive)
         if too_big:
             resp = _json(413, {"error": "request body too large"})
         else:
-            resp = await self.handle(scope, body)
+            resp = await self.handle(scope, body, arrived)
         await send(
             {
                 "type": "http.response.start",
@@ -164,7 +167,7 @@ class MallApp:
                 break
         return b"".join(chunks), False
 
-    async def handle(self, scope: Scope, body: bytes) -> Response:
+    async def handle(self, scope: Scope, body: bytes, arrived: float | None = None) -> Response:
         # The raw path: modules percent-encode ids into it and decode them themselves.
         raw_path = scope.get("raw_path")
         path: str = raw_path.decode("latin-1") if raw_path else scope["path"]
@@ -187,9 +190,11 @@ class MallApp:
         )
         req = HttpRequest(method=method, path="/" + rest, query=query, headers=headers, body=body)
         host = dict(headers).get("host", "127.0.0.1")
-        return await self.shop_call(shop, req, f"http://{host}")
+        return await self.shop_call(shop, req, f"http://{host}", arrived)
 
-    async def shop_call(self, shop: ShopState, req: HttpRequest, base_url: str = "") -> Response:
+    async def shop_call(
+        self, shop: ShopState, req: HttpRequest, base_url: str = "", arrived: float | None = None
+    ) -> Response:
         shop.requests += 1
         mall = Mall(shop.kind)
         feeds.settle(self.state, shop, trio.current_time())
@@ -210,7 +215,7 @@ class MallApp:
             self.state.changed()
             return mall.error(401, "authentication failed")
         if shop.bucket is not None:
-            wait = shop.bucket.take()
+            wait = shop.bucket.take(arrived)
             if wait > 0:
                 shop.throttled += 1
                 self.state.changed()

@@ -43,11 +43,13 @@ class TokenBucket:
         self.tokens = capacity
         self.last = clock()
 
-    def take(self) -> float:
-        """Take one token: 0.0 if allowed, else the seconds until one is available."""
-        now = self.clock()
+    def take(self, at: float | None = None) -> float:
+        """Take one token for a request that arrived ``at`` (default: now): 0.0 if allowed,
+        else the seconds until one is available."""
+        now = self.clock() if at is None else at
         self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.last) * self.rate)
-        self.last = now
+        # requests are handled nearly, not exactly, in the order they arrived
+        self.last = max(self.last, now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
