@@ -82,6 +82,15 @@ def invariant_violations(database: Path) -> list[str]:
         db.close()
 
 
+def orders_taken(database: Path) -> int:
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        (count,) = db.execute("SELECT count(*) FROM orders").fetchone()
+        return int(count)
+    finally:
+        db.close()
+
+
 def test_orders_of_every_mail_mall_are_taken_once(daemon_process: DaemonProcess) -> None:
     zaiko = daemon_process.cli
     root = daemon_process.config.maildir_root
@@ -197,8 +206,11 @@ def test_a_kill_9_during_intake_takes_each_order_once(daemon_process: DaemonProc
     assert daemon_process.proc is not None
     os.kill(daemon_process.proc.pid, signal.SIGKILL)
     daemon_process.proc.wait()
+    # The event is published by the ledger's commit, before that batch's mails are filed:
+    # the kill may leave every mail in new/ although a batch was taken (a replay on restart).
     left = len(list((maildir / "new").iterdir()))
-    assert 0 < left < total, left
+    assert 0 < left <= total, left
+    assert 0 < orders_taken(daemon_process.config.database) < total
     daemon_process.start()
     trio.run(wait_for_intake, daemon_process, filed_everything(root, {"rakuten-main": total}))
     shown = json.loads(zaiko("sku", "show", "K1", "--json").stdout)["sku"]
