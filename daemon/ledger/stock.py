@@ -31,30 +31,47 @@ def check_count(field: str, value: int, request_field: str) -> None:
 
 def level(tx: Tx, code: str) -> control.StockLevel:
     """A SKU's counts; a set's expected is what its children can make."""
-    _, is_set = catalog.row(tx, code)
-    if is_set:
-        children = tx.db.execute(
-            "SELECT s.expected, s.reserve, c.qty, s.registered FROM set_components c "
-            "JOIN stock s ON s.sku = c.child WHERE c.parent = ?",
-            (code,),
-        ).fetchall()
+    return _level_and_sets(tx, code)[0]
+
+
+def _level_and_sets(tx: Tx, code: str) -> tuple[control.StockLevel, list[str]]:
+    """A SKU's counts and the sets it is a component of, in one statement for a plain SKU
+    (this runs for every SKU a command touched: every order line)."""
+    found = tx.db.execute(
+        "SELECT k.is_set, s.expected, s.actual, s.reserve, s.registered, "
+        "(SELECT group_concat(parent, char(31)) FROM set_components WHERE child = k.code) "
+        "FROM skus k LEFT JOIN stock s ON s.sku = k.code WHERE k.code = ?",
+        (code,),
+    ).fetchone()
+    if found is None:
+        raise DomainError("not_found", f"unknown SKU {code!r}", "code")
+    is_set, expected, actual, reserve, registered, parents = found
+    sets = parents.split("\x1f") if parents else []
+    if not is_set:
         return control.StockLevel(
             code=code,
-            expected=quantity.set_expected((e, r, q) for e, r, q, _ in children),
-            actual=0,
-            reserve=0,
-            registered=bool(children) and all(reg for *_, reg in children),
-            is_set=True,
-        )
-    expected, actual, reserve, registered = tx.db.execute(
-        "SELECT expected, actual, reserve, registered FROM stock WHERE sku = ?", (code,)
-    ).fetchone()
+            expected=expected,
+            actual=actual,
+            reserve=reserve,
+            registered=bool(registered),
+        ), sets
+    return _set_level(tx, code), sets
+
+
+def _set_level(tx: Tx, code: str) -> control.StockLevel:
+    """A set's expected is what its children can make."""
+    children = tx.db.execute(
+        "SELECT s.expected, s.reserve, c.qty, s.registered FROM set_components c "
+        "JOIN stock s ON s.sku = c.child WHERE c.parent = ?",
+        (code,),
+    ).fetchall()
     return control.StockLevel(
         code=code,
-        expected=expected,
-        actual=actual,
-        reserve=reserve,
-        registered=bool(registered),
+        expected=quantity.set_expected((e, r, q) for e, r, q, _ in children),
+        actual=0,
+        reserve=0,
+        registered=bool(children) and all(reg for *_, reg in children),
+        is_set=True,
     )
 
 
@@ -108,10 +125,9 @@ def command_events(tx: Tx) -> list[control.Event]:
     changed: list[control.Event] = []
     sets: dict[str, str] = {}
     for code, (reason, ref) in tx.touched.items():
-        changed.append(control.StockChanged(stock=level(tx, code), reason=reason, ref=ref))
-        for (parent,) in tx.db.execute(
-            "SELECT parent FROM set_components WHERE child = ?", (code,)
-        ):
+        stock_level, parents = _level_and_sets(tx, code)
+        changed.append(control.StockChanged(stock=stock_level, reason=reason, ref=ref))
+        for parent in parents:
             sets[parent] = ref
     changed.extend(
         control.StockChanged(stock=level(tx, parent), reason="set-component", ref=ref)

@@ -45,7 +45,8 @@ class Tx:
 
     def __init__(self, db: sqlite3.Connection, now: Callable[[], str], actor: str) -> None:
         self.db = db
-        self.now = now
+        self._clock = now
+        self._now = ""
         self.actor = actor
         # events to publish after COMMIT, besides the stock events of ``touched``
         self.events: list[control.Event] = []
@@ -53,6 +54,13 @@ class Tx:
         self.touched: dict[str, tuple[str, str]] = {}
         # (reason, ref, actor) → journal_contexts.id, one context per command and cause
         self.contexts: dict[tuple[str, str, str], int] = {}
+
+    def now(self) -> str:
+        """The command's time: one instant for all it writes (read once, when first asked;
+        an order's lines asked it a dozen times)."""
+        if not self._now:
+            self._now = self._clock()
+        return self._now
 
     def publish(self, event: control.Event) -> None:
         self.events.append(event)
