@@ -118,6 +118,9 @@ ROWS_PER_FILE = 10_000  # the daemon's stock file chunk (FileStockSender)
 class Setting:
     name: str
     changes: Mapping[str, object]
+    # file malls can be looked at for the waiting file (the daemon's uploaders can): the
+    # reflector then learns their batch rhythm and uploads just before it
+    file_probe: bool = True
 
 
 NIGHT_HOUR = 3  # TEMPOSTAR-like bulk sync (一括更新時刻), Tokyo time
@@ -125,6 +128,7 @@ ZAIKO_DEFAULTS = Setting("zaiko defaults", {})
 TEMPOSTAR_LIKE = Setting(
     "TEMPOSTAR-like",
     {"send_interval_min": 5, "urgent_push": False, "bulk_sync_hours": [NIGHT_HOUR]},
+    file_probe=False,  # TEMPOSTAR uploads at its interval, knowing nothing of the batch
 )
 SETTINGS = (ZAIKO_DEFAULTS, TEMPOSTAR_LIKE)
 
@@ -439,7 +443,9 @@ class FileMall:
         await trio.lowlevel.checkpoint()
         if self.waiting is not None:
             self.refused += 1
-            raise PushFailed("the stock file is still there: the mall has not picked it up yet")
+            raise PushFailed(
+                "the stock file is still there: the mall has not picked it up yet", waiting=True
+            )
         self.waiting = {update.item_id: update.quantity for update in updates}
         self.calls += 1
 
@@ -460,6 +466,18 @@ class FileMall:
             at += self.cycle_s
 
 
+class ProbedFileMall(FileMall):
+    """A file mall the reflector can look at (``HoldsFile``), as the daemon's SFTP and FTPS
+    uploaders can: whether its last file still waits. ``probes`` counts the looks."""
+
+    probes = 0
+
+    async def mall_holds_file(self) -> bool:
+        await trio.lowlevel.checkpoint()
+        self.probes += 1
+        return self.waiting is not None
+
+
 Mall = ApiMall | FileMall
 
 
@@ -476,6 +494,7 @@ class Outcome:
     turned_away: int = 0  # buyers whose mall showed fewer than they wanted
     stock_calls: int = 0  # API calls and file uploads
     uploads_refused: int = 0  # a file mall's last upload still waited
+    file_probes: int = 0  # looks whether a file mall still holds the waiting file
     stock_changes: int = 0
     oversold_by_shop: dict[str, int] = field(default_factory=dict)
     ledger_agrees: bool = False
@@ -530,7 +549,8 @@ async def play(scenario: Scenario, setting: Setting, params: Params, database: P
     for shop in SHOPS:
         if shop.by_file:
             cycle = params.file_cycle_s(shop)
-            malls[shop.id] = FileMall(shows[shop.id], cycle, rng.uniform(0, cycle))
+            kind = ProbedFileMall if setting.file_probe else FileMall
+            malls[shop.id] = kind(shows[shop.id], cycle, rng.uniform(0, cycle))
         else:
             cap = capability(shop.mall)
             malls[shop.id] = ApiMall(shows[shop.id], cap.api_batch_size, cap.api_requests_per_s)
@@ -614,6 +634,9 @@ async def play(scenario: Scenario, setting: Setting, params: Params, database: P
             outcome.stock_calls = sum(mall.calls for mall in malls.values())
             outcome.uploads_refused = sum(
                 mall.refused for mall in malls.values() if isinstance(mall, FileMall)
+            )
+            outcome.file_probes = sum(
+                mall.probes for mall in malls.values() if isinstance(mall, ProbedFileMall)
             )
             nursery.cancel_scope.cancel()
     return outcome
@@ -818,7 +841,8 @@ def report(
         )
         lines.append(
             f"oversold units by shop, {outcome.setting}: {by_shop or 'none'}; "
-            f"file uploads refused while the last one waited: {outcome.uploads_refused:,}"
+            f"file uploads refused while the last one waited: {outcome.uploads_refused:,}, "
+            f"looks at a waiting file: {outcome.file_probes:,}"
         )
     disagree = [o.setting for o in outcomes if not o.ledger_agrees]
     lines.append(

@@ -13,6 +13,15 @@ Each chunk is acknowledged to the ledger after the mall took it (``PushesSent``)
 versions read, so a row that changed meanwhile stays pending and nothing is lost or sent
 twice for one change. A failed chunk leaves its rows pending; the loop tries again after an
 exponential backoff with jitter. Bulk sync runs beside them (``bulk_sync``).
+
+A file mall (a sender that can look for its file: ``HoldsFile``) takes one file of a name at a
+time and applies it at its next batch run, with the counts it had when it was uploaded, over
+any sale made there meanwhile. So its file goes up just before the batch: while a file waits
+the reflector looks every ``waiting_poll_s`` whether it is still there (a file waiting is no
+error, and no upload is tried meanwhile); what it sees teaches ``PickupRhythm`` the batch's
+period and phase; once that is known, a pass or an urgent push holds until ``pickup_lead_s``
+before the next pickup, then reads the pending rows (the newest values) and uploads. While the
+rhythm is unknown a file goes up as soon as the last one is gone. A bulk sync is not held.
 """
 
 from __future__ import annotations
@@ -21,12 +30,12 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -46,6 +55,7 @@ from daemon.commands import (
 )
 from daemon.events import EventBus, StatusBoard
 from daemon.ledger.snapshots import OutboxSnapshot
+from daemon.transports.pickup import PickupRhythm
 from daemon.transports.stock import PushFailed
 from protocols import control
 from protocols.malls.base import StockUpdate
@@ -85,6 +95,14 @@ class StockSender(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class HoldsFile(Protocol):
+    """A sender whose mall takes files: it can tell whether its last file still waits there
+    (a cheap look, no upload). API senders have no such thing."""
+
+    async def mall_holds_file(self) -> bool: ...
+
+
 def full_jitter(delay: float) -> float:
     """A delay between half and all of ``delay``: shops that failed together retry apart."""
     return delay * random.uniform(0.5, 1.0)
@@ -102,6 +120,15 @@ class ReflectSettings:
     jitter: Callable[[float], float] = field(default=full_jitter)
     # where a bulk sync reads its snapshot (a test with a virtual clock runs it inline)
     off_thread: Callable[..., Awaitable[Any]] = field(default=on_worker_thread)
+    # a file mall: how often to look whether the waiting file was picked up (the precision
+    # of what the rhythm learns), how long before the batch a file goes up (that precision,
+    # the batch's jitter and the upload's time), how close to the batch an upload no longer
+    # counts on making it (it waits for the next one, with newer values), and after how
+    # long a file the mall does not pick up is said in the status
+    waiting_poll_s: float = 15.0
+    pickup_lead_s: float = 45.0
+    pickup_margin_s: float = 15.0
+    waiting_warn_s: float = 1800.0
 
 
 def next_bulk_time(now: datetime, hours: Sequence[int], zone: str) -> datetime | None:
@@ -126,6 +153,68 @@ def clock_deadline(at: datetime | None, clock: Callable[[], float], wall_clock: 
 
 
 @dataclass
+class _FileSlot:
+    """A file mall's one file name: since when zaiko's last file waits there (None: it was
+    picked up), and the batch rhythm that its comings and goings show."""
+
+    probe: Callable[[], Awaitable[bool]]
+    settings: ReflectSettings
+    clock: Callable[[], float]
+    rhythm: PickupRhythm = field(default_factory=PickupRhythm)
+    waiting_since: float | None = None
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def waiting(self) -> bool:
+        return self.waiting_since is not None
+
+    def _wait_from(self, since: float | None) -> None:
+        self.waiting_since = since
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def uploaded(self, started: float) -> None:
+        """The mall took a file: the name was free (the last file was gone), now it waits."""
+        self.rhythm.observe(self.clock(), there=False)
+        # there from the start of the upload on: a batch during the upload may have taken it
+        self.rhythm.observe(started, there=True)
+        self._wait_from(started)
+
+    def refused(self, started: float) -> None:
+        """The mall still holds the last file (after a restart: one zaiko did not know of)."""
+        self.rhythm.observe(started, there=True)
+        if not self.waiting:
+            self._wait_from(started)
+
+    def probed(self, started: float, there: bool) -> None:
+        if there:
+            self.rhythm.observe(started, there=True)
+        else:
+            self.rhythm.observe(self.clock(), there=False)
+            self._wait_from(None)
+
+    def unknown(self) -> None:
+        """A look that failed says nothing: the next upload finds out (refused: waiting)."""
+        self._wait_from(None)
+
+    def moment(self) -> float | None:
+        """When the next file should go up: ``pickup_lead_s`` before the next batch it can
+        still make (one closer than ``pickup_margin_s`` waits for the following batch, with
+        newer values, rather than miss it and wait a whole cycle with these), or None: now
+        (the rhythm is unknown, or that moment has come)."""
+        now = self.clock()
+        pickup = self.rhythm.next_pickup(now + self.settings.pickup_margin_s)
+        if pickup is None:
+            return None
+        at = pickup - self.settings.pickup_lead_s
+        return at if at > now else None
+
+    async def until(self, waiting: bool) -> None:
+        while self.waiting != waiting:
+            await self._changed.wait()
+
+
+@dataclass
 class _Shared:
     """What the shop's loops share: one sender, one chunk at a time, one status."""
 
@@ -136,6 +225,7 @@ class _Shared:
     settings: ReflectSettings
     wall_clock: WallClock
     clock: Callable[[], float]
+    slot: _FileSlot | None = None  # a file mall's, when its sender can look for its file
     lock: trio.Lock = field(default_factory=trio.Lock)
     report: control.ReflectStatus = field(default_factory=control.ReflectStatus)
 
@@ -155,15 +245,23 @@ class _Shared:
         return self.settings.jitter(delay)
 
 
-async def push_pending(shared: _Shared, *, urgent_only: bool) -> str:
+async def push_pending(shared: _Shared, *, urgent_only: bool, asked: bool = False) -> str:
     """Send every pending row (or every urgent one), a chunk at a time: read, sent and
     acknowledged under the shop's lock, so that two loops of the shop never send one row
     twice nor an older value after a newer one. A chunk the mall refused for good (an item
     it does not know, a request it cannot take) is left pending and said, and the pass goes
-    on; a mall that is down ends the pass (PushFailed). Returns the last refusal, or ""."""
+    on; a mall that is down ends the pass (PushFailed). A file mall's chunk waits, outside
+    the lock, until the mall's last file is gone and the moment before its batch comes, and
+    is read again then; one the operator asked for (``asked``: reflect now) only waits for the
+    file to be gone. Returns the last refusal, or ""."""
     refused = ""
     after = ""
+    on_time = False  # the hold before a file mall's batch ended: upload now
+    # a file mall takes one file per batch: an urgent one carries every pending row, or the
+    # others would wait a whole cycle more
+    urgent_only = urgent_only and shared.slot is None
     while True:
+        hold = False
         async with shared.lock:
             pushes = await call(
                 shared.ledger,
@@ -179,25 +277,69 @@ async def push_pending(shared: _Shared, *, urgent_only: bool) -> str:
             if isinstance(pushes, control.Error):
                 raise RuntimeError(f"cannot read the outbox: {pushes.message}")
             items = pushes.items
-            if items:
+            slot = shared.slot
+            if (
+                items
+                and slot is not None
+                and (slot.waiting or (not (on_time or asked) and slot.moment() is not None))
+            ):
+                hold = True
+            elif items:
                 try:
                     await send_chunk(shared, items)
                 except PushFailed as exc:
-                    if not exc.permanent:
+                    if exc.waiting and slot is not None:
+                        hold = True  # not an error: sent once the mall took its last file
+                    elif not exc.permanent:
                         raise
-                    log.warning("shop %s: %s; those SKUs stay pending", shared.shop.id, exc)
-                    refused = str(exc)
-                    shared.show(last_error=refused)
+                    else:
+                        log.warning("shop %s: %s; those SKUs stay pending", shared.shop.id, exc)
+                        refused = str(exc)
+                        shared.show(last_error=refused)
+        if hold:
+            assert slot is not None
+            await _hold(shared, slot, asked)
+            on_time = True
+            continue
+        on_time = False
         if len(items) < shared.sender.chunk:
             return refused
         after = items[-1].sku
 
 
+async def _hold(shared: _Shared, slot: _FileSlot, asked: bool) -> None:
+    """Until the mall's last file is gone, then (unless the operator asked for it now) until
+    the moment before its next batch (never holding the shop's lock: an urgent push, a look
+    at the file go meanwhile)."""
+    await slot.until(waiting=False)
+    at = None if asked else slot.moment()
+    if at is not None:
+        shared.show(next_run=shared.wall_at(at))
+        await trio.sleep_until(at)
+
+
 async def send_chunk(shared: _Shared, chunk: Sequence[PushItem]) -> int:
     """Send one chunk and acknowledge it (the caller holds the shop's lock)."""
-    await shared.sender.send([_update(item) for item in chunk])
+    with _upload_seen(shared):
+        await shared.sender.send([_update(item) for item in chunk])
     await _acknowledge(shared, chunk)
     return len(chunk)
+
+
+@contextlib.contextmanager
+def _upload_seen(shared: _Shared) -> Iterator[None]:
+    """What a send tells a file mall's slot: its file was taken (and now waits), or the mall
+    still holds the last one."""
+    slot = shared.slot
+    started = shared.clock()
+    try:
+        yield
+    except PushFailed as exc:
+        if slot is not None and exc.waiting:
+            slot.refused(started)
+        raise
+    if slot is not None:
+        slot.uploaded(started)
 
 
 def _update(item: PushItem) -> StockUpdate:
@@ -265,7 +407,8 @@ async def _bulk_chunk(
     try:
         async with turn:
             try:
-                refused = await sender.send_bulk(updates)
+                with _upload_seen(shared):
+                    refused = await sender.send_bulk(updates)
             except BaseException as exc:
                 # a feed the mall may have (it failed after it was submitted, or the
                 # reflector stopped while it was processed) can still land with these
@@ -331,9 +474,16 @@ async def reflector(
 ) -> None:
     sender = await trio.to_thread.run_sync(connect)  # reads credential files
     try:
-        shared = _Shared(shop, sender, board, ledger, settings, wall_clock, clock)
+        slot = (
+            _FileSlot(sender.mall_holds_file, settings, clock)
+            if isinstance(sender, HoldsFile)
+            else None
+        )
+        shared = _Shared(shop, sender, board, ledger, settings, wall_clock, clock, slot)
         shared.show()
         async with trio.open_nursery() as nursery:
+            if slot is not None:
+                await nursery.start(_watch_file, shared, slot)
             if shop.urgent_push:
                 await nursery.start(_urgent, shared, bus)
             await nursery.start(_interval, shared, bus)
@@ -342,6 +492,43 @@ async def reflector(
     finally:
         with trio.CancelScope(shield=True):
             await sender.aclose()
+
+
+async def _watch_file(
+    shared: _Shared, slot: _FileSlot, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """While zaiko's file waits at the mall, look every ``waiting_poll_s`` whether it is still
+    there: a steady look, not a failure's backoff (a file waiting for the batch is no error),
+    said in the status only when the mall has not taken it for ``waiting_warn_s``."""
+    settings = shared.settings
+    said = ""
+    task_status.started()
+    while True:
+        await slot.until(waiting=True)
+        await trio.sleep_until(shared.clock() + settings.waiting_poll_s)
+        # under the shop's lock: an upload and a look never cross, so each look is about
+        # the file the slot thinks waits
+        async with shared.lock:
+            started = shared.clock()
+            try:
+                there = await slot.probe()
+            except PushFailed as exc:
+                # uploads are not held on a look that cannot be made: a mall that is down
+                # fails them, and they retry with the failure's backoff
+                log.info("shop %s: cannot look for the stock file: %s", shared.shop.id, exc)
+                slot.unknown()
+                continue
+            slot.probed(started, there)
+        since = slot.waiting_since
+        if since is not None and shared.clock() - since >= settings.waiting_warn_s:
+            said = (
+                f"the mall has not picked up the stock file waiting since {shared.wall_at(since)}"
+            )
+            if shared.report.last_error != said:
+                shared.show(last_error=said)
+        elif said and shared.report.last_error == said:
+            said = ""
+            shared.show(last_error="")
 
 
 async def _bulk(
@@ -460,7 +647,7 @@ async def _interval(shared: _Shared, bus: EventBus, *, task_status: trio.TaskSta
                     pass
                 asked = True
             try:
-                refused = await push_pending(shared, urgent_only=False)
+                refused = await push_pending(shared, urgent_only=False, asked=asked)
             except PushFailed as exc:
                 delay = shared.backoff(failures)
                 failures += 1

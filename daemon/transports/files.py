@@ -5,6 +5,7 @@ certificate checked) and plain FTP where a mall offers nothing else.
 Every upload goes under a temporary name (``NAME.part``) and is renamed into place, so the
 mall's batch never reads half a file; an upload whose file name is still there (the mall
 has not picked up the last one yet) is refused instead of replacing rows never applied.
+``holds`` looks for a file the same way, without uploading: whether the mall took it yet.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import ftplib
 import posixpath
 import secrets
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import asyncssh
@@ -23,13 +25,24 @@ import trio
 
 from daemon.transports.aio import AsyncioThread
 
+T = TypeVar("T")
+V = TypeVar("V")
+
 
 class UploadFailed(Exception):
     """The upload did not happen (or not whole); the message says why, never a secret."""
 
 
+class StillThere(UploadFailed):
+    """A file of that name still waits at the mall: its batch has not picked it up yet."""
+
+
 class FileUploader(Protocol):
     async def upload(self, directory: str, files: Mapping[str, bytes]) -> None: ...
+
+    async def holds(self, directory: str, names: Iterable[str]) -> bool:
+        """Whether ``directory`` holds a file of any of ``names``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,8 @@ def _temporary(name: str) -> str:
     return f"{name}.{secrets.token_hex(4)}.part"
 
 
-def _still_there(path: str) -> UploadFailed:
-    return UploadFailed(
+def _still_there(path: str) -> StillThere:
+    return StillThere(
         f"{path} is still there: the mall has not picked up the last upload yet (sent again later)"
     )
 
@@ -97,9 +110,17 @@ class SftpUploader:
         self._timeout_s = timeout_s
 
     async def upload(self, directory: str, files: Mapping[str, bytes]) -> None:
+        await self._run(lambda: self._upload(directory, dict(files)))
+
+    async def holds(self, directory: str, names: Iterable[str]) -> bool:
+        paths = [posixpath.join(directory, name) for name in names]
+        return await self._run(lambda: self._holds(paths))
+
+    async def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """``make()`` on the asyncio thread, its failures as UploadFailed."""
         where = self._target.where
         try:
-            await self._aio.run(lambda: self._upload(directory, dict(files)))
+            return await self._aio.run(make)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise UploadFailed(
                 f"{where}: the server's host key is not the one in known_hosts ({exc}); "
@@ -110,7 +131,8 @@ class SftpUploader:
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise UploadFailed(f"{where}: {exc or type(exc).__name__}") from None
 
-    async def _upload(self, directory: str, files: dict[str, bytes]) -> None:
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[asyncssh.SFTPClient]:
         target = self._target
         async with asyncssh.connect(
             target.host,
@@ -123,17 +145,28 @@ class SftpUploader:
             connect_timeout=self._timeout_s,
         ) as conn:
             async with conn.start_sftp_client() as sftp:
-                for name, data in files.items():
-                    final = posixpath.join(directory, name)
-                    if await sftp.exists(final):
-                        raise _still_there(final)
-                    temp = _temporary(final)
-                    async with sftp.open(temp, "wb") as file:
-                        await file.write(data)
-                    try:
-                        await sftp.posix_rename(temp, final)
-                    except asyncssh.SFTPOpUnsupported:
-                        await sftp.rename(temp, final)  # the name is free: checked above
+                yield sftp
+
+    async def _upload(self, directory: str, files: dict[str, bytes]) -> None:
+        async with self._session() as sftp:
+            for name, data in files.items():
+                final = posixpath.join(directory, name)
+                if await sftp.exists(final):
+                    raise _still_there(final)
+                temp = _temporary(final)
+                async with sftp.open(temp, "wb") as file:
+                    await file.write(data)
+                try:
+                    await sftp.posix_rename(temp, final)
+                except asyncssh.SFTPOpUnsupported:
+                    await sftp.rename(temp, final)  # the name is free: checked above
+
+    async def _holds(self, paths: list[str]) -> bool:
+        async with self._session() as sftp:
+            for path in paths:
+                if await sftp.exists(path):  # a stat
+                    return True
+        return False
 
 
 class FtpsUploader:
@@ -151,17 +184,25 @@ class FtpsUploader:
         )
 
     async def upload(self, directory: str, files: Mapping[str, bytes]) -> None:
+        await self._run(self._upload, directory, dict(files))
+
+    async def holds(self, directory: str, names: Iterable[str]) -> bool:
+        return await self._run(self._holds, directory, list(names))
+
+    async def _run(self, work: Callable[[ftplib.FTP, str, V], T], directory: str, what: V) -> T:
+        """``work`` on a worker thread, logged in and in ``directory``; failures as
+        UploadFailed."""
         try:
             # a cancelled upload is left to its socket timeout on the worker thread
-            await trio.to_thread.run_sync(
-                self._upload, directory, dict(files), abandon_on_cancel=True
+            return await trio.to_thread.run_sync(
+                self._in_session, work, directory, what, abandon_on_cancel=True
             )
         except UploadFailed:
             raise
         except (ftplib.Error, OSError, EOFError) as exc:
             raise UploadFailed(f"{self._target.where}: {exc or type(exc).__name__}") from None
 
-    def _upload(self, directory: str, files: dict[str, bytes]) -> None:
+    def _in_session(self, work: Callable[[ftplib.FTP, str, V], T], directory: str, what: V) -> T:
         target = self._target
         ftp: ftplib.FTP = (
             ftplib.FTP_TLS(context=self._context, timeout=self._timeout_s)
@@ -177,16 +218,26 @@ class FtpsUploader:
             else:
                 ftp.login(target.user, self._password)
             ftp.cwd(directory or "/")
-            ftp.voidcmd("TYPE I")
-            for name, data in files.items():
-                if _exists(ftp, name):
-                    raise _still_there(posixpath.join(directory, name))
-                temp = _temporary(name)
-                _store(ftp, temp, data)
-                ftp.rename(temp, name)
+            result = work(ftp, directory, what)
             ftp.quit()
+            return result
         finally:
             ftp.close()
+
+    @staticmethod
+    def _upload(ftp: ftplib.FTP, directory: str, files: dict[str, bytes]) -> None:
+        ftp.voidcmd("TYPE I")
+        for name, data in files.items():
+            if _exists(ftp, name):
+                raise _still_there(posixpath.join(directory, name))
+            temp = _temporary(name)
+            _store(ftp, temp, data)
+            ftp.rename(temp, name)
+
+    @staticmethod
+    def _holds(ftp: ftplib.FTP, directory: str, names: list[str]) -> bool:
+        ftp.voidcmd("TYPE I")  # SIZE in binary: some servers refuse it in ASCII mode
+        return any(_exists(ftp, name) for name in names)
 
 
 def _exists(ftp: ftplib.FTP, name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import trio
 
-from daemon.transports.files import FileUploader, UploadFailed
+from daemon.transports.files import FileUploader, StillThere, UploadFailed
 from daemon.transports.http import HttpAnswer, HttpTransportError, TokenBucket
 from protocols.malls._api import retry_after
 from protocols.malls.base import (
@@ -41,12 +41,20 @@ class PushFailed(Exception):
     on without them, and they stay pending until something changes."""
 
     def __init__(
-        self, message: str, *, permanent: bool = False, maybe_applied: bool = False
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        maybe_applied: bool = False,
+        waiting: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         # a feed the mall had when it failed: it may apply it yet, with its older values
         self.maybe_applied = maybe_applied
+        # a file mall still holds zaiko's last file (its batch has not run): no failure,
+        # the file goes once that one is gone
+        self.waiting = waiting
 
 
 class Connection(Protocol):
@@ -163,9 +171,20 @@ class FileStockSender(_BulkAsPushes):
         self._directory = directory
         self._names = names
         self.chunk = rows_per_file
+        self._sent: tuple[str, ...] = ()  # the file names of the last upload
 
     async def wait_turn(self) -> None:
         pass  # an upload waits for nobody's rate
+
+    async def mall_holds_file(self) -> bool:
+        """Whether the mall still holds a file of the last upload (its batch has not taken
+        it yet): a look, no upload."""
+        if not self._sent:
+            return False
+        try:
+            return await self._uploader.holds(self._directory, self._sent)
+        except UploadFailed as exc:
+            raise PushFailed(str(exc)) from None
 
     async def send(self, updates: Sequence[StockUpdate]) -> None:
         """One upload (``chunk`` keeps it within the mall's limit): a second file of the same
@@ -174,11 +193,12 @@ class FileStockSender(_BulkAsPushes):
             files = self._write(updates)
         except ValueError as exc:
             raise PushFailed(f"cannot write the stock file: {exc}", permanent=True) from None
+        named = {self._names.get(name, name): data for name, data in files.items()}
+        self._sent = tuple(named)
         try:
-            await self._uploader.upload(
-                self._directory,
-                {self._names.get(name, name): data for name, data in files.items()},
-            )
+            await self._uploader.upload(self._directory, named)
+        except StillThere as exc:
+            raise PushFailed(str(exc), waiting=True) from None
         except UploadFailed as exc:
             raise PushFailed(str(exc)) from None
 

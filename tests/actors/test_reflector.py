@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 
@@ -110,7 +111,9 @@ async def inline(fn: Callable[..., object], *args: object) -> object:
 Body = Callable[[trio.MemorySendChannel[LedgerRequest], FakeMall, Board], Awaitable[None]]
 
 
-async def run_with(tmp_path: Path, mall: FakeMall, shop: ShopSettings, body: Body) -> None:
+async def run_with(
+    tmp_path: Path, mall: FakeMall, shop: ShopSettings, body: Body, **reflect: float
+) -> None:
     send, receive = trio.open_memory_channel[LedgerRequest](64)
     bus = EventBus()
     board = Board(bus)
@@ -136,7 +139,11 @@ async def run_with(tmp_path: Path, mall: FakeMall, shop: ShopSettings, body: Bod
                     trio.current_time,
                     wall,
                     ReflectSettings(
-                        backoff_s=5, backoff_max_s=60, jitter=lambda delay: delay, off_thread=inline
+                        backoff_s=5,
+                        backoff_max_s=60,
+                        jitter=lambda delay: delay,
+                        off_thread=inline,
+                        **reflect,
                     ),
                     tmp_path / "z.sqlite3",
                     send.clone(),
@@ -341,3 +348,141 @@ async def test_a_bulk_feed_never_holds_back_an_urgent_push_and_its_late_value_is
         assert any("B: 90220" in report.last_error for report in board.reports)
 
     await run_with(tmp_path, mall, settings(), body)
+
+
+class BatchMall(FakeMall):
+    """A file mall: one file at a time waits on its server (a second is refused as still
+    there) until the mall's batch runs, every ``cycle_s`` from ``phase_s``; the reflector can
+    look whether the file still waits (``mall_holds_file``)."""
+
+    def __init__(self, cycle_s: float, phase_s: float) -> None:
+        super().__init__()
+        self.cycle_s = cycle_s
+        self.phase_s = phase_s
+        self.waiting = False
+        self.refused = 0
+        self.pickups: list[float] = []
+
+    async def send(self, updates: Sequence[StockUpdate]) -> None:
+        if self.waiting:
+            self.refused += 1
+            raise PushFailed("quantity.csv is still there", waiting=True)
+        await super().send(updates)
+        self.waiting = True
+
+    async def mall_holds_file(self) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self.waiting
+
+    async def run_batches(self) -> None:
+        at = self.phase_s
+        while True:
+            await trio.sleep_until(at)
+            if self.waiting:
+                self.waiting = False
+                self.pickups.append(at)
+            at += self.cycle_s
+
+
+async def test_a_file_mall_s_batch_rhythm_is_learned_and_files_go_up_just_before_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    mall = BatchMall(cycle_s=300.0, phase_s=97.5)  # batches at 97.5, 397.5, 697.5, …
+    send, receive = trio.open_memory_channel[LedgerRequest](64)
+    bus = EventBus()
+    board = Board(bus)
+    shop = settings()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(ledger, tmp_path / "z.sqlite3", receive, bus, ledger_now, inline=True)
+        )
+        async with send:
+            yahoo = msgspec.convert(
+                {"id": "y1", "mall": "yahoo", "order_intake": "active"}, ShopSettings
+            )
+            await ok(send, control.ShopsApply(id=1, shops=(shop, yahoo)))
+            for code, expected in (("A", 10), ("B", 5)):
+                await ok(send, control.SkuAdd(id=1, code=code))
+                await ok(send, control.StockSet(id=1, code=code, field="expected", value=expected))
+            await nursery.start(
+                reflector,
+                shop,
+                lambda: mall,
+                bus,
+                board,
+                trio.current_time,
+                wall,
+                ReflectSettings(
+                    jitter=lambda delay: delay,
+                    off_thread=inline,
+                    waiting_poll_s=15.0,
+                    # 15 s looks from an upload 37.5 s before a batch straddle it evenly:
+                    # what the reflector learns stays exactly the mall's rhythm
+                    pickup_lead_s=37.5,
+                ),
+                tmp_path / "z.sqlite3",
+                send.clone(),
+            )
+            # the batches only now: the reflector read its sender on a worker thread, and
+            # the clock would have jumped from batch to batch meanwhile
+            nursery.start_soon(mall.run_batches)
+            # rhythm unknown: each pass uploads at once; every file is looked at every 15 s
+            # while it waits (seen there at 90, gone at 105: the batch ran in between)
+            for n, at in enumerate((150.0, 450.0, 750.0, 1050.0)):
+                await trio.sleep_until(at)
+                await ok(send, control.StockSet(id=1, code="B", field="expected", value=6 + n))
+            await trio.sleep_until(1350.0)
+            assert [at for at, _ in mall.received] == [0.0, 300.0, 600.0, 900.0, 1200.0]
+            assert mall.pickups == [97.5, 397.5, 697.5, 997.5, 1297.5]
+            # five pickups agree: the pass at 1500 holds until 37.5 s before the batch of 1597.5
+            await ok(send, control.StockSet(id=1, code="B", field="expected", value=11))
+            await mall.arrived.wait()
+            assert mall.received[-1] == (pytest.approx(1560.0, abs=1e-6), {"B": 11})
+            # an urgent drop (a sale at another shop) holds the same way, for the batch of
+            # 1897.5, and goes with the values of that moment
+            await trio.sleep_until(1700.0)
+            await ok(send, order("1", "A", 8))
+            await trio.sleep_until(1800.0)
+            await ok(send, order("2", "A", 2))
+            await mall.arrived.wait()
+            assert mall.received[-1] == (pytest.approx(1860.0, abs=1e-6), {"A": 0})
+            await trio.sleep_until(1900.0)
+            assert [at for at, _ in mall.received][-2:] == pytest.approx([1560.0, 1860.0])
+            assert mall.pickups[-2:] == [1597.5, 1897.5]
+            # the operator's reflect now is not held for the batch: it goes once the last
+            # file is gone (looked at 1875, 1890, gone at 1905)
+            await ok(send, control.StockSet(id=1, code="B", field="expected", value=12))
+            await ok(send, control.ReflectNow(id=1, shop=shop.id))
+            await mall.arrived.wait()
+            assert mall.received[-1] == (pytest.approx(1905.0, abs=1e-6), {"B": 12})
+            # no upload was tried while a file waited, and a waiting file is no error
+            assert mall.refused == 0
+            assert all(report.last_error == "" for report in board.reports)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_file_still_waiting_is_no_error_until_the_mall_leaves_it_too_long(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    mall = BatchMall(cycle_s=300.0, phase_s=97.5)
+    mall.waiting = True  # left from before a restart: the pass at start is refused
+
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall_: FakeMall, board: Board
+    ) -> None:
+        await trio.sleep_until(50.0)
+        assert mall.refused == 1 and mall.received == []
+        assert all(report.last_error == "" for report in board.reports)
+        await trio.sleep_until(61.0)  # the look at 60: waiting for waiting_warn_s
+        assert board.reports[-1].last_error.startswith(
+            "the mall has not picked up the stock file waiting since 2026-11-30T00:00:00"
+        )
+        async with trio.open_nursery() as batches:
+            batches.start_soon(mall.run_batches)
+            # picked up at 97.5, seen gone at 105: the rows go at once (no rhythm yet)
+            await mall.arrived.wait()
+            assert mall.received == [(105.0, {"A": 10, "B": 5})]
+            assert board.reports[-1].last_error == ""
+            batches.cancel_scope.cancel()
+
+    await run_with(tmp_path, mall, settings(), body, waiting_warn_s=60.0)
