@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import shlex
 from collections.abc import AsyncIterator, Container
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,6 +34,11 @@ class ClientError(Exception):
 
 class DaemonNotRunning(ClientError):
     """Nothing serves the config's daemon address; the CLI adds how to start the daemon."""
+
+
+def start_hint(config_file: str) -> str:
+    """What to add to a DaemonNotRunning message: how to start the daemon of this config."""
+    return f"Start it with: zaiko --config {shlex.quote(config_file)} daemon"
 
 
 class RequestFailed(ClientError):
@@ -113,17 +119,20 @@ def unreachable(exc: BaseException, config: Config, where: str, timeout_s: float
     if isinstance(exc, ConnectionTimeout):
         return ClientError(no_answer(where, timeout_s))
     if any(isinstance(error, ConnectionRefusedError) for error in _causes(exc)):
-        stale = (
-            f" (the address is from {config.address_file}, left by a daemon that did not stop"
-            " cleanly?)"
-            if config.listen[1] == 0
-            else ""
-        )
-        return DaemonNotRunning(
-            f"cannot reach the daemon at {where}: connection refused, nothing listens there"
-            f"{stale}: is the daemon running?"
-        )
+        return refused_connection(config, where)
     return ClientError(f"cannot reach the daemon at {where}: {strerror(exc)}")
+
+
+def refused_connection(config: Config, where: str) -> DaemonNotRunning:
+    stale = (
+        f" (the address is from {config.address_file}, left by a daemon that did not stop cleanly?)"
+        if config.listen[1] == 0
+        else ""
+    )
+    return DaemonNotRunning(
+        f"cannot reach the daemon at {where}: connection refused, nothing listens there"
+        f"{stale}: is the daemon running?"
+    )
 
 
 def no_answer(where: str, timeout_s: float) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ import msgspec
 import trio
 
 from cli import render
-from cli.client import ClientError, ControlClient, DaemonNotRunning, connect
+from cli.client import ClientError, ControlClient, DaemonNotRunning, connect, start_hint
 from daemon.config import Config, ConfigError, load_config
 from protocols import control
 from protocols.listings import read_listings
@@ -63,7 +62,9 @@ async def cmd_sku_show(client: ControlClient, args: argparse.Namespace) -> Any:
 
 async def cmd_sku_list(client: ControlClient, args: argparse.Namespace) -> Any:
     return await client.request(
-        control.SkuList(id=0, after=args.after, prefix=args.prefix, limit=args.limit)
+        control.SkuList(
+            id=0, after=args.after, prefix=args.prefix, name=args.name, limit=args.limit
+        )
     )
 
 
@@ -485,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(sub, "daemon", None, "run the daemon in the foreground")
     add(sub, "status", cmd_status, "the daemon, its shops and their actors")
     add(sub, "malls", None, "each mall kind and what it supports")
+    p = add(sub, "tui", None, "the operator's terminal UI (dashboard, stock, jobs)")
+    p.add_argument(
+        "--lang", choices=("ja", "en"), help="labels' language (default: [tui] lang, else ja)"
+    )
 
     sku = group("sku", "products", "sku_command")
     p = add(sku, "add", cmd_sku_add, "register a SKU")
@@ -498,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journal", type=int, default=20, help="how many journal rows")
     p = add(sku, "list", cmd_sku_list, "list SKUs")
     p.add_argument("--prefix", default="", help="only codes that start with this")
+    p.add_argument("--name", default="", help="only names that contain this (商品名)")
     p.add_argument("--after", default="", help="continue after this code")
     p.add_argument("--limit", type=int, default=100, help="at most this many SKUs")
 
@@ -723,6 +729,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(Path(config_file))
         if args.command == "daemon":
             return run_daemon_command(config)
+        if args.command == "tui":
+            from tui.app import build_app
+
+            build_app(config, config_file, args.lang).run()
+            return 0
         handler = args.handler
 
         async def run() -> Any:
@@ -737,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ClientError, ConfigError, Failure) as exc:
         message = str(exc)
         if isinstance(exc, DaemonNotRunning):
-            message += f" Start it with: zaiko --config {shlex.quote(config_file)} daemon"
+            message += f" {start_hint(config_file)}"
         return fail(message, as_json)
     except KeyboardInterrupt:
         return 130

@@ -68,6 +68,12 @@ class ChangeShops(msgspec.Struct, frozen=True):
     request: control.ShopSet | control.ShopsApply
     backlogs: dict[str, Backlog] = {}
 
+    @property
+    def id(self) -> int:
+        """The request's id: a refusal repeats it (``refusal`` reads ``command.id``), else a
+        client that matches replies by id never hears why its change was refused."""
+        return self.request.id
+
 
 class GetIntakeState(msgspec.Struct, frozen=True):
     shop: str

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -47,6 +48,12 @@ class IntakeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     api_settle_s: float | None = None
 
 
+class TuiSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The operator's TUI (``zaiko tui``); ``--lang`` overrides ``lang``."""
+
+    lang: Literal["ja", "en"] = "ja"
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     daemon: DaemonSection
     control: ControlSection = ControlSection()
@@ -54,6 +61,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     credentials: CredentialsSection = CredentialsSection()
     supervisor: SupervisorSection = SupervisorSection()
     intake: IntakeSection = IntakeSection()
+    tui: TuiSection = TuiSection()
     base_dir: str = ""  # the config file's folder; relative paths are read from there
 
     def _path(self, text: str) -> Path:

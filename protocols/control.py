@@ -283,10 +283,14 @@ class SkuShow(Base, frozen=True, tag="sku_show"):
 
 
 class SkuList(Base, frozen=True, tag="sku_list"):
+    """SKUs in code order, a page at a time; ``prefix`` and ``name`` narrow it (both apply)."""
+
     id: int
     after: str = ""
     prefix: str = ""
     limit: int = 100
+    # only SKUs whose name contains this (ASCII letters in either case)
+    name: str = ""
 
 
 class StockSet(Base, frozen=True, tag="stock_set"):

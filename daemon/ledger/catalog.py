@@ -89,14 +89,24 @@ def detail(tx: Tx, code: str, journal_limit: int) -> control.SkuDetail:
     )
 
 
+def like_literal(text: str) -> str:
+    """``text`` for a LIKE pattern with ESCAPE '\\': its ``%`` and ``_`` match only themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def sku_list(tx: Tx, command: control.SkuList) -> control.SkuListReply:
     limit = max(1, min(command.limit, 10_000))
-    pattern = command.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     rows = tx.db.execute(
         "SELECT k.code, k.name, k.is_set, coalesce(s.expected, 0), coalesce(s.actual, 0), "
         "coalesce(s.reserve, 0) FROM skus k LEFT JOIN stock s ON s.sku = k.code "
-        "WHERE k.code > ? AND k.code LIKE ? ESCAPE '\\' ORDER BY k.code LIMIT ?",
-        (command.after, pattern + "%", limit + 1),
+        "WHERE k.code > ? AND k.code LIKE ? ESCAPE '\\' AND k.name LIKE ? ESCAPE '\\' "
+        "ORDER BY k.code LIMIT ?",
+        (
+            command.after,
+            like_literal(command.prefix) + "%",
+            f"%{like_literal(command.name)}%",
+            limit + 1,
+        ),
     ).fetchall()
     skus = []
     for code, name, is_set, expected, actual, reserve in rows[:limit]:

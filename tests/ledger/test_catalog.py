@@ -39,3 +39,31 @@ def test_one_code_rule_for_sku_add_and_every_file(ledger: LedgerHarness) -> None
         assert isinstance(row, RowError) and row.reason == reason, (bad, row)
     ledger.ok(control.SkuAdd(id=1, code="LEAD"))
     ledger.ok(control.SkuAdd(id=1, code="a b"))  # a space inside a code is kept
+
+
+def test_sku_list_filters_by_code_prefix_and_name(ledger: LedgerHarness) -> None:
+    """``name`` finds a name's part anywhere in it, with the prefix, page by page; LIKE's own
+    wildcards in either filter are plain characters."""
+    for code, name in (
+        ("A-1", "靴下 赤"),
+        ("A-2", "Tシャツ 赤"),
+        ("A-3", "靴下 青"),
+        ("B-1", "靴下 赤"),
+        ("B-2", "50%_off"),
+    ):
+        ledger.ok(control.SkuAdd(id=1, code=code, name=name))
+
+    def codes(name: str, prefix: str = "") -> list[str]:
+        reply = ledger.ok(control.SkuList(id=1, name=name, prefix=prefix))
+        return [s.code for s in reply.skus]
+
+    assert codes(name="赤") == ["A-1", "A-2", "B-1"]
+    assert codes(name="靴下", prefix="A-") == ["A-1", "A-3"]
+    assert codes(name="シャツ") == ["A-2"]
+    assert codes(name="t") == ["A-2"]  # ASCII letters in either case
+    assert codes(name="%") == ["B-2"] and codes(name="_o") == ["B-2"]
+    assert codes(name="x%") == []
+    first = ledger.ok(control.SkuList(id=1, name="赤", limit=2))
+    assert [s.code for s in first.skus] == ["A-1", "A-2"] and first.next_after == "A-2"
+    rest = ledger.ok(control.SkuList(id=1, name="赤", after=first.next_after, limit=2))
+    assert [s.code for s in rest.skus] == ["B-1"] and rest.next_after is None
