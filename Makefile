@@ -24,8 +24,9 @@ test: lint
 run: $(STAMP)
 	$(BIN)/zaiko --config $(CONFIG) daemon
 
+# HEADLESS=1: no TUI, a status line every 10 s instead (CI, a piped run)
 demo: $(STAMP)
-	$(BIN)/python demo/demo.py
+	DEMO_HEADLESS=$(HEADLESS) $(BIN)/python demo/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py

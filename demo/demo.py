@@ -12,13 +12,16 @@
    the simulator's shops use), and switches every shop's order intake (受注取込) and stock
    reflection (在庫反映) on with the real CLI, then shows status.
 
-It keeps running until Ctrl-C, or for DEMO_SECONDS seconds: simulated customers order at the
-shops (120 times faster than conf/mallsim.example.toml says), by mail and by the malls' order
-APIs; zaiko takes the orders, moves stock and sends every shop its new quantity (at once when
-it drops, by API, SFTP or FTPS). Every 10 s it prints what the malls sold and oversold, what
-zaiko took, and how many shops show exactly zaiko's quantities. If something does not start, it says why in one line on stderr, stops
-whatever it started, keeps the state folder for its logs and exits 1. The folder is removed
-after a clean stop.
+On a terminal it then opens the operator's TUI (``zaiko tui``) on the running demo; quitting
+it (q) stops everything the demo started. Without a terminal, or with DEMO_HEADLESS=1 (``make
+demo HEADLESS=1``), it prints every 10 s what the malls sold and oversold, what zaiko took, and
+how many shops show exactly zaiko's quantities, until Ctrl-C. DEMO_SECONDS ends either after
+that many seconds. Meanwhile simulated customers order at the shops (120 times faster than
+conf/mallsim.example.toml says), by mail and by the malls' order APIs; zaiko takes the orders,
+moves stock and sends every shop its new quantity (at once when it drops, by API, SFTP or
+FTPS). If something does not start, it says why in one line on stderr, stops whatever it
+started, keeps the state folder for its logs and exits 1. The folder is removed after a clean
+stop.
 """
 
 from __future__ import annotations
@@ -254,7 +257,38 @@ class Demo:
         return problems
 
 
-def show(demo: Demo, seconds: float | None) -> None:
+def watch_tui(demo: Demo, seconds: float | None) -> None:
+    """The operator's TUI on this terminal until it is quit (or ``seconds`` passed); a
+    process of the demo that stops meanwhile ends it, and the demo says why."""
+    tui = subprocess.Popen(
+        [sys.executable, "-m", "cli", "--config", str(demo.zaiko_config), "tui"], cwd=ROOT
+    )
+    deadline = time.monotonic() + seconds if seconds else None
+    try:
+        while True:
+            try:
+                code = tui.wait(
+                    timeout=min(10.0, deadline - time.monotonic()) if deadline else 10.0
+                )
+            except subprocess.TimeoutExpired:
+                demo.check_children()
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                continue
+            if code != 0:
+                raise DemoFailed(f"the TUI exited with status {code}")
+            return
+    finally:
+        if tui.poll() is None:
+            tui.terminate()  # Textual restores the terminal on SIGTERM
+            try:
+                tui.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                tui.kill()
+                tui.wait()
+
+
+def show(demo: Demo, seconds: float | None, with_tui: bool) -> None:
     print(f"the demo's state, configs and logs: {demo.state}")
     say("starting the mall simulator (13 shops, one of every mall kind)")
     addresses = demo.start_simulator()
@@ -308,9 +342,13 @@ def show(demo: Demo, seconds: float | None) -> None:
         "oversells where a real day would not (bench/oversell.py measures a real day)"
     )
     demo.running = True
+    if with_tui:
+        say(f"{zaiko_bin} --config {demo.zaiko_config} tui  (q quits it and stops the demo)")
+        watch_tui(demo, seconds)
+        return
     print(
-        f"\nrunning. Try, from another terminal: {zaiko_bin} --config {demo.zaiko_config} status"
-        f"\nCtrl-C stops" + (f" (or after {seconds:.0f} s)" if seconds else "")
+        f"\nrunning. Try, from another terminal: {zaiko_bin} --config {demo.zaiko_config} tui"
+        f" (or status)\nCtrl-C stops" + (f" (or after {seconds:.0f} s)" if seconds else "")
     )
     # customers ordered since the simulator started: count from when zaiko took over
     before = sim_state(http)["totals"] if http else {}
@@ -384,6 +422,12 @@ def shops_in_step(demo: Demo, state: dict[str, object]) -> tuple[int, int]:
 
 def main() -> int:
     seconds = float(os.environ.get("DEMO_SECONDS", "0")) or None
+    # the TUI needs a terminal; DEMO_HEADLESS=1 (make demo HEADLESS=1) prints a status line
+    # every 10 s instead, as CI and a piped run do
+    # (Textual draws on stderr)
+    with_tui = all(stream.isatty() for stream in (sys.stdin, sys.stdout, sys.stderr)) and not (
+        os.environ.get("DEMO_HEADLESS")
+    )
     # a plain kill of the demo stops what it started too, as Ctrl-C does
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     signal.signal(signal.SIGHUP, lambda signum, frame: sys.exit(128 + signum))
@@ -393,7 +437,7 @@ def main() -> int:
     exit_code = 0
     try:
         demo.prepare()
-        show(demo, seconds)
+        show(demo, seconds, with_tui)
     except KeyboardInterrupt:
         exit_code = 0 if demo.running else EXIT_INTERRUPTED
     except DemoFailed as exc:

@@ -7,11 +7,17 @@ them: these tests hold what they need and accept the simulator failing first.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import pty
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,3 +88,53 @@ def test_ctrl_c_while_the_demo_starts_leaves_nothing_running(tmp_path: Path) -> 
     assert processes_naming(tmp_path) == []
     if demo.returncode == 130:
         assert list(tmp_path.iterdir()) == []  # nothing failed: its state is removed
+
+
+def test_the_demo_opens_the_tui_and_quitting_it_stops_everything(tmp_path: Path) -> None:
+    """On a terminal (a pty here, 120×40) ``make demo`` ends in the operator's TUI; its q
+    stops every process the demo started and the demo ends cleanly."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = dict(os.environ, TMPDIR=str(tmp_path), DEMO_SECONDS="600", TERM="xterm-256color")
+    env.pop("DEMO_HEADLESS", None)
+    demo = subprocess.Popen(
+        [sys.executable, "demo/demo.py"],
+        cwd=ROOT,
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,  # Textual draws on stderr
+        start_new_session=True,  # the pty becomes its controlling terminal, as in a shell
+    )
+    os.close(terminal)
+    shown = b""
+
+    def read_until(wanted: bytes) -> None:
+        nonlocal shown
+        deadline = time.monotonic() + 120
+        while wanted not in shown:
+            left = deadline - time.monotonic()
+            assert left > 0 and demo.poll() is None, (wanted, shown[-3000:])
+            if select.select([controller], [], [], left)[0]:
+                shown += os.read(controller, 65536)
+
+    try:
+        read_until(b"q quits it and stops the demo")
+        read_until(b"rakuten-main")  # the dashboard lists the demo's shops
+        os.write(controller, b"q")
+        deadline = time.monotonic() + 120
+        while demo.poll() is None:
+            assert time.monotonic() < deadline, shown[-3000:]
+            if select.select([controller], [], [], 1)[0]:
+                try:
+                    shown += os.read(controller, 65536)
+                except OSError:
+                    break  # the terminal's other end is gone: the demo ended
+        assert demo.wait(timeout=60) == 0, shown[-3000:]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        os.close(controller)
+    assert b"stopped cleanly" in shown, shown[-3000:]
+    assert processes_naming(tmp_path) == []
