@@ -225,6 +225,7 @@ class _Shared:
     settings: ReflectSettings
     wall_clock: WallClock
     clock: Callable[[], float]
+    bus: EventBus  # a hold before a file mall's batch hears reflect now on it
     slot: _FileSlot | None = None  # a file mall's, when its sender can look for its file
     lock: trio.Lock = field(default_factory=trio.Lock)
     report: control.ReflectStatus = field(default_factory=control.ReflectStatus)
@@ -313,9 +314,17 @@ async def _hold(shared: _Shared, slot: _FileSlot, asked: bool) -> None:
     at the file go meanwhile)."""
     await slot.until(waiting=False)
     at = None if asked else slot.moment()
-    if at is not None:
-        shared.show(next_run=shared.wall_at(at))
-        await trio.sleep_until(at)
+    if at is None:
+        return
+    shared.show(next_run=shared.wall_at(at))
+    # the operator's reflect now, asked while this pass holds, ends the hold
+    wakes = _Wakes(shared.bus, shared.shop.id)
+    try:
+        with trio.move_on_at(at):
+            while not await wakes.wait(lambda event: event.now):
+                pass
+    finally:
+        wakes.close()
 
 
 async def send_chunk(shared: _Shared, chunk: Sequence[PushItem]) -> int:
@@ -479,7 +488,7 @@ async def reflector(
             if isinstance(sender, HoldsFile)
             else None
         )
-        shared = _Shared(shop, sender, board, ledger, settings, wall_clock, clock, slot)
+        shared = _Shared(shop, sender, board, ledger, settings, wall_clock, clock, bus, slot)
         shared.show()
         async with trio.open_nursery() as nursery:
             if slot is not None:

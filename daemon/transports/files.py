@@ -149,10 +149,13 @@ class SftpUploader:
 
     async def _upload(self, directory: str, files: dict[str, bytes]) -> None:
         async with self._session() as sftp:
+            # every name first: a file of the set sent while another still waits would be
+            # applied without its partner
+            for name in files:
+                if await sftp.exists(final := posixpath.join(directory, name)):
+                    raise _still_there(final)
             for name, data in files.items():
                 final = posixpath.join(directory, name)
-                if await sftp.exists(final):
-                    raise _still_there(final)
                 temp = _temporary(final)
                 async with sftp.open(temp, "wb") as file:
                     await file.write(data)
@@ -227,9 +230,12 @@ class FtpsUploader:
     @staticmethod
     def _upload(ftp: ftplib.FTP, directory: str, files: dict[str, bytes]) -> None:
         ftp.voidcmd("TYPE I")
-        for name, data in files.items():
+        # every name first: a file of the set sent while another still waits would be
+        # applied without its partner
+        for name in files:
             if _exists(ftp, name):
                 raise _still_there(posixpath.join(directory, name))
+        for name, data in files.items():
             temp = _temporary(name)
             _store(ftp, temp, data)
             ftp.rename(temp, name)

@@ -90,17 +90,34 @@ class PickupRhythm:
             return
         pickup = Pickup(self._since, self._last_there, at)
         self._since = self._last_there = None
+        if pickup.last_there <= pickup.since:
+            # gone at the first look after the upload: nobody saw it wait. A mall that takes
+            # files as they come looks like this, and its pickups would only echo zaiko's own
+            # upload rhythm back; such a pickup away from every slot of the rhythm believed
+            # says the rhythm is not the mall's
+            if self.rhythm is not None and not self._near_slot(pickup, self.rhythm):
+                self._pickups.clear()
+                self.rhythm = None
+            return
         if pickup.gone - pickup.last_there <= self._max_width_s:
             self._pickups.append(pickup)
             self.rhythm = self._estimate()
+
+    def _near_slot(self, pickup: Pickup, rhythm: Rhythm) -> bool:
+        slot = self._slot_after(pickup.last_there - self._jitter_s, rhythm)
+        return slot <= pickup.gone + self._jitter_s
+
+    @staticmethod
+    def _slot_after(now: float, rhythm: Rhythm) -> float:
+        cycles = math.floor((now - rhythm.phase) / rhythm.period) + 1
+        return rhythm.phase + cycles * rhythm.period
 
     def next_pickup(self, now: float) -> float | None:
         """The first batch run strictly after ``now``, or None while the rhythm is unknown."""
         rhythm = self.rhythm
         if rhythm is None:
             return None
-        cycles = math.floor((now - rhythm.phase) / rhythm.period) + 1
-        return rhythm.phase + cycles * rhythm.period
+        return self._slot_after(now, rhythm)
 
     def _estimate(self) -> Rhythm | None:
         """The rhythm of the longest run of recent pickups that has one: a pickup that breaks

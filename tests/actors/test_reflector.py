@@ -455,6 +455,14 @@ async def test_a_file_mall_s_batch_rhythm_is_learned_and_files_go_up_just_before
             await ok(send, control.ReflectNow(id=1, shop=shop.id))
             await mall.arrived.wait()
             assert mall.received[-1] == (pytest.approx(1905.0, abs=1e-6), {"B": 12})
+            # nor is one asked while a pass holds (the pass of 2400 holds for 2460)
+            await trio.sleep_until(2200.0)
+            await ok(send, control.StockSet(id=1, code="B", field="expected", value=13))
+            await trio.sleep_until(2420.0)
+            assert mall.received[-1][0] == pytest.approx(1905.0)
+            await ok(send, control.ReflectNow(id=1, shop=shop.id))
+            await mall.arrived.wait()
+            assert mall.received[-1] == (pytest.approx(2420.0, abs=1e-6), {"B": 13})
             # no upload was tried while a file waited, and a waiting file is no error
             assert mall.refused == 0
             assert all(report.last_error == "" for report in board.reports)

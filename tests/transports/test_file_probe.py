@@ -15,7 +15,13 @@ import pytest
 import trio
 
 from daemon.transports.aio import AsyncioThread
-from daemon.transports.files import FileUploader, FtpsUploader, FtpTarget, SftpUploader
+from daemon.transports.files import (
+    FileUploader,
+    FtpsUploader,
+    FtpTarget,
+    SftpUploader,
+    StillThere,
+)
 from daemon.transports.stock import FileStockSender, PushFailed
 from mallsim.config import Faults
 from mallsim.ftps import FtpsService, FtpsUser, make_certificate
@@ -140,3 +146,15 @@ async def test_a_look_at_a_mall_that_cannot_be_reached_is_a_failure_not_an_answe
         with pytest.raises(PushFailed) as failed:
             await files.mall_holds_file()
     assert not failed.value.waiting
+
+
+async def test_a_pair_of_files_goes_up_whole_or_not_at_all(mall: Mall) -> None:
+    """Rakuten's item.csv and select.csv: while select.csv still waits, item.csv is not sent
+    either (the mall would apply one without the other)."""
+    (mall.folder / "select.csv").write_bytes(b"left from the last upload\n")
+    with pytest.raises(StillThere):
+        await mall.uploader.upload(FOLDER, {"item.csv": b"new\n", "select.csv": b"new\n"})
+    assert not (mall.folder / "item.csv").exists()
+    (mall.folder / "select.csv").unlink()
+    await mall.uploader.upload(FOLDER, {"item.csv": b"new\n", "select.csv": b"new\n"})
+    assert (mall.folder / "item.csv").read_bytes() == b"new\n"

@@ -105,3 +105,32 @@ def test_a_period_change_is_unknown_until_the_new_one_is_learned() -> None:
     assert rhythm.rhythm is not None
     assert rhythm.rhythm.period == pytest.approx(600.0, abs=1.0)
     assert rhythm.next_pickup(5800.0) == pytest.approx(6300.0, abs=8.0)
+
+
+def test_a_mall_that_takes_files_as_they_come_has_no_rhythm() -> None:
+    """Every file gone at the first look after its upload: the pickups would only echo
+    zaiko's own upload interval, so they teach nothing."""
+    rhythm = PickupRhythm()
+    for n in range(10):
+        uploaded = 300.0 * n  # the interval pass, exactly every 5 minutes
+        see(rhythm, uploaded, uploaded + 3.0)
+    assert rhythm.rhythm is None
+    assert rhythm.next_pickup(3000.0) is None
+
+
+def test_a_file_taken_away_from_every_slot_drops_the_rhythm_believed() -> None:
+    rhythm = PickupRhythm()
+    for cycle in range(1, 6):
+        pickup = 17.0 + 300.0 * cycle
+        see(rhythm, pickup - 100.0, pickup)
+    assert rhythm.rhythm is not None
+    # a file gone within a look, half a period away from any slot: not the rhythm's batch
+    see(rhythm, 6 * 300.0 + 160.0, 6 * 300.0 + 165.0)
+    assert rhythm.rhythm is None
+    # one gone at the first look but at a slot (a batch just due) keeps it
+    for cycle in range(7, 12):
+        pickup = 17.0 + 300.0 * cycle
+        see(rhythm, pickup - 100.0, pickup)
+    assert rhythm.rhythm is not None
+    see(rhythm, 17.0 + 12 * 300.0 - 5.0, 17.0 + 12 * 300.0)
+    assert rhythm.rhythm is not None
