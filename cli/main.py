@@ -486,7 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     add(sub, "daemon", None, "run the daemon in the foreground")
     add(sub, "status", cmd_status, "the daemon, its shops and their actors")
     add(sub, "malls", None, "each mall kind and what it supports")
-    p = add(sub, "tui", None, "the operator's terminal UI (dashboard, stock, jobs)")
+    p = add(
+        sub,
+        "tui",
+        None,
+        "the operator's terminal UI (dashboard, stock, jobs, shops, orders, import)",
+    )
     p.add_argument(
         "--lang", choices=("ja", "en"), help="labels' language (default: [tui] lang, else ja)"
     )

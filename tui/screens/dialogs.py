@@ -1,16 +1,17 @@
-"""Modal dialogs the screens share: a yes/no confirmation, a stock value, a download's options.
+"""Modal dialogs the screens share: a yes/no confirmation, a stock value, a new SKU, a set
+product, a download's options, a file's path.
 Each dismisses with its answer, or None when cancelled (escape)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Generic, NamedTuple, TypeVar
+from typing import ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from protocols import control
 from tui.labels import Labels
@@ -58,8 +59,18 @@ class ConfirmDialog(Dialog[bool]):
         self.dismiss(yes)
 
 
-class StockEditDialog(Dialog[tuple[control.StockField, int]]):
-    """Which of 想定在庫数 / 実在庫数 / 保留在庫数 to set, and to what (Enter in the value)."""
+class StockEdit(NamedTuple):
+    """A change of one count: ``how`` "set" overwrites it with ``value``, "add" adds
+    ``value`` to it (negative subtracts), as ``zaiko stock set`` / ``stock add``."""
+
+    field: control.StockField
+    how: Literal["set", "add"]
+    value: int
+
+
+class StockEditDialog(Dialog[StockEdit]):
+    """Which of 想定在庫数 / 実在庫数 / 保留在庫数 to change, whether to overwrite it or add to
+    it, and the value (Enter in the value)."""
 
     def __init__(self, labels: Labels, level: control.StockLevel) -> None:
         super().__init__(labels)
@@ -73,7 +84,14 @@ class StockEditDialog(Dialog[tuple[control.StockField, int]]):
             yield Static(self.labels("edit.title", code=self._level.code), classes="title")
             yield Label(self.labels("edit.field"))
             yield Select(fields, value="expected", allow_blank=False, id="field")
-            yield Label(self.labels("edit.value"))
+            yield Label(self.labels("edit.how"))
+            yield Select(
+                [(self.labels("edit.how.set"), "set"), (self.labels("edit.how.add"), "add")],
+                value="set",
+                allow_blank=False,
+                id="how",
+            )
+            yield Label(self.labels("edit.value"), id="value-label")
             yield Input(str(self._level.expected), id="value", type="integer")
             yield Static("", id="dialog-error", classes="error")
             with Horizontal(classes="buttons"):
@@ -84,8 +102,16 @@ class StockEditDialog(Dialog[tuple[control.StockField, int]]):
         self.query_one("#value", Input).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str):
-            self.query_one("#value", Input).value = str(getattr(self._level, event.value))
+        field = self.query_one("#field", Select).value
+        adding = self.query_one("#how", Select).value == "add"
+        self.query_one("#value-label", Label).update(
+            self.labels("edit.delta" if adding else "edit.value")
+        )
+        if isinstance(field, str):
+            # overwriting starts from the count as it is; adding from nothing added
+            self.query_one("#value", Input).value = (
+                "0" if adding else str(getattr(self._level, field))
+            )
 
     def on_input_submitted(self) -> None:
         self._submit()
@@ -98,6 +124,7 @@ class StockEditDialog(Dialog[tuple[control.StockField, int]]):
 
     def _submit(self) -> None:
         field = self.query_one("#field", Select).value
+        how = "add" if self.query_one("#how", Select).value == "add" else "set"
         text = self.query_one("#value", Input).value.strip()
         try:
             value = int(text)
@@ -105,7 +132,150 @@ class StockEditDialog(Dialog[tuple[control.StockField, int]]):
             self.query_one("#dialog-error", Static).update(self.labels("edit.not_a_number"))
             return
         if field in ("expected", "actual", "reserve"):
-            self.dismiss((field, value))  # type: ignore[arg-type]
+            self.dismiss(StockEdit(field, how, value))  # type: ignore[arg-type]
+
+
+class SkuAddDialog(Dialog[control.SkuAdd]):
+    """商品登録: a new SKU's code, name and 保留在庫数, as ``zaiko sku add`` takes them."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.labels("sku_add.title"), classes="title")
+            yield Label(self.labels("stock.code"))
+            yield Input(id="sku-code")
+            yield Label(self.labels("stock.name"))
+            yield Input(id="sku-name")
+            yield Label(self.labels("field.reserve"))
+            yield Input("0", id="sku-reserve", type="integer")
+            yield Static("", id="dialog-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button(self.labels("ok"), id="ok", variant="primary")
+                yield Button(self.labels("cancel"), id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#sku-code", Input).focus()
+
+    def on_input_submitted(self) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        error = self.query_one("#dialog-error", Static)
+        # the code as typed: the daemon refuses spaces around it rather than trim them
+        code = self.query_one("#sku-code", Input).value
+        if not code:
+            error.update(self.labels("sku_add.no_code"))
+            return
+        try:
+            reserve = int(self.query_one("#sku-reserve", Input).value.strip() or "0")
+        except ValueError:
+            error.update(self.labels("edit.not_a_number"))
+            return
+        name = self.query_one("#sku-name", Input).value.strip()
+        self.dismiss(control.SkuAdd(id=0, code=code, name=name, reserve=reserve))
+
+
+def parse_children(text: str) -> tuple[control.SetChild, ...] | int:
+    """A set's children, one ``CODE:QTY`` a line (codes may hold spaces and commas, never a
+    line end), as ``zaiko sets add --child CODE:QTY``; else the number of the first line
+    that is not of that form."""
+    children = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        code, sep, qty = line.strip().rpartition(":")
+        if not sep or not code or not qty.strip().isdigit():
+            return number
+        children.append(control.SetChild(code=code.strip(), qty=int(qty)))
+    return tuple(children)
+
+
+class SetAddDialog(Dialog[control.SetAdd]):
+    """セット商品: the parent's code and name, and its children with a quantity each, one
+    ``CODE:QTY`` a line (Enter starts a new line; OK, or Tab to it, sends)."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.labels("set_add.title"), classes="title")
+            yield Label(self.labels("set_add.parent"))
+            yield Input(id="set-parent")
+            yield Label(self.labels("stock.name"))
+            yield Input(id="set-name")
+            yield Label(self.labels("set_add.children"))
+            yield TextArea(id="set-children", soft_wrap=False, show_line_numbers=True)
+            yield Static("", id="dialog-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button(self.labels("ok"), id="ok", variant="primary")
+                yield Button(self.labels("cancel"), id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#set-parent", Input).focus()
+
+    def on_input_submitted(self) -> None:
+        self.focus_next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        error = self.query_one("#dialog-error", Static)
+        parent = self.query_one("#set-parent", Input).value
+        if not parent:
+            error.update(self.labels("sku_add.no_code"))
+            return
+        children = parse_children(self.query_one("#set-children", TextArea).text)
+        if isinstance(children, int):
+            error.update(self.labels("set_add.bad_line", line=children))
+            return
+        if not children:
+            error.update(self.labels("set_add.no_children"))
+            return
+        name = self.query_one("#set-name", Input).value.strip()
+        self.dismiss(control.SetAdd(id=0, parent=parent, children=children, name=name))
+
+
+class PathDialog(Dialog[Path]):
+    """A file's path, typed (``~`` is the home directory): ``title`` and ``button`` are
+    label ids."""
+
+    def __init__(self, labels: Labels, title: str, button: str) -> None:
+        super().__init__(labels)
+        self._title = title
+        self._button = button
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.labels(self._title), classes="title")
+            yield Label(self.labels("path.label"))
+            yield Input(id="path")
+            with Horizontal(classes="buttons"):
+                yield Button(self.labels(self._button), id="ok", variant="primary")
+                yield Button(self.labels("cancel"), id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    def on_input_submitted(self) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        path = self.query_one("#path", Input).value.strip()
+        if path:
+            self.dismiss(Path(path).expanduser())
 
 
 class DownloadChoice(NamedTuple):

@@ -3,11 +3,16 @@ of ``import_start`` (kind, format, encoding, target, mode, shop; the choices are
 protocol's and the mall registry's, as the CLI's), then ``p`` a dry run whose before → after
 rows are shown, ``a`` the same file for real once previewed, or ``i`` for real at once. The
 upload's progress is counted in acknowledged bytes; the result lists each failed line (line,
-code, field, reason) as the seed's スケジュール一覧 does."""
+code, field, reason) as the seed's スケジュール一覧 does.
+
+A third kind, a shop's listing overrides (``zaiko listings import FILE --shop S``), is no
+upload: the file is read here as the CLI reads it (``protocols.listings.read_listings``) and
+its rows are sent as ``listings_import``, all or none; ``p`` only reads it."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, cast, get_args
@@ -29,20 +34,27 @@ from textual.widgets import (
     Static,
 )
 
-from cli.client import ClientError
+from cli.client import ClientError, RequestFailed
+from cli.main import LISTINGS_PER_FRAME
 from protocols import control
+from protocols.listings import read_listings
 from protocols.malls import capabilities
+from protocols.malls.base import RowError
 from tui.labels import Labels
 from tui.screens.base import ZaikoScreen, add_columns
 from tui.screens.dialogs import ConfirmDialog
-from tui.upload import read_job, send_file
+from tui.upload import Change, read_job, send_file
 
-# what this screen imports; an ``audit`` upload compares a shop's file and imports nothing
+# what this screen uploads; an ``audit`` upload compares a shop's file and imports nothing
 KINDS: tuple[control.ImportKind, ...] = tuple(
     kind for kind in get_args(control.ImportKind) if kind != "audit"
 )
+LISTINGS = "listings"  # the kind that is no upload: a shop's listing overrides
 ENCODINGS = (("cp932 (Shift_JIS)", "cp932"), ("UTF-8", "utf-8"))
 NOTES_SHOWN = 5  # a job's other lines (refusals, notes) under its counts
+DETAILS_SHOWN = 10  # a refused listings import's rows, each with its reason
+# the daemon numbers a refused listing row within its frame: "row 3 [A-1]: unknown SKU"
+REFUSED_ROW = re.compile(r"^row (\d+)")
 COUNT_WIDTH = 8
 
 
@@ -56,6 +68,12 @@ def format_choices(labels: Labels) -> list[tuple[str, str]]:
             for file_format in cap.import_formats
         ),
     ]
+
+
+def read_listing_file(path: Path, encoding: str) -> list[control.ListingRow | RowError]:
+    """A listings CSV's rows and unreadable lines, as ``zaiko listings import`` reads it."""
+    with path.open("rb") as handle:
+        return list(read_listings(handle, encoding))
 
 
 class FileTree(DirectoryTree):
@@ -93,7 +111,7 @@ class ImportScreen(ZaikoScreen):
                 yield from self._option(
                     "import.kind",
                     Select(
-                        [(labels(f"import.kind.{kind}"), kind) for kind in KINDS],
+                        [(labels(f"import.kind.{kind}"), kind) for kind in (*KINDS, LISTINGS)],
                         value="stock",
                         allow_blank=False,
                         id="import-kind",
@@ -245,23 +263,32 @@ class ImportScreen(ZaikoScreen):
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
         if event.select.id == "import-kind":
-            # a product registration sets names and listings, no count
-            catalog = event.value == "catalog"
+            # a product registration sets names and listings, no count; a listings file has
+            # its own columns, and all its rows go in or none
+            countless = event.value in ("catalog", LISTINGS)
             for selector in ("#import-target", "#import-mode", "#allow-negative"):
-                self.query_one(selector).disabled = catalog
+                self.query_one(selector).disabled = countless
+            for selector in ("#import-format", "#all-or-nothing"):
+                self.query_one(selector).disabled = event.value == LISTINGS
 
-    def _chosen(self, dry_run: bool) -> tuple[Path, control.ImportStart] | None:
-        """The typed or picked file and the options, as ``import_start`` takes them."""
+    def _value(self, selector: str) -> str:
+        chosen = self.query_one(selector, Select).value
+        return chosen if isinstance(chosen, str) else ""
+
+    def _path(self) -> Path | None:
+        """The typed or picked file (the notice says so when there is none)."""
         typed = self.query_one("#import-path", Input).value.strip()
         if not typed:
             self.say(self.labels("import.no_file"), error=True)
             return None
-        path = Path(typed).expanduser()
+        return Path(typed).expanduser()
 
-        def value(selector: str) -> str:
-            chosen = self.query_one(selector, Select).value
-            return chosen if isinstance(chosen, str) else ""
-
+    def _chosen(self, dry_run: bool) -> tuple[Path, control.ImportStart] | None:
+        """The typed or picked file and the options, as ``import_start`` takes them."""
+        path = self._path()
+        if path is None:
+            return None
+        value = self._value
         kind = value("#import-kind")
         start = control.ImportStart(
             id=0,
@@ -305,17 +332,23 @@ class ImportScreen(ZaikoScreen):
             action()
 
     def action_preview(self) -> None:
+        if self._value("#import-kind") == LISTINGS:
+            self._listings(dry_run=True)
+            return
         chosen = self._chosen(dry_run=True)
         if chosen is not None and self._free():
             self._start(self._run(*chosen))
 
     def action_import_now(self) -> None:
+        if self._value("#import-kind") == LISTINGS:
+            self._listings(dry_run=False)
+            return
         chosen = self._chosen(dry_run=False)
         if chosen is not None and self._free():
             self._start(self._confirm_and_run(*chosen, previewed=None))
 
     def action_apply(self) -> None:
-        if self._previewed is None:
+        if self._previewed is None or self._value("#import-kind") == LISTINGS:
             self.say(self.labels("import.preview_first"), error=True)
             return
         path, start, job = self._previewed
@@ -423,9 +456,13 @@ class ImportScreen(ZaikoScreen):
             summary.append("\n" + labels("import.more_notes", count=len(notes) - NOTES_SHOWN))
         self.query_one("#import-summary", Static).update(summary)
 
+        self._show_failures(job.errors)
+        self._show_changes(changes)
+
+    def _show_failures(self, errors: Iterable[RowError]) -> None:
         failures = self.query_one("#import-failures", DataTable)
         failures.clear()
-        for index, error in enumerate(job.errors):
+        for index, error in enumerate(errors):
             failures.add_row(
                 Text(str(error.line), justify="right"),
                 error.code,
@@ -433,9 +470,11 @@ class ImportScreen(ZaikoScreen):
                 Text(error.reason, style="red"),
                 key=str(index),
             )
-        failures.display = bool(job.errors)
-        self.query_one("#failed-title").display = bool(job.errors)
+        failures.display = bool(failures.row_count)
+        self.query_one("#failed-title").display = bool(failures.row_count)
 
+    def _show_changes(self, changes: list[Change]) -> None:
+        labels = self.labels
         preview = self.query_one("#import-preview", DataTable)
         preview.clear()
         for index, change in enumerate(changes):
@@ -455,3 +494,96 @@ class ImportScreen(ZaikoScreen):
             )
         preview.display = bool(changes)
         self.query_one("#changes-title").display = bool(changes)
+
+    # --- listing overrides ------------------------------------------------------------
+
+    def _listings(self, dry_run: bool) -> None:
+        path = self._path()
+        if path is None:
+            return
+        shop = self._value("#import-shop")
+        if not shop:
+            self.say(self.labels("import.need_shop"), error=True)
+            return
+        if self._free():
+            encoding = self._value("#import-encoding")
+            self._start(self._run_listings(path, shop, encoding, dry_run))
+
+    async def _run_listings(self, path: Path, shop: str, encoding: str, dry_run: bool) -> None:
+        labels = self.labels
+        phase = self.query_one("#import-phase", Static)
+        summary = self.query_one("#import-summary", Static)
+        try:
+            self.say("")
+            summary.update("")
+            self._show_failures(())
+            self._show_changes([])
+            try:
+                read = await asyncio.to_thread(read_listing_file, path, encoding)
+            except OSError as exc:
+                self.say(labels("import.unreadable", path=path, error=exc.strerror), error=True)
+                return
+            except ValueError as exc:  # a line too long, or not a CSV at all
+                self.say(f"{path.name}: {exc}", error=True)
+                return
+            errors = [row for row in read if isinstance(row, RowError)]
+            rows = [row for row in read if isinstance(row, control.ListingRow)]
+            phase.update(labels("import.finished", file=path.name))
+            if errors:
+                self._show_failures(errors)
+                self.say(labels("import.listings_unreadable", count=len(errors)), error=True)
+                return
+            if dry_run:
+                summary.update(labels("import.listings_read", file=path.name, rows=len(rows)))
+                return
+            what = labels("import.describe_listings", file=path.name, rows=len(rows), shop=shop)
+            question = labels("import.confirm", what=what)
+            if not await self.app.push_screen_wait(ConfirmDialog(labels, question)):
+                return
+            phase.update(labels("import.applying"))
+            imported = await self._send_listings(shop, rows)
+            phase.update(labels("import.finished", file=path.name))
+            if imported is not None:
+                summary.update(
+                    Text(labels("import.listings_done", shop=shop, imported=imported), "green")
+                )
+        finally:
+            self._busy = False
+
+    async def _send_listings(self, shop: str, rows: list[control.ListingRow]) -> int | None:
+        """The rows sent as the CLI sends them, a frame at a time; how many were imported, or
+        None when a frame was refused (the summary lists the refused rows)."""
+        imported = 0
+        for start in range(0, len(rows), LISTINGS_PER_FRAME):
+            frame = control.ListingsImport(
+                id=0, shop=shop, rows=tuple(rows[start : start + LISTINGS_PER_FRAME])
+            )
+            try:
+                reply = await self.zaiko.link.request(frame)
+            except RequestFailed as exc:
+                self._listings_refused(exc, start)
+                return None
+            except ClientError as exc:
+                self.say(" ".join(str(exc).split()), error=True)
+                return None
+            imported += reply.imported
+        return imported
+
+    def _listings_refused(self, exc: RequestFailed, start: int) -> None:
+        """The refusal in the notice line, and each refused row under it, numbered in the
+        file's rows (the daemon numbers them within the frame)."""
+        labels = self.labels
+        notice = " ".join(str(exc).split())
+        if start:
+            notice = labels("import.listings_partial", done=start, next=start + 1) + notice
+        self.say(notice, error=True)
+        details = [
+            REFUSED_ROW.sub(lambda found: f"row {int(found[1]) + start}", detail, count=1)
+            for detail in exc.error.details
+        ]
+        shown = Text(labels("import.listings_refused"), style="bold red")
+        for detail in details[:DETAILS_SHOWN]:
+            shown.append(f"\n{detail}")
+        if len(details) > DETAILS_SHOWN:
+            shown.append("\n" + labels("import.more_rows", count=len(details) - DETAILS_SHOWN))
+        self.query_one("#import-summary", Static).update(shown)

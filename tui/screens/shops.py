@@ -2,11 +2,13 @@
 settings form as the manual lays it out (seed/step3-inventory-settings.ja.txt), with only
 the settings its mall kind has (``mall_settings``). Save (ctrl+s) sends ONE ``shop_set`` of
 what was changed, as text the way ``zaiko shops set KEY=VALUE`` takes it; a refusal is said
-under its field. From here too: an audit (ctrl+t), and reflect now (ctrl+r) after its dry run.
+under its field. From here too: an audit (ctrl+t), reflect now (ctrl+r) after its dry run, and
+a shops file applied (ctrl+o, ``zaiko shops apply FILE``) once its shops were confirmed.
 Live: a changed shop is re-read, and what the operator is editing is kept."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from rich.cells import cell_len
@@ -26,14 +28,16 @@ from protocols.settings import (
     SETTING_GROUPS,
     SETTING_TYPES,
     SettingGroup,
+    SettingsError,
     ShopSettings,
+    decode_shops_toml,
     mall_settings,
     setting_text,
     setting_value,
 )
 from tui.labels import Labels
 from tui.screens.base import ZaikoScreen, local_time
-from tui.screens.dialogs import ConfirmDialog
+from tui.screens.dialogs import ConfirmDialog, PathDialog
 from tui.screens.shop_dialogs import BacklogDialog, GuardDialog, ReflectDialog
 
 Heading = Literal["basic", "mall_link", "intake"]
@@ -265,6 +269,7 @@ class ShopsScreen(ZaikoScreen):
         Binding("ctrl+s", "save", "key.save"),
         Binding("ctrl+r", "reflect_now", "key.reflect_now"),
         Binding("ctrl+t", "audit", "key.audit"),
+        Binding("ctrl+o", "apply_file", "key.apply_shops"),
     ]
 
     def __init__(self) -> None:
@@ -516,3 +521,62 @@ class ShopsScreen(ZaikoScreen):
         sent = await self.ask(control.ReflectNow(id=0, shop=settings.id))
         if isinstance(sent, control.ReflectReply):
             self.say(labels("reflect.sent", shop=settings.id, pending=sent.pending))
+
+    # --- a shops file -------------------------------------------------------------------
+
+    def action_apply_file(self) -> None:
+        self.run_worker(self._apply_file(), group="apply", exclusive=True, exit_on_error=False)
+
+    async def _apply_file(self) -> None:
+        labels = self.labels
+        path = await self.app.push_screen_wait(
+            PathDialog(labels, "shops.apply_title", "shops.apply_read")
+        )
+        if path is None:
+            return
+        try:
+            shops = decode_shops_toml(await asyncio.to_thread(path.read_bytes))
+        except OSError as exc:
+            self.say(labels("import.unreadable", path=path, error=exc.strerror), error=True)
+            return
+        except SettingsError as exc:
+            self.say(" ".join(f"{path.name}: {exc}".split()), error=True)
+            return
+        if not shops:
+            self.say(labels("shops.apply_none", file=path.name), error=True)
+            return
+        listed = "\n".join(
+            f"  {shop.id}  {self._mall_name(shop.mall)} ({shop.mall})  "
+            + labels("shops.apply_update" if shop.id in self._shop_ids else "shops.apply_new")
+            for shop in shops
+        )
+        question = labels("shops.apply_confirm", file=path.name) + "\n" + listed
+        if not await self.app.push_screen_wait(ConfirmDialog(labels, question)):
+            return
+        force = False
+        while True:
+            try:
+                reply = await self.zaiko.link.request(
+                    control.ShopsApply(id=0, shops=shops, force=force)
+                )
+            except RequestFailed as exc:
+                # as for a save: reflect switched on while linked SKUs never had stock
+                error = exc.error
+                if error.code == "refused" and error.field == "reflect" and not force:
+                    if await self.app.push_screen_wait(GuardDialog(labels, error)):
+                        force = True
+                        continue
+                self.say(" ".join(str(exc).split()), error=True)
+                return
+            except ClientError as exc:
+                self.say(" ".join(str(exc).split()), error=True)
+                return
+            break
+        if isinstance(reply, control.ShopsReply):
+            done = labels(
+                "shops.applied",
+                count=len(reply.shops),
+                shops=", ".join(shop.id for shop in reply.shops),
+            )
+            self.say(" · ".join([done, *reply.warnings]))
+            self.reload()

@@ -1,6 +1,7 @@
 """Stock: SKUs found by code prefix and by name, a page at a time (``sku_list`` with ``after``
 and ``limit``: the next page is read when the cursor or the scroll nears the end, so 100,000
-SKUs are never read at once); Enter opens a SKU (``SkuScreen``)."""
+SKUs are never read at once); Enter opens a SKU (``SkuScreen``). From here too: register a SKU
+(商品登録) and define a set product (セット商品), each confirmed first."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from protocols import control
 from tui.screens.base import ZaikoScreen, add_columns, local_time
-from tui.screens.dialogs import ConfirmDialog, StockEditDialog
+from tui.screens.dialogs import (
+    ConfirmDialog,
+    SetAddDialog,
+    SkuAddDialog,
+    StockEdit,
+    StockEditDialog,
+)
 
 PAGE = 200
 # read the next page when the cursor or the view is this many rows from the end
@@ -32,6 +39,9 @@ class StockScreen(ZaikoScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "key.search", key_display="/"),
         Binding("r", "reload", "key.refresh"),
+        # ctrl keys: the search input has the focus when the screen opens, and takes letters
+        Binding("ctrl+n", "add_sku", "key.sku_add"),
+        Binding("ctrl+g", "add_set", "key.set_add"),
     ]
 
     def __init__(self) -> None:
@@ -156,6 +166,48 @@ class StockScreen(ZaikoScreen):
         event.stop()
         if event.row_key.value is not None:
             self.app.push_screen(SkuScreen(event.row_key.value))
+
+    # --- registering ------------------------------------------------------------------
+
+    def action_add_sku(self) -> None:
+        self.run_worker(self._add_sku(), group="add", exclusive=True, exit_on_error=False)
+
+    async def _add_sku(self) -> None:
+        labels = self.labels
+        request = await self.app.push_screen_wait(SkuAddDialog(labels))
+        if request is None:
+            return
+        question = labels(
+            "sku_add.confirm",
+            code=request.code,
+            name=request.name or "-",
+            reserve=request.reserve,
+        )
+        if not await self.app.push_screen_wait(ConfirmDialog(labels, question)):
+            return
+        if isinstance(await self.ask(request), control.SkuReply):
+            self.say(labels("sku_add.done", code=request.code))
+            self.reload()
+
+    def action_add_set(self) -> None:
+        self.run_worker(self._add_set(), group="add", exclusive=True, exit_on_error=False)
+
+    async def _add_set(self) -> None:
+        labels = self.labels
+        request = await self.app.push_screen_wait(SetAddDialog(labels))
+        if request is None:
+            return
+        question = labels(
+            "set_add.confirm",
+            parent=request.parent,
+            name=request.name or "-",
+            children=", ".join(f"{child.code} ×{child.qty}" for child in request.children),
+        )
+        if not await self.app.push_screen_wait(ConfirmDialog(labels, question)):
+            return
+        if isinstance(await self.ask(request), control.SkuReply):
+            self.say(labels("set_add.done", parent=request.parent))
+            self.reload()
 
     # --- live -------------------------------------------------------------------------
 
@@ -301,23 +353,35 @@ class SkuScreen(ZaikoScreen):
 
     async def _edit(self, level: control.StockLevel) -> None:
         labels = self.labels
-        answer = await self.app.push_screen_wait(StockEditDialog(labels, level))
-        if answer is None:
+        edit = await self.app.push_screen_wait(StockEditDialog(labels, level))
+        if edit is None:
             return
-        field, value = answer
-        question = labels(
-            "edit.confirm",
-            code=level.code,
-            field=labels(f"field.{field}"),
-            before=getattr(level, field),
-            after=value,
-        )
+        field_name = labels(f"field.{edit.field}")
+        before = getattr(level, edit.field)
+        after = edit.value if edit.how == "set" else before + edit.value
+        if edit.how == "set":
+            question = labels(
+                "edit.confirm", code=level.code, field=field_name, before=before, after=after
+            )
+        else:
+            question = labels(
+                "edit.confirm_add",
+                code=level.code,
+                field=field_name,
+                delta=f"{edit.value:+d}",
+                before=before,
+                after=after,
+            )
         if not await self.app.push_screen_wait(ConfirmDialog(labels, question)):
             return
-        reply = await self.ask(control.StockSet(id=0, code=level.code, field=field, value=value))
+        reply = await self.ask(self._stock_request(level.code, edit))
         if isinstance(reply, control.StockReply):
-            after = getattr(reply.stock, field)
-            self.say(
-                labels("edit.done", code=level.code, field=labels(f"field.{field}"), after=after)
-            )
+            after = getattr(reply.stock, edit.field)
+            self.say(labels("edit.done", code=level.code, field=field_name, after=after))
             self.reload()
+
+    @staticmethod
+    def _stock_request(code: str, edit: StockEdit) -> control.StockSet | control.StockAdd:
+        if edit.how == "add":
+            return control.StockAdd(id=0, code=code, field=edit.field, delta=edit.value)
+        return control.StockSet(id=0, code=code, field=edit.field, value=edit.value)
