@@ -737,8 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tui":
             from tui.app import build_app
 
-            build_app(config, config_file, args.lang).run()
-            return 0
+            app = build_app(config, config_file, args.lang)
+            app.run()
+            return app.return_code or 0
         handler = args.handler
 
         async def run() -> Any:

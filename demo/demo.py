@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import tomllib
 import urllib.request
@@ -260,6 +261,7 @@ class Demo:
 def watch_tui(demo: Demo, seconds: float | None) -> None:
     """The operator's TUI on this terminal until it is quit (or ``seconds`` passed); a
     process of the demo that stops meanwhile ends it, and the demo says why."""
+    terminal = termios.tcgetattr(sys.stdin)
     tui = subprocess.Popen(
         [sys.executable, "-m", "cli", "--config", str(demo.zaiko_config), "tui"], cwd=ROOT
     )
@@ -280,12 +282,18 @@ def watch_tui(demo: Demo, seconds: float | None) -> None:
             return
     finally:
         if tui.poll() is None:
-            tui.terminate()  # Textual restores the terminal on SIGTERM
+            tui.terminate()  # zaiko tui ends on SIGTERM as on q
             try:
                 tui.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 tui.kill()
                 tui.wait()
+        if tui.returncode != 0:
+            # a TUI that did not end by itself may have left the terminal raw, on the
+            # alternate screen, the cursor hidden: what the demo says next must be readable
+            termios.tcsetattr(sys.stdin, termios.TCSADRAIN, terminal)
+            sys.stderr.write("\x1b[?1000l\x1b[?1003l\x1b[?1006l\x1b[?1049l\x1b[?25h")
+            sys.stderr.flush()
 
 
 def show(demo: Demo, seconds: float | None, with_tui: bool) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 DEMO_PORT = 8765  # conf/zaiko.example.toml's [control] listen
@@ -90,12 +92,17 @@ def test_ctrl_c_while_the_demo_starts_leaves_nothing_running(tmp_path: Path) -> 
         assert list(tmp_path.iterdir()) == []  # nothing failed: its state is removed
 
 
-def test_the_demo_opens_the_tui_and_quitting_it_stops_everything(tmp_path: Path) -> None:
-    """On a terminal (a pty here, 120×40) ``make demo`` ends in the operator's TUI; its q
-    stops every process the demo started and the demo ends cleanly."""
+@pytest.mark.parametrize("ended_by", ["q", "DEMO_SECONDS"])
+def test_the_demo_opens_the_tui_and_ending_it_stops_everything(
+    tmp_path: Path, ended_by: str
+) -> None:
+    """On a terminal (a pty here, 120×40) ``make demo`` ends in the operator's TUI; its q,
+    or the demo's end (DEMO_SECONDS: the TUI is sent SIGTERM), stops every process the demo
+    started, leaves the terminal as it was and the demo ends cleanly."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = dict(os.environ, TMPDIR=str(tmp_path), DEMO_SECONDS="600", TERM="xterm-256color")
+    seconds = "600" if ended_by == "q" else "20"
+    env = dict(os.environ, TMPDIR=str(tmp_path), DEMO_SECONDS=seconds, TERM="xterm-256color")
     env.pop("DEMO_HEADLESS", None)
     demo = subprocess.Popen(
         [sys.executable, "demo/demo.py"],
@@ -109,19 +116,23 @@ def test_the_demo_opens_the_tui_and_quitting_it_stops_everything(tmp_path: Path)
     os.close(terminal)
     shown = b""
 
-    def read_until(wanted: bytes) -> None:
+    def read_until(wanted: bytes, after: int = 0) -> int:
+        """Read until ``wanted`` shows after offset ``after``; the offset past it."""
         nonlocal shown
         deadline = time.monotonic() + 120
-        while wanted not in shown:
+        while (found := shown.find(wanted, after)) < 0:
             left = deadline - time.monotonic()
             assert left > 0 and demo.poll() is None, (wanted, shown[-3000:])
             if select.select([controller], [], [], left)[0]:
                 shown += os.read(controller, 65536)
+        return found + len(wanted)
 
     try:
-        read_until(b"q quits it and stops the demo")
-        read_until(b"rakuten-main")  # the dashboard lists the demo's shops
-        os.write(controller, b"q")
+        tui_from = read_until(b"q quits it and stops the demo")
+        if ended_by == "q":
+            # the dashboard's shop table (the setup printed the shop ids before the TUI)
+            read_until(b"rakuten-main", read_until(b"\x1b[?1049h", tui_from))
+            os.write(controller, b"q")
         deadline = time.monotonic() + 120
         while demo.poll() is None:
             assert time.monotonic() < deadline, shown[-3000:]
@@ -136,5 +147,7 @@ def test_the_demo_opens_the_tui_and_quitting_it_stops_everything(tmp_path: Path)
             demo.kill()
             demo.wait()
         os.close(controller)
-    assert b"stopped cleanly" in shown, shown[-3000:]
+    # the alternate screen was left: what the demo said last is on the operator's screen
+    assert b"\x1b[?1049l" in shown[tui_from:], shown[-3000:]
+    assert b"stopped cleanly" in shown[shown.rindex(b"\x1b[?1049l") :], shown[-3000:]
     assert processes_naming(tmp_path) == []

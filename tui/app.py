@@ -4,7 +4,11 @@ what it posts to the screens. Each screen of the switcher is a Textual mode (tui
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+from collections import deque
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from textual.app import App
@@ -13,6 +17,7 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from daemon.config import Config
+from protocols import control
 from tui.labels import Labels, Lang
 from tui.link import DaemonEvent, DaemonLink, Link, LinkChanged
 from tui.screens.base import Reload, localize_bindings
@@ -20,6 +25,7 @@ from tui.screens.keys import KeysScreen
 from tui.screens.registry import SCREENS
 
 LINK_WORKER = "daemon-link"
+OVERSELLS_KEPT = 50
 
 
 class ZaikoApp(App[None]):
@@ -41,12 +47,17 @@ class ZaikoApp(App[None]):
         self.screen_entries = SCREENS
         self.title = labels("app.title")
         self.link_status = labels("link.connecting")
+        # kept by the app, not a screen: an oversell is news whichever screen is shown
+        self.oversells: deque[tuple[str, control.Oversell]] = deque(maxlen=OVERSELLS_KEPT)
         localize_bindings(self, labels)
         for entry in SCREENS:
             self.add_mode(entry.mode, entry.screen)
             self.bind(entry.key, f"switch_screen('{entry.mode}')", description=labels(entry.label))
 
     def on_mount(self) -> None:
+        # a SIGTERM (the demo ending, systemd, kill) ends the app as q does: Textual itself
+        # would die with the terminal left in raw mode on the alternate screen
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
         self.switch_mode(SCREENS[0].mode)
         self.run_worker(self.link.run(self.post_message), name=LINK_WORKER, exit_on_error=False)
 
@@ -70,6 +81,22 @@ class ZaikoApp(App[None]):
             screen.post_message(LinkChanged(message.up, message.detail))
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
+        event = message.event
+        if isinstance(event, control.Oversell):
+            self.oversells.appendleft((datetime.now(UTC).isoformat(), event))
+            self.notify(
+                self.labels(
+                    "dash.oversell_row",
+                    at="",
+                    sku=event.sku,
+                    expected=event.expected,
+                    shop=event.shop,
+                    ref=event.ref,
+                ).strip(),
+                title=self.labels("dash.oversells"),
+                severity="error",
+                timeout=15,
+            )
         for screen in self.screen_stack:
             screen.post_message(DaemonEvent(message.event))
 

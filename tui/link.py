@@ -163,8 +163,11 @@ class DaemonLink:
             async for frame in ws:
                 try:
                     message = control.server_decoder.decode(frame)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    continue  # a frame of a newer daemon this client cannot read
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    # a frame of a newer daemon this client cannot read: an event is
+                    # skipped, a reply fails its request rather than leave it waiting
+                    self._unreadable(frame, exc)
+                    continue
                 self._dispatch(message, post)
         except ConnectionClosed:
             return
@@ -188,6 +191,17 @@ class DaemonLink:
         else:
             reply.set_result(message)
 
+    def _unreadable(self, frame: str | bytes, exc: Exception) -> None:
+        try:
+            request_id = msgspec.json.decode(frame, type=_Addressed).id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        reply = self._pending.get(request_id) if request_id is not None else None
+        if reply is not None and not reply.done():
+            reply.set_exception(
+                ClientError(f"the daemon's answer does not read (a newer daemon?): {exc}")
+            )
+
     def _resubscribe(self) -> None:
         """The daemon dropped us from its event stream: subscribe again (the screens re-read
         what they show on the Resync event itself); the reply matters to no one."""
@@ -206,6 +220,12 @@ class DaemonLink:
                 if not waiter.done():
                     waiter.set_exception(LinkDown("the connection to the daemon was lost"))
         self._job_waiters.clear()
+
+
+class _Addressed(msgspec.Struct):
+    """Only the request id of a frame that does not read as a whole."""
+
+    id: int | None = None
 
 
 class _Session:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 import tomllib
 from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import Input, Log
 
+from mallsim.maildir import deliver
 from tests.conftest import ROOT, DaemonProcess
+from tests.test_intake_e2e import order_mail
 from tests.tui.helpers import drive, row_keys, table, text_of, until
 from tui.app import ZaikoApp, build_app
 from tui.screens.jobs import JobScreen
@@ -175,3 +178,28 @@ def test_jobs_list_opens_a_job_and_saves_a_stock_download(
     assert saved.read_bytes().decode("cp932").splitlines()[0].startswith('"商品コード",')
     assert "ZZ-ONE" in saved.read_bytes().decode("cp932")
     assert not saved.with_name("stock.csv.part").exists()
+
+
+def test_an_oversell_is_said_whichever_screen_is_shown(daemon_process: DaemonProcess) -> None:
+    """The operator is on the stock screen when an order oversells: the app says so at once
+    and the dashboard lists it when switched to."""
+    zaiko = daemon_process.cli
+    zaiko("shops", "apply", str(SHOPS_EXAMPLE))
+    zaiko("sku", "add", "K1")
+    zaiko("stock", "set", "K1", "--expected", "1")
+    zaiko("shops", "set", "rakuten-main", "order_intake=active", "--backlog", "take")
+    maildir = daemon_process.config.maildir_root / "rakuten-main"
+    app = app_for(daemon_process)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.link_up, "the link")
+        await pilot.press("f2")
+        await until(pilot, lambda: app.current_mode == "stock", "the stock screen")
+        deliver(maildir, order_mail("rakuten", "over-1", ("K1", 3)), when=time.time())
+        await until(pilot, lambda: bool(app.oversells), "the oversell")
+        assert app.oversells[0][1].sku == "K1"
+        assert any("K1" in str(notice.message) for notice in app._notifications)
+        await pilot.press("f1")
+        await until(pilot, lambda: "K1" in text_of(pilot, "#oversells"), "the dashboard's list")
+
+    drive(app, scenario)

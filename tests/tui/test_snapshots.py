@@ -15,6 +15,7 @@ from textual.widgets import DataTable
 from daemon.config import load_config
 from tests.conftest import write_config
 from tests.tui.canned import SKUS, STATUS, CannedLink
+from tests.tui.helpers import until
 from tui.app import ZaikoApp, build_app
 
 SIZES = [(120, 40), (80, 24)]
@@ -37,8 +38,11 @@ def canned_app(tmp_path: Path) -> ZaikoApp:
 
 def rows_shown(selector: str, count: int) -> Callable[[Pilot[None]], object]:
     async def wait(pilot: Pilot[None]) -> None:
-        while pilot.app.screen.query_one(selector, DataTable).row_count < count:
-            await pilot.pause()
+        await until(
+            pilot,
+            lambda: pilot.app.screen.query_one(selector, DataTable).row_count >= count,
+            f"{count} rows in {selector}",
+        )
 
     return wait
 

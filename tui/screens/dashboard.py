@@ -1,11 +1,9 @@
 """Dashboard: every shop at a glance (``status``), the highlighted shop in detail, and the
-oversells (``oversell`` events) seen since the screen opened. Live: events that change what
-``status`` says re-read it, debounced."""
+oversells (``oversell`` events) seen since the TUI opened (the app keeps them). Live: events
+that change what ``status`` says re-read it, debounced."""
 
 from __future__ import annotations
 
-from collections import deque
-from datetime import UTC, datetime
 from typing import ClassVar
 
 from rich.table import Table
@@ -18,7 +16,6 @@ from textual.widgets import DataTable, Static
 from protocols import control
 from tui.screens.base import ZaikoScreen, add_columns, local_time
 
-OVERSELLS_KEPT = 50
 # events after which ``status`` says something else
 STATUS_EVENTS = (
     control.ShopChanged,
@@ -52,7 +49,6 @@ class DashboardScreen(ZaikoScreen):
     def __init__(self) -> None:
         super().__init__()
         self._status: control.StatusReply | None = None
-        self._oversells: deque[tuple[str, control.Oversell]] = deque(maxlen=OVERSELLS_KEPT)
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -91,6 +87,7 @@ class DashboardScreen(ZaikoScreen):
         self.reload()
 
     async def load(self) -> None:
+        self._show_oversells()  # some may have come while another screen was shown
         status = await self.ask(control.GetStatus(id=0))
         if isinstance(status, control.StatusReply):
             self._status = status
@@ -98,8 +95,7 @@ class DashboardScreen(ZaikoScreen):
 
     def daemon_changed(self, event: control.Event) -> None:
         if isinstance(event, control.Oversell):
-            self._oversells.appendleft((datetime.now(UTC).isoformat(), event))
-            self._show_oversells()
+            self._show_oversells()  # the app keeps them, whichever screen was shown
         if isinstance(event, STATUS_EVENTS):
             self.reload_soon()
 
@@ -205,9 +201,9 @@ class DashboardScreen(ZaikoScreen):
     def _show_oversells(self) -> None:
         labels = self.labels
         lines = Text(labels("dash.oversells"), style="bold")
-        if not self._oversells:
+        if not self.zaiko.oversells:
             lines.append("\n" + labels("dash.no_oversells"), style="dim")
-        for at, event in self._oversells:
+        for at, event in self.zaiko.oversells:
             row = labels(
                 "dash.oversell_row",
                 at=local_time(at),
