@@ -96,17 +96,17 @@ def like_literal(text: str) -> str:
 
 def sku_list(tx: Tx, command: control.SkuList) -> control.SkuListReply:
     limit = max(1, min(command.limit, 10_000))
+    # the prefix as a range of the primary key: codes are case-sensitive (LIKE is not), and
+    # a range reads only the codes it names (this runs on the ledger's thread)
+    in_range, bounds = "k.code > ? AND k.code >= ?", [command.after, command.prefix]
+    if command.prefix:
+        in_range += " AND k.code < ?"
+        bounds.append(command.prefix + "\U0010ffff")
     rows = tx.db.execute(
         "SELECT k.code, k.name, k.is_set, coalesce(s.expected, 0), coalesce(s.actual, 0), "
         "coalesce(s.reserve, 0) FROM skus k LEFT JOIN stock s ON s.sku = k.code "
-        "WHERE k.code > ? AND k.code LIKE ? ESCAPE '\\' AND k.name LIKE ? ESCAPE '\\' "
-        "ORDER BY k.code LIMIT ?",
-        (
-            command.after,
-            like_literal(command.prefix) + "%",
-            f"%{like_literal(command.name)}%",
-            limit + 1,
-        ),
+        f"WHERE {in_range} AND k.name LIKE ? ESCAPE '\\' ORDER BY k.code LIMIT ?",
+        (*bounds, f"%{like_literal(command.name)}%", limit + 1),
     ).fetchall()
     skus = []
     for code, name, is_set, expected, actual, reserve in rows[:limit]:

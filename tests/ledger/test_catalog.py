@@ -67,3 +67,10 @@ def test_sku_list_filters_by_code_prefix_and_name(ledger: LedgerHarness) -> None
     assert [s.code for s in first.skus] == ["A-1", "A-2"] and first.next_after == "A-2"
     rest = ledger.ok(control.SkuList(id=1, name="赤", after=first.next_after, limit=2))
     assert [s.code for s in rest.skus] == ["B-1"] and rest.next_after is None
+    # codes are case-sensitive, and a prefix is a range of them (no wildcard, no case folding)
+    ledger.ok(control.SkuAdd(id=1, code="a-9"))
+    assert codes(name="", prefix="a") == ["a-9"]
+    assert codes(name="", prefix="A-") == ["A-1", "A-2", "A-3"]
+    assert codes(name="", prefix="B-2") == ["B-2"] and codes(name="", prefix="B-2x") == []
+    page = ledger.ok(control.SkuList(id=1, prefix="A-", after="A-1"))
+    assert [s.code for s in page.skus] == ["A-2", "A-3"]
