@@ -30,6 +30,28 @@ class Dialog(ModalScreen[Answer | None], Generic[Answer]):
         self.dismiss(None)
 
 
+class FormDialog(Dialog[Answer]):
+    """A dialog of fields: OK (or Enter in a field) hands them to ``submit``, which dismisses
+    with the answer or says what is wrong; Cancel or escape: None."""
+
+    def compose_buttons(self, ok: str = "ok") -> ComposeResult:
+        with Horizontal(classes="buttons"):
+            yield Button(self.labels(ok), id="ok", variant="primary")
+            yield Button(self.labels("cancel"), id="cancel")
+
+    def on_input_submitted(self) -> None:
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self.submit()
+        else:
+            self.dismiss(None)
+
+    def submit(self) -> None:
+        raise NotImplementedError
+
+
 class ConfirmDialog(Dialog[bool]):
     """A question; Enter or y: yes, n or escape: no (the default button is No)."""
 
@@ -68,7 +90,7 @@ class StockEdit(NamedTuple):
     value: int
 
 
-class StockEditDialog(Dialog[StockEdit]):
+class StockEditDialog(FormDialog[StockEdit]):
     """Which of 想定在庫数 / 実在庫数 / 保留在庫数 to change, whether to overwrite it or add to
     it, and the value (Enter in the value)."""
 
@@ -94,9 +116,7 @@ class StockEditDialog(Dialog[StockEdit]):
             yield Label(self.labels("edit.value"), id="value-label")
             yield Input(str(self._level.expected), id="value", type="integer")
             yield Static("", id="dialog-error", classes="error")
-            with Horizontal(classes="buttons"):
-                yield Button(self.labels("ok"), id="ok", variant="primary")
-                yield Button(self.labels("cancel"), id="cancel")
+            yield from self.compose_buttons()
 
     def on_mount(self) -> None:
         self.query_one("#value", Input).focus()
@@ -113,16 +133,7 @@ class StockEditDialog(Dialog[StockEdit]):
                 "0" if adding else str(getattr(self._level, field))
             )
 
-    def on_input_submitted(self) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
+    def submit(self) -> None:
         field = self.query_one("#field", Select).value
         how = "add" if self.query_one("#how", Select).value == "add" else "set"
         text = self.query_one("#value", Input).value.strip()
@@ -135,7 +146,7 @@ class StockEditDialog(Dialog[StockEdit]):
             self.dismiss(StockEdit(field, how, value))  # type: ignore[arg-type]
 
 
-class SkuAddDialog(Dialog[control.SkuAdd]):
+class SkuAddDialog(FormDialog[control.SkuAdd]):
     """商品登録: a new SKU's code, name and 保留在庫数, as ``zaiko sku add`` takes them."""
 
     def compose(self) -> ComposeResult:
@@ -148,23 +159,12 @@ class SkuAddDialog(Dialog[control.SkuAdd]):
             yield Label(self.labels("field.reserve"))
             yield Input("0", id="sku-reserve", type="integer")
             yield Static("", id="dialog-error", classes="error")
-            with Horizontal(classes="buttons"):
-                yield Button(self.labels("ok"), id="ok", variant="primary")
-                yield Button(self.labels("cancel"), id="cancel")
+            yield from self.compose_buttons()
 
     def on_mount(self) -> None:
         self.query_one("#sku-code", Input).focus()
 
-    def on_input_submitted(self) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
+    def submit(self) -> None:
         error = self.query_one("#dialog-error", Static)
         # the code as typed: the daemon refuses spaces around it rather than trim them
         code = self.query_one("#sku-code", Input).value
@@ -195,7 +195,7 @@ def parse_children(text: str) -> tuple[control.SetChild, ...] | int:
     return tuple(children)
 
 
-class SetAddDialog(Dialog[control.SetAdd]):
+class SetAddDialog(FormDialog[control.SetAdd]):
     """セット商品: the parent's code and name, and its children with a quantity each, one
     ``CODE:QTY`` a line (Enter starts a new line; OK, or Tab to it, sends)."""
 
@@ -209,9 +209,7 @@ class SetAddDialog(Dialog[control.SetAdd]):
             yield Label(self.labels("set_add.children"))
             yield TextArea(id="set-children", soft_wrap=False, show_line_numbers=True)
             yield Static("", id="dialog-error", classes="error")
-            with Horizontal(classes="buttons"):
-                yield Button(self.labels("ok"), id="ok", variant="primary")
-                yield Button(self.labels("cancel"), id="cancel")
+            yield from self.compose_buttons()
 
     def on_mount(self) -> None:
         self.query_one("#set-parent", Input).focus()
@@ -219,13 +217,7 @@ class SetAddDialog(Dialog[control.SetAdd]):
     def on_input_submitted(self) -> None:
         self.focus_next()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
+    def submit(self) -> None:
         error = self.query_one("#dialog-error", Static)
         parent = self.query_one("#set-parent", Input).value
         if not parent:
@@ -242,7 +234,7 @@ class SetAddDialog(Dialog[control.SetAdd]):
         self.dismiss(control.SetAdd(id=0, parent=parent, children=children, name=name))
 
 
-class PathDialog(Dialog[Path]):
+class PathDialog(FormDialog[Path]):
     """A file's path, typed (``~`` is the home directory): ``title`` and ``button`` are
     label ids."""
 
@@ -256,23 +248,12 @@ class PathDialog(Dialog[Path]):
             yield Static(self.labels(self._title), classes="title")
             yield Label(self.labels("path.label"))
             yield Input(id="path")
-            with Horizontal(classes="buttons"):
-                yield Button(self.labels(self._button), id="ok", variant="primary")
-                yield Button(self.labels("cancel"), id="cancel")
+            yield from self.compose_buttons(self._button)
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
 
-    def on_input_submitted(self) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
+    def submit(self) -> None:
         path = self.query_one("#path", Input).value.strip()
         if path:
             self.dismiss(Path(path).expanduser())
@@ -284,7 +265,7 @@ class DownloadChoice(NamedTuple):
     encoding: str = "cp932"
 
 
-class DownloadDialog(Dialog[DownloadChoice]):
+class DownloadDialog(FormDialog[DownloadChoice]):
     """A stock download (在庫ダウンロード): what, which encoding, and the file to save it to;
     ``export`` False: only the path, for a download that was already made."""
 
@@ -316,23 +297,12 @@ class DownloadDialog(Dialog[DownloadChoice]):
                 )
             yield Label(self.labels("download.path"))
             yield Input(str(self._default_path), id="path")
-            with Horizontal(classes="buttons"):
-                yield Button(self.labels("key.save"), id="ok", variant="primary")
-                yield Button(self.labels("cancel"), id="cancel")
+            yield from self.compose_buttons("key.save")
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
 
-    def on_input_submitted(self) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
+    def submit(self) -> None:
         path = self.query_one("#path", Input).value.strip()
         if not path:
             return

@@ -16,12 +16,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, Select, Static
 
 from protocols import control
 from tui.labels import Labels
 from tui.screens.base import ZaikoScreen, add_columns, local_time
-from tui.screens.dialogs import ConfirmDialog, Dialog
+from tui.screens.dialogs import ConfirmDialog, FormDialog
 
 PAGE = 100
 # read the next page when the cursor or the view is this many rows from the end
@@ -456,7 +456,7 @@ class OrderScreen(ZaikoScreen):
             self.reload()
 
 
-class SkuDialog(Dialog[str]):
+class SkuDialog(FormDialog[str]):
     """A SKU code, typed exactly (codes are text: leading zeros and case count)."""
 
     def __init__(self, labels: Labels, title: str) -> None:
@@ -468,23 +468,12 @@ class SkuDialog(Dialog[str]):
             yield Static(self._title, classes="title")
             yield Label(self.labels("order.sku"))
             yield Input(id="sku-code")
-            with Horizontal(classes="buttons"):
-                yield Button(self.labels("ok"), id="ok", variant="primary")
-                yield Button(self.labels("cancel"), id="cancel")
+            yield from self.compose_buttons()
 
     def on_mount(self) -> None:
         self.query_one("#sku-code", Input).focus()
 
-    def on_input_submitted(self) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
+    def submit(self) -> None:
         code = self.query_one("#sku-code", Input).value
         if code:
             self.dismiss(code)
