@@ -208,6 +208,7 @@ JA: dict[str, str] = {
     "order.match_which": "未照合の行を選んでください",
     "order.match_title": "{shop}の商品「{item}」に照合する商品コード",
     "order.match_confirm": "{shop}で商品コード「{sku}」を商品「{item}」として登録しますか? 「{sku}」のこのショップでの登録は置き換わり、未照合の行は受注取込の設定どおりに取り込まれます。",
+    "order.match_replaces": "(今の「{sku}」の登録: 商品「{was}」)",
     "order.matched": "商品「{item}」を商品コード「{sku}」に照合しました",
     # import (在庫一括更新 · 商品登録)
     "screen.import": "CSV取込",
@@ -529,6 +530,7 @@ EN: dict[str, str] = {
     "order.match_which": "pick an unmatched line first",
     "order.match_title": "The SKU that {shop}'s item {item} is",
     "order.match_confirm": "List SKU {sku} at {shop} as item {item}? This replaces {sku}'s listing at that shop; the unmatched lines are then taken as its intake setting says.",
+    "order.match_replaces": "(It is now listed as item {was}.)",
     "order.matched": "item {item} matched to SKU {sku}",
     # import
     "screen.import": "Import",

@@ -7,7 +7,7 @@ import json
 
 import trio
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from mallsim.maildir import deliver
 from tests.conftest import ROOT, DaemonProcess
@@ -46,6 +46,10 @@ def test_a_warning_order_is_applied_and_an_unmatched_line_matched(
     daemon_process: DaemonProcess,
 ) -> None:
     code = take_orders_while_suspended(daemon_process)
+    # B-2 is listed at the shop as another item, its reflection stopped there by the operator
+    listing = daemon_process.config_path.parent / "listing.csv"
+    listing.write_text("sku,item_id,linked\nB-2,old-item,0\n", encoding="utf-8")
+    daemon_process.cli("listings", "import", str(listing), "--shop", SHOP, "--encoding", "utf-8")
     app = build_app(daemon_process.config, str(daemon_process.config_path), "en")
 
     async def confirm(pilot: Pilot[None]) -> None:
@@ -86,6 +90,10 @@ def test_a_warning_order_is_applied_and_an_unmatched_line_matched(
         await until(pilot, lambda: bool(pilot.app.screen.query("#sku-code")), "the SKU dialog")
         pilot.app.screen.query_one("#sku-code", Input).value = "B-2"
         await pilot.press("enter")
+        await until(pilot, lambda: bool(pilot.app.screen.query("#yes")), "the confirmation")
+        # what the match replaces is said before it is done
+        question = pilot.app.screen.query_one(".question", Static)
+        assert "now listed as item old-item" in str(question.content)
         await confirm(pilot)
         # the shop is 連動停止: the matched line is a warning now, applied as the other was
         await until(
@@ -102,6 +110,10 @@ def test_a_warning_order_is_applied_and_an_unmatched_line_matched(
             "the second apply",
         )
         assert expected_of(daemon_process, "B-2") == 3
+        # the listing moved to the order's item and stays stopped, as the operator had it
+        shops = json.loads(daemon_process.cli("sku", "show", "B-2", "--json").stdout)["sku"]
+        listed = next(q for q in shops["shops"] if q["shop"] == SHOP)
+        assert listed["item_id"] == "unknown-item" and listed["linked"] is False
         await pilot.press("escape")
         await until(pilot, lambda: table(pilot, "#orders").row_count == 0, "an empty list")
 

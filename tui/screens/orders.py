@@ -442,14 +442,23 @@ class OrderScreen(ZaikoScreen):
         )
         if not code:
             return
-        if not isinstance(
-            await self.ask(control.SkuShow(id=0, code=code, journal_limit=0)), control.SkuReply
-        ):
+        shown = await self.ask(control.SkuShow(id=0, code=code, journal_limit=0))
+        if not isinstance(shown, control.SkuReply):
             return  # the notice says why (an unknown SKU)
+        listed = next((q for q in shown.sku.shops if q.shop == shop), None)
         question = labels("order.match_confirm", sku=code, item=mall_item(line), shop=shop)
+        if listed is not None and listed.item_id:
+            was = " ".join((listed.item_id, *listed.variation))
+            question += " " + labels("order.match_replaces", sku=code, was=was)
         if not await self.app.push_screen_wait(ConfirmDialog(labels, question)):
             return
-        row = control.ListingRow(sku=code, item_id=line.item_id, variation=line.variation)
+        # a SKU whose reflection the operator stopped at this shop stays stopped
+        row = control.ListingRow(
+            sku=code,
+            item_id=line.item_id,
+            variation=line.variation,
+            linked=listed.linked if listed is not None else True,
+        )
         reply = await self.ask(control.ListingsImport(id=0, shop=shop, rows=(row,)))
         if isinstance(reply, control.ListingsReply):
             self.say(labels("order.matched", sku=code, item=mall_item(line)))
