@@ -19,6 +19,7 @@ from daemon.actors.supervisor import ActorSpec
 from daemon.credentials import CredentialError, mall_account, read_credential
 from daemon.transports.files import FileUploader, FtpsUploader, SftpUploader, parse_ftp_url
 from daemon.transports.http import HttpTransport, TokenBucket
+from daemon.transports.pickup import PickupRhythm
 from daemon.transports.stock import (
     ApiStockReader,
     ApiStockSender,
@@ -95,6 +96,11 @@ def actors_for(shop: ShopSettings, wiring: ShopWiring) -> list[ActorSpec]:
                     wiring.wall_clock,
                     ReflectSettings(),
                     wiring.paths.database,
+                    rhythm=wiring.pickup_rhythms.setdefault(
+                        (shop.id, shop.ftp_url or "", shop.ftp_dir or ""), PickupRhythm()
+                    )
+                    if shop.transport == "ftp"
+                    else None,
                 ),
             )
         )

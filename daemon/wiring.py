@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -16,6 +16,7 @@ from daemon.commands import LedgerRequest
 from daemon.config import IntakeSection
 from daemon.events import EventBus, StatusBoard
 from daemon.transports.aio import AsyncioThread
+from daemon.transports.pickup import PickupRhythm
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,6 @@ class ShopWiring:
     mail_parsers: Executor | None = None
     # the daemon's one asyncio thread, for asyncssh (SFTP uploads)
     aio: AsyncioThread | None = None
+    # each file mall's batch rhythm, by shop and upload folder: learned over an hour, it
+    # outlives a reflector restarted by a settings change or a failure
+    pickup_rhythms: dict[tuple[str, str, str], PickupRhythm] = field(default_factory=dict)

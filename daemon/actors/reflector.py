@@ -479,12 +479,15 @@ async def reflector(
     database: Path,
     ledger: trio.MemorySendChannel[LedgerRequest],
     *,
+    rhythm: PickupRhythm | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """``rhythm``: what is known of a file mall's batch rhythm (kept by the caller across
+    restarts of this actor; a fresh one when None)."""
     sender = await trio.to_thread.run_sync(connect)  # reads credential files
     try:
         slot = (
-            _FileSlot(sender.mall_holds_file, settings, clock)
+            _FileSlot(sender.mall_holds_file, settings, clock, rhythm or PickupRhythm())
             if isinstance(sender, HoldsFile)
             else None
         )

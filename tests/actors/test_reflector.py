@@ -18,7 +18,10 @@ from daemon.actors.ledger import ledger
 from daemon.actors.reflector import ReflectSettings, next_bulk_time, reflector
 from daemon.commands import IncomingOrder, LedgerRequest, PendingPushes, Pushes, TakeOrders, submit
 from daemon.events import EventBus, StatusBoard
+from daemon.shop_actors import actors_for
+from daemon.transports.pickup import PickupRhythm
 from daemon.transports.stock import PushFailed
+from daemon.wiring import ShopWiring
 from protocols import control
 from protocols.malls.base import MallOrder, OrderLine, StockUpdate
 from protocols.settings import ShopSettings
@@ -494,3 +497,33 @@ async def test_a_file_still_waiting_is_no_error_until_the_mall_leaves_it_too_lon
             batches.cancel_scope.cancel()
 
     await run_with(tmp_path, mall, settings(), body, waiting_warn_s=60.0)
+
+
+async def test_a_file_mall_s_rhythm_outlives_its_reflector(wiring: ShopWiring) -> None:
+    """The supervisor lists a shop's actors again at every settings change: the reflector
+    of the same shop and folder gets the rhythm learned so far, another folder a new one,
+    and an API shop none."""
+
+    def rhythm_of(shop: ShopSettings) -> object:
+        (spec,) = [spec for spec in actors_for(shop, wiring) if spec.name == "reflector"]
+        assert isinstance(spec.run, partial)
+        return spec.run.keywords["rhythm"]
+
+    def shop(**changes: object) -> ShopSettings:
+        return msgspec.convert(
+            {
+                "id": "y1",
+                "mall": "yahoo",
+                "reflect": "active",
+                "transport": "ftp",
+                "ftp_url": "sftp://y1@127.0.0.1:2222/",
+                **changes,
+            },
+            ShopSettings,
+        )
+
+    learned = rhythm_of(shop())
+    assert isinstance(learned, PickupRhythm)
+    assert rhythm_of(shop(send_interval_min=10)) is learned
+    assert rhythm_of(shop(ftp_dir="/other")) is not learned
+    assert rhythm_of(shop(transport="api")) is None
