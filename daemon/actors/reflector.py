@@ -17,11 +17,12 @@ exponential backoff with jitter. Bulk sync runs beside them (``bulk_sync``).
 A file mall (a sender that can look for its file: ``HoldsFile``) takes one file of a name at a
 time and applies it at its next batch run, with the counts it had when it was uploaded, over
 any sale made there meanwhile. So its file goes up just before the batch: while a file waits
-the reflector looks every ``waiting_poll_s`` whether it is still there (a file waiting is no
-error, and no upload is tried meanwhile); what it sees teaches ``PickupRhythm`` the batch's
-period and phase; once that is known, a pass or an urgent push holds until ``pickup_lead_s``
-before the next pickup, then reads the pending rows (the newest values) and uploads. While the
-rhythm is unknown a file goes up as soon as the last one is gone. A bulk sync is not held.
+the reflector looks whether it is still there (soon after the upload, then every
+``waiting_poll_s``; a file waiting is no error, and a pass whose upload finds it still there
+holds until it is gone); what it sees teaches ``PickupRhythm`` the batch's period and phase;
+once that is known, a pass or an urgent push holds until ``pickup_lead_s`` before the next
+pickup, then reads the pending rows (the newest values) and uploads. While the rhythm is
+unknown a file goes up as soon as the last one is gone. A bulk sync is not held.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ class ReflectSettings:
     # counts on making it (it waits for the next one, with newer values), and after how
     # long a file the mall does not pick up is said in the status
     waiting_poll_s: float = 15.0
+    # the first look after an upload comes this soon, the next ones twice as late up to
+    # waiting_poll_s: a mall that takes files as they come gets the next file of a long pass
+    # within seconds, one with a batch every few minutes is asked a few times more
+    first_look_s: float = 1.0
     pickup_lead_s: float = 45.0
     pickup_margin_s: float = 15.0
     waiting_warn_s: float = 1800.0
@@ -279,10 +284,14 @@ async def push_pending(shared: _Shared, *, urgent_only: bool, asked: bool = Fals
                 raise RuntimeError(f"cannot read the outbox: {pushes.message}")
             items = pushes.items
             slot = shared.slot
+            # a file thought to wait does not hold the upload: the upload looks for it anyway
+            # (refused: then it holds), and a mall that takes files as they come has the next
+            # file of a long pass at once, not at the watcher's next look
             if (
                 items
                 and slot is not None
-                and (slot.waiting or (not (on_time or asked) and slot.moment() is not None))
+                and not (on_time or asked)
+                and slot.moment() is not None
             ):
                 hold = True
             elif items:
@@ -509,28 +518,23 @@ async def reflector(
 async def _watch_file(
     shared: _Shared, slot: _FileSlot, *, task_status: trio.TaskStatus[None]
 ) -> None:
-    """While zaiko's file waits at the mall, look every ``waiting_poll_s`` whether it is still
-    there: a steady look, not a failure's backoff (a file waiting for the batch is no error),
-    said in the status only when the mall has not taken it for ``waiting_warn_s``."""
+    """While zaiko's file waits at the mall, look whether it is still there: ``first_look_s``
+    after the upload, then twice as late each time up to every ``waiting_poll_s`` (a file
+    waiting for the batch is no error: no failure's backoff), said in the status only when
+    the mall has not taken it for ``waiting_warn_s``."""
     settings = shared.settings
     said = ""
+    looking_since: float | None = None  # the wait the looks' pace belongs to
+    gap = settings.first_look_s
     task_status.started()
     while True:
         await slot.until(waiting=True)
-        await trio.sleep_until(shared.clock() + settings.waiting_poll_s)
-        # under the shop's lock: an upload and a look never cross, so each look is about
-        # the file the slot thinks waits
+        if slot.waiting_since != looking_since:
+            looking_since, gap = slot.waiting_since, settings.first_look_s
+        await trio.sleep_until(shared.clock() + gap)
+        gap = min(gap * 2, settings.waiting_poll_s)
         async with shared.lock:
-            started = shared.clock()
-            try:
-                there = await slot.probe()
-            except PushFailed as exc:
-                # uploads are not held on a look that cannot be made: a mall that is down
-                # fails them, and they retry with the failure's backoff
-                log.info("shop %s: cannot look for the stock file: %s", shared.shop.id, exc)
-                slot.unknown()
-                continue
-            slot.probed(started, there)
+            await _look(shared, slot)
         since = slot.waiting_since
         if since is not None and shared.clock() - since >= settings.waiting_warn_s:
             said = (
@@ -541,6 +545,21 @@ async def _watch_file(
         elif said and shared.report.last_error == said:
             said = ""
             shared.show(last_error="")
+
+
+async def _look(shared: _Shared, slot: _FileSlot) -> None:
+    """Whether the mall still holds zaiko's file (the caller holds the shop's lock: an upload
+    and a look never cross, so each look is about the file the slot thinks waits)."""
+    started = shared.clock()
+    try:
+        there = await slot.probe()
+    except PushFailed as exc:
+        # uploads are not held on a look that cannot be made: a mall that is down fails
+        # them, and they retry with the failure's backoff
+        log.info("shop %s: cannot look for the stock file: %s", shared.shop.id, exc)
+        slot.unknown()
+        return
+    slot.probed(started, there)
 
 
 async def _bulk(

@@ -54,7 +54,8 @@ class PickupRhythm:
     less precisely (nobody looked for minutes) says too little to be kept;
     ``min_period_s`` / ``max_period_s``: what a mall's batch cycle may be; ``chance``: how
     likely pickups at random times may fit a candidate period (a fit likelier than this
-    proves nothing)."""
+    proves nothing); ``min_wait_s``: a file seen waiting less than this was taken as it came
+    (it says nothing of a batch)."""
 
     def __init__(
         self,
@@ -66,7 +67,9 @@ class PickupRhythm:
         min_period_s: float = 120.0,
         max_period_s: float = 6 * 3600.0,
         chance: float = 0.001,
+        min_wait_s: float = 10.0,
     ) -> None:
+        self._min_wait_s = min_wait_s
         self._jitter_s = jitter_s
         self._min_pickups = max(3, min_pickups)
         self._max_width_s = max_width_s
@@ -90,11 +93,11 @@ class PickupRhythm:
             return
         pickup = Pickup(self._since, self._last_there, at)
         self._since = self._last_there = None
-        if pickup.last_there <= pickup.since:
-            # gone at the first look after the upload: nobody saw it wait. A mall that takes
-            # files as they come looks like this, and its pickups would only echo zaiko's own
-            # upload rhythm back; such a pickup away from every slot of the rhythm believed
-            # says the rhythm is not the mall's
+        if pickup.last_there < pickup.since + self._min_wait_s:
+            # gone within seconds of the upload: a mall that takes files as they come looks
+            # like this, and its pickups would only echo zaiko's own upload rhythm back; such
+            # a pickup away from every slot of the rhythm believed says the rhythm is not the
+            # mall's
             if self.rhythm is not None and not self._near_slot(pickup, self.rhythm):
                 self._pickups.clear()
                 self.rhythm = None

@@ -453,16 +453,16 @@ async def test_a_file_mall_s_batch_rhythm_is_learned_and_files_go_up_just_before
             assert [at for at, _ in mall.received][-2:] == pytest.approx([1560.0, 1860.0])
             assert mall.pickups[-2:] == [1597.5, 1897.5]
             # the operator's reflect now is not held for the batch: it goes once the last
-            # file is gone (looked at 1875, 1890, gone at 1905)
+            # file is gone (taken at 1897.5: a look when the pass starts sees it gone)
             await ok(send, control.StockSet(id=1, code="B", field="expected", value=12))
             await ok(send, control.ReflectNow(id=1, shop=shop.id))
             await mall.arrived.wait()
-            assert mall.received[-1] == (pytest.approx(1905.0, abs=1e-6), {"B": 12})
+            assert mall.received[-1] == (pytest.approx(1900.0, abs=1e-6), {"B": 12})
             # nor is one asked while a pass holds (the pass of 2400 holds for 2460)
             await trio.sleep_until(2200.0)
             await ok(send, control.StockSet(id=1, code="B", field="expected", value=13))
             await trio.sleep_until(2420.0)
-            assert mall.received[-1][0] == pytest.approx(1905.0)
+            assert mall.received[-1][0] == pytest.approx(1900.0)
             await ok(send, control.ReflectNow(id=1, shop=shop.id))
             await mall.arrived.wait()
             assert mall.received[-1] == (pytest.approx(2420.0, abs=1e-6), {"B": 13})
@@ -527,3 +527,33 @@ async def test_a_file_mall_s_rhythm_outlives_its_reflector(wiring: ShopWiring) -
     assert rhythm_of(shop(send_interval_min=10)) is learned
     assert rhythm_of(shop(ftp_dir="/other")) is not learned
     assert rhythm_of(shop(transport="api")) is None
+
+
+async def test_a_long_pass_to_a_mall_that_takes_files_as_they_come_goes_in_seconds(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A pass of several files (one per chunk) to a mall that takes each within a second: the
+    first look comes a second after the upload, so the next file goes then, not a whole
+    ``waiting_poll_s`` later; and such pickups teach no rhythm (nothing is held after)."""
+    mall = BatchMall(cycle_s=0.5, phase_s=0.25)
+    mall.chunk = 1
+
+    async def body(
+        send: trio.MemorySendChannel[LedgerRequest], mall_: FakeMall, board: Board
+    ) -> None:
+        async with trio.open_nursery() as batches:
+            batches.start_soon(mall.run_batches)
+            while len(mall.received) < 2:
+                await mall.arrived.wait()
+            # A at start, seen gone at the first look (1 s): B
+            assert [(at, rows) for at, rows in mall.received] == [
+                (0.0, {"A": 10}),
+                (1.0, {"B": 5}),
+            ]
+            await trio.sleep_until(100.0)
+            await ok(send, order("1", "A", 10))  # a drop: goes at once, nothing is held
+            await mall.arrived.wait()
+            assert mall.received[-1] == (100.0, {"A": 0})
+            batches.cancel_scope.cancel()
+
+    await run_with(tmp_path, mall, settings(), body)
