@@ -287,12 +287,7 @@ async def push_pending(shared: _Shared, *, urgent_only: bool, asked: bool = Fals
             # a file thought to wait does not hold the upload: the upload looks for it anyway
             # (refused: then it holds), and a mall that takes files as they come has the next
             # file of a long pass at once, not at the watcher's next look
-            if (
-                items
-                and slot is not None
-                and not (on_time or asked)
-                and slot.moment() is not None
-            ):
+            if items and slot is not None and not (on_time or asked) and slot.moment() is not None:
                 hold = True
             elif items:
                 try:
