@@ -178,3 +178,37 @@ class ZaikoScreen(Screen[None]):
             from tui.app import one_line
 
             self.say(f"{self.labels('error.unexpected')}: {one_line(event.worker.error)}", True)
+
+
+class PagedScreen(ZaikoScreen):
+    """A screen whose table (``TABLE``) is read a page at a time: the next page (``load_page``)
+    when the cursor or the scroll comes within ``NEAR_END_ROWS`` of the end; ``next_after``
+    None: the last page was read."""
+
+    TABLE: ClassVar[str] = ""
+    NEAR_END_ROWS: ClassVar[int] = 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_after: str | None = ""
+        self._loading = False
+
+    def watch_paging(self, table: DataTable[Any]) -> None:
+        self.watch(table, "scroll_y", self._scrolled, init=False)
+
+    async def load_page(self) -> None:
+        """Read the page after ``_next_after`` and add it to the table."""
+
+    def _load_more(self) -> None:
+        if not self._loading and self._next_after:
+            self.run_worker(self.load_page(), group="page", exit_on_error=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.cursor_row >= event.data_table.row_count - self.NEAR_END_ROWS:
+            self._load_more()
+
+    def _scrolled(self, scroll_y: float) -> None:
+        table = self.query_one(self.TABLE, DataTable)
+        if scroll_y >= table.max_scroll_y - self.NEAR_END_ROWS:
+            self._load_more()

@@ -20,12 +20,10 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 
 from protocols import control
 from tui.labels import Labels
-from tui.screens.base import ZaikoScreen, add_columns, local_time
+from tui.screens.base import PagedScreen, ZaikoScreen, add_columns, local_time
 from tui.screens.dialogs import ConfirmDialog, FormDialog
 
 PAGE = 100
-# read the next page when the cursor or the view is this many rows from the end
-NEAR_END_ROWS = 20
 # a reload keeps the pages read so far, up to what one orders_list answers
 RELOAD_MAX_ROWS = 1000
 ACTIONABLE = "actionable"  # the status filter's default: what waits for the operator
@@ -66,7 +64,9 @@ def mall_item(line: control.OrderLineDoc) -> str:
     return " ".join(part for part in (line.item_id, *line.variation, *line.choices) if part)
 
 
-class OrdersScreen(ZaikoScreen):
+class OrdersScreen(PagedScreen):
+    TABLE = "#orders"
+    NEAR_END_ROWS = 20
     MODE = "orders"
     AUTO_FOCUS = "#orders"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -75,8 +75,6 @@ class OrdersScreen(ZaikoScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._next_after: str | None = ""  # None: the last page was read
-        self._loading = False
         self._generation = 0  # which reload the rows belong to: a page of an older one is dropped
         self._shops: tuple[control.ShopStatus, ...] = ()
         self._shop_ids: list[str] = []  # the shop filter's choices
@@ -120,7 +118,7 @@ class OrdersScreen(ZaikoScreen):
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#orders", DataTable)
-        self.watch(table, "scroll_y", self._scrolled, init=False)
+        self.watch_paging(table)
 
     def action_reload(self) -> None:
         self.reload()
@@ -144,11 +142,11 @@ class OrdersScreen(ZaikoScreen):
         self._next_after = ""
         self._loading = False
         limit = min(max(PAGE, table.row_count), RELOAD_MAX_ROWS)
-        await self._load_page(limit, replace=True)
+        await self.load_page(limit, replace=True)
         if highlighted is not None and highlighted in table.rows:
             table.move_cursor(row=table.get_row_index(highlighted))
 
-    async def _load_page(self, limit: int = PAGE, replace: bool = False) -> None:
+    async def load_page(self, limit: int = PAGE, replace: bool = False) -> None:
         """The next page; ``replace``: the first, instead of the rows shown (cleared only
         once it came, so that a refresh does not blank the list meanwhile)."""
         if self._loading or self._next_after is None:
@@ -254,20 +252,6 @@ class OrdersScreen(ZaikoScreen):
             return None
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return row_key.value
-
-    def _load_more(self) -> None:
-        if not self._loading and self._next_after:
-            self.run_worker(self._load_page(), group="page", exit_on_error=False)
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        if event.cursor_row >= event.data_table.row_count - NEAR_END_ROWS:
-            self._load_more()
-
-    def _scrolled(self, scroll_y: float) -> None:
-        table = self.query_one("#orders", DataTable)
-        if scroll_y >= table.max_scroll_y - NEAR_END_ROWS:
-            self._load_more()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from protocols import control
-from tui.screens.base import ZaikoScreen, add_columns, local_time
+from tui.screens.base import PagedScreen, ZaikoScreen, add_columns, local_time
 from tui.screens.dialogs import (
     ConfirmDialog,
     SetAddDialog,
@@ -27,14 +27,14 @@ from tui.screens.dialogs import (
 )
 
 PAGE = 200
-# read the next page when the cursor or the view is this many rows from the end
-NEAR_END_ROWS = 40
 SEARCH_DELAY_S = 0.3  # typing: search once the operator pauses
 COUNT_WIDTH = 8  # a count column's cells, at least (its header may be wider)
 JOURNAL_ROWS = 50
 
 
-class StockScreen(ZaikoScreen):
+class StockScreen(PagedScreen):
+    TABLE = "#skus"
+    NEAR_END_ROWS = 40
     MODE = "stock"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "key.search", key_display="/"),
@@ -46,8 +46,6 @@ class StockScreen(ZaikoScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._next_after: str | None = ""  # None: the last page was read
-        self._loading = False
         self._query = ("", "")  # (code prefix, name part) of the rows shown
         self._generation = 0  # which search the rows belong to: a page of an older one is dropped
         self._search_timer: Timer | None = None
@@ -77,7 +75,7 @@ class StockScreen(ZaikoScreen):
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#skus", DataTable)
-        self.watch(table, "scroll_y", self._scrolled, init=False)
+        self.watch_paging(table)
         self.query_one("#code", Input).focus()
 
     def action_search(self) -> None:
@@ -108,9 +106,9 @@ class StockScreen(ZaikoScreen):
         self._loading = False
         self._generation += 1
         self.query_one("#skus", DataTable).clear()
-        await self._load_page()
+        await self.load_page()
 
-    async def _load_page(self) -> None:
+    async def load_page(self) -> None:
         if self._loading or self._next_after is None:
             return
         self._loading = True
@@ -147,20 +145,6 @@ class StockScreen(ZaikoScreen):
         else:
             text = self.labels("stock.loaded", count=rows)
         self.query_one("#count", Static).update(text)
-
-    def _load_more(self) -> None:
-        if not self._loading and self._next_after:
-            self.run_worker(self._load_page(), group="page", exit_on_error=False)
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        if event.cursor_row >= event.data_table.row_count - NEAR_END_ROWS:
-            self._load_more()
-
-    def _scrolled(self, scroll_y: float) -> None:
-        table = self.query_one("#skus", DataTable)
-        if scroll_y >= table.max_scroll_y - NEAR_END_ROWS:
-            self._load_more()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
