@@ -9,7 +9,13 @@ from typing import Any
 from protocols import control
 from protocols.malls import capability
 from protocols.malls.base import Capability
-from protocols.settings import ShopSettings, mall_settings, setting_text, setting_value
+from protocols.settings import (
+    ShopSettings,
+    default_note,
+    mall_settings,
+    setting_text,
+    setting_value,
+)
 
 
 def width(text: str) -> int:
@@ -320,6 +326,8 @@ def shop_settings(shop: ShopSettings, shop_status: control.ShopStatus | None = N
     for key in mall_settings(shop.mall):
         text = setting_text(setting_value(shop, key))
         lines.append(f"{key} = {text}" if text else f"# {key} =")
+        if not text and (note := default_note(shop, key)):
+            lines.append(f"#   (empty {key}: {note})")
     if shop_status is not None:
         if shop_status.actors:
             lines.append(

@@ -40,21 +40,40 @@ def trickle_target(allocation: int, shown: int, quantity: int, refill_at: int) -
     return max(0, min(allocation, shown, quantity))
 
 
+# the sales pace is counted over this many seconds (``daemon.ledger.pace``)
+PACE_WINDOW_S = 600
+
+
+def floor(min_shown: int, pace_units: int = 0, reach_s: int = 0) -> int:
+    """The fewest units a shop is shown, fewer being shown as 0: ``min_shown`` (下限在庫数),
+    raised by what the SKU's pace (``pace_units`` sold in the last ``PACE_WINDOW_S``) sells
+    in ``reach_s``, the time a sale elsewhere takes to reach the shop (rounded half up)."""
+    return min_shown + (2 * pace_units * reach_s + PACE_WINDOW_S) // (2 * PACE_WINDOW_S)
+
+
+def above_floor(share: int, floor: int) -> int:
+    """The share, or 0 when it is below the floor: the last units are not shown where a
+    sale elsewhere would reach the shop too late to take them off."""
+    return share if share >= floor else 0
+
+
 def shop_target(
     expected: int,
     reserve: int,
     rate: int,
     *,
+    floor: int = 1,
     trickle_quantity: int | None = None,
     refill_at: int = 0,
     shown: int | None = None,
 ) -> int:
-    """The quantity to push to one shop for one SKU (SPEC §3.2 then §3.4).
+    """The quantity to push to one shop for one SKU (SPEC §3.2, the floor, then §3.4).
 
-    ``trickle_quantity`` is None when the shop has no trickle; ``shown`` is None when nothing
-    was pushed yet (the shop is treated as showing nothing, so it is filled).
+    ``floor`` 1 shows every unit; ``trickle_quantity`` is None when the shop has no
+    trickle; ``shown`` is None when nothing was pushed yet (the shop is treated as showing
+    nothing, so it is filled).
     """
-    share = allocated(expected, reserve, rate)
+    share = above_floor(allocated(expected, reserve, rate), floor)
     if trickle_quantity is None:
         return share
     return trickle_target(share, 0 if shown is None else shown, trickle_quantity, refill_at)

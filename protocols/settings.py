@@ -23,6 +23,7 @@ IntakeState = Literal["active", "suspended", "stopped"]
 ReflectState = Literal["active", "stopped"]
 
 SEND_INTERVAL_RANGE = (5, 9999)
+MIN_SHOWN_MAX = 9999
 SHOP_ID_MAX = 32
 
 
@@ -56,6 +57,12 @@ class ShopSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     transport: Literal["api", "ftp"] = "api"
     listing_mode: Literal["all", "explicit"] = "all"
     urgent_push: bool = True
+    # 下限在庫数: a share below this is shown as 0; None = by how late the shop meets a
+    # change (``min_shown_of``)
+    min_shown: int | None = None
+    # the floor also holds back what a SKU's recent sales pace sells before a sale
+    # elsewhere reaches the shop (``reach_s``)
+    pace_floor: bool = True
     # the drift audit: at these hours (shop's time zone) what the mall shows is read back
     # through its API and compared with zaiko's targets; audit_fix sends the corrections
     audit_hours: tuple[int, ...] = ()
@@ -115,6 +122,8 @@ SETTING_GROUPS: dict[str, SettingGroup] = {
     "transport": "stock_out",
     "listing_mode": "stock_out",
     "urgent_push": "stock_out",
+    "min_shown": "stock_out",
+    "pace_floor": "stock_out",
     # the scheduled audit: only malls whose stock can be read back by API
     "audit_hours": "audit",
     "audit_fix": "audit",
@@ -200,6 +209,44 @@ def setting_value(shop: ShopSettings, key: str) -> Any:
     return value
 
 
+# a sale at another shop reaches zaiko with its order mail, within about a minute; a stock
+# file then waits for the mall's batch, up to about 15 minutes (no mall publishes when)
+ORDER_LAG_S = 60
+FILE_BATCH_LAG_S = 15 * 60
+
+
+def reach_s(shop: ShopSettings) -> int:
+    """How long a sale elsewhere takes to reach the shop's buyers, for the pace floor (0:
+    the shop has no pace floor)."""
+    if not shop.pace_floor:
+        return 0
+    return ORDER_LAG_S + (FILE_BATCH_LAG_S if shop.transport == "ftp" else 0)
+
+
+def min_shown_of(shop: ShopSettings) -> int:
+    """The shop's 下限在庫数: as set, else 2 where a change reaches the shop late (stock by
+    file, applied at the mall's batch) or the shop's own sales reach zaiko late (orders
+    only through a polled order API), else 1 (every unit shown)."""
+    if shop.min_shown is not None:
+        return shop.min_shown
+    cap = capability(shop.mall)
+    if shop.transport == "ftp" or "mail" not in cap.intake:
+        return 2
+    return 1
+
+
+def default_note(shop: ShopSettings, key: str) -> str:
+    """What an empty setting stands for, where that is worked out from other settings."""
+    if key == "min_shown" and shop.min_shown is None:
+        why = "stock by file" if shop.transport == "ftp" else "orders by a polled order API"
+        return (
+            f"{min_shown_of(shop)} ({why}: the shop meets a change late)"
+            if min_shown_of(shop) > 1
+            else "1 (every unit shown)"
+        )
+    return ""
+
+
 def shop_warnings(shop: ShopSettings) -> tuple[str, ...]:
     """What is allowed but said at apply and in status: plain FTP sends the password in
     clear; an option zaiko cannot carry out yet does nothing."""
@@ -249,6 +296,12 @@ def validate_shop(shop: ShopSettings) -> ShopSettings:
     if not 0 <= shop.distribution_rate <= 100:
         raise SettingsError(
             "distribution_rate", f"{shop.distribution_rate} is outside 0–100 (percent)"
+        )
+    if shop.min_shown is not None and not 1 <= shop.min_shown <= MIN_SHOWN_MAX:
+        raise SettingsError(
+            "min_shown",
+            f"{shop.min_shown} is outside 1–{MIN_SHOWN_MAX} (1 shows every unit; empty: "
+            "2 where the shop meets a change late, else 1)",
         )
     for key, value in (
         ("trickle.quantity", shop.trickle.quantity),
@@ -453,6 +506,14 @@ def parse_setting(key: str, text: str) -> Any:
     if annotation is int:
         if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
             raise SettingsError(key, f"{text!r} is not a whole number of at most 9 digits")
+        return int(text)
+    if annotation == int | None:  # empty: the default, worked out from other settings
+        if not text:
+            return None
+        if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
+            raise SettingsError(
+                key, f"{text!r} is not a whole number of at most 9 digits (empty: the default)"
+            )
         return int(text)
     if annotation == tuple[int, ...]:
         parts = [

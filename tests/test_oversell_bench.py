@@ -124,14 +124,15 @@ def test_a_header_without_its_columns_is_one_error_for_line_1() -> None:
 
 def test_zaiko_defaults_oversell_fewer_units_than_tempostar_like_on_a_tiny_day() -> None:
     scenario = oversell.simulated_day(TINY_DAY)
-    zaiko, tempostar = oversell.compare(scenario, TINY_DAY)
-    for outcome in (zaiko, tempostar):
+    zaiko, no_floor, tempostar = oversell.compare(scenario, TINY_DAY)
+    for outcome in (zaiko, no_floor, tempostar):
         assert outcome.orders + outcome.turned_away == TINY_DAY.orders  # the same buyers
         assert outcome.ledger_agrees  # every order taken, nothing moved twice
         assert outcome.oversold_units == sum(outcome.oversold_by_shop.values())
     assert zaiko.orders > TINY_DAY.orders // 2
     assert tempostar.oversold_units > zaiko.oversold_units
-    assert "target ≥ 10× fewer units" in oversell.report(scenario, TINY_DAY, [zaiko, tempostar])
+    printed = oversell.report(scenario, TINY_DAY, [zaiko, no_floor, tempostar])
+    assert "target ≥ 10× fewer units" in printed and "units delivered" in printed
 
 
 def test_a_generated_log_replays_in_both_settings(tmp_path: Path) -> None:

@@ -115,3 +115,52 @@ def test_trickle_simulated_selling_at_one_shop(
         if shown_before_push > refill_at:
             assert pushed == min(expected, shown_before_push)  # no refill yet
         shown = pushed
+
+
+# --- the floor (下限在庫数) and the sales pace ----------------------------------------------
+
+
+def test_the_floor_is_min_shown_raised_by_what_the_pace_sells_in_the_reach() -> None:
+    assert quantity.floor(1) == 1  # every unit shown
+    assert quantity.floor(2) == 2  # the last unit kept from the shop
+    # an API shop (a sale elsewhere reaches it in 60 s): 4 sold in 10 minutes sell 0.4 in
+    # a minute (rounded: 0), 5 sell 0.5 (rounded half up: 1)
+    assert quantity.floor(1, 4, 60) == 1
+    assert quantity.floor(1, 5, 60) == 2
+    # a file shop (60 s + the mall's batch, 15 min): one sale in 10 minutes sells 1.6
+    assert quantity.floor(2, 1, 960) == 4
+    assert quantity.floor(2, 0, 960) == 2
+    assert quantity.floor(3, 30, 0) == 3  # no pace floor: min_shown alone
+
+
+def test_a_share_below_the_floor_is_shown_as_zero() -> None:
+    assert quantity.above_floor(1, 2) == 0
+    assert quantity.above_floor(2, 2) == 2
+    assert quantity.shop_target(5, 0, 100, floor=6) == 0
+    assert quantity.shop_target(6, 0, 100, floor=6) == 6
+    # the floor applies to the share (after reserve and rate), before trickle
+    assert quantity.shop_target(100, 20, 50, floor=41) == 0
+    assert quantity.shop_target(100, 20, 50, floor=40, trickle_quantity=10, refill_at=3) == 10
+
+
+@given(
+    units=nonneg,
+    min_shown=st.integers(1, 50),
+    pace=st.integers(0, 1000),
+    reach=st.integers(0, 3600),
+)
+def test_floor_against_the_exact_expected_sales(
+    units: int, min_shown: int, pace: int, reach: int
+) -> None:
+    expected_sales = Fraction(pace * reach, quantity.PACE_WINDOW_S)
+    floor = quantity.floor(min_shown, pace, reach)
+    assert floor == min_shown + math.floor(expected_sales + Fraction(1, 2))
+    assert quantity.above_floor(units, floor) == (units if units >= floor else 0)
+
+
+@given(expected=stock, reserve=nonneg, r=rate, floor=st.integers(1, 200))
+def test_a_higher_floor_never_shows_more(expected: int, reserve: int, r: int, floor: int) -> None:
+    lower = quantity.shop_target(expected, reserve, r, floor=floor)
+    higher = quantity.shop_target(expected, reserve, r, floor=floor + 1)
+    assert higher <= lower <= quantity.allocated(expected, reserve, r)
+    assert lower == 0 or lower >= floor

@@ -7,10 +7,14 @@ import pytest
 
 from protocols.malls import KINDS
 from protocols.settings import (
+    FILE_BATCH_LAG_S,
+    ORDER_LAG_S,
     SettingsError,
     ShopSettings,
     apply_changes,
     decode_shops_toml,
+    min_shown_of,
+    reach_s,
     validate_shop,
 )
 
@@ -42,6 +46,8 @@ def shop(**changes: object) -> ShopSettings:
         ({"id": "bad id"}, "id"),
         ({"transport": "ftp", "ftp_url": "ftps://shop:secret@127.0.0.1/"}, "ftp_url"),
         ({"api_base_url": "https://user:pass@api.example/"}, "api_base_url"),
+        ({"min_shown": 0}, "min_shown"),
+        ({"min_shown": 10000}, "min_shown"),
     ],
 )
 def test_refusals_name_the_field(changes: dict[str, object], field: str) -> None:
@@ -55,6 +61,30 @@ def test_boundaries_are_allowed() -> None:
     validate_shop(shop(send_interval_min=5, distribution_rate=0, bulk_sync_hours=[0, 23]))
     validate_shop(shop(send_interval_min=9999, distribution_rate=100))
     validate_shop(shop(reflect_to_origin=False))  # rate 100: allowed
+    validate_shop(shop(min_shown=1))
+    validate_shop(shop(min_shown=9999))
+
+
+def test_the_fewest_units_shown_follow_how_late_the_shop_meets_a_change() -> None:
+    ftps = {"transport": "ftp", "ftp_url": "ftps://u@127.0.0.1/"}
+    # order mails and a stock API: every unit; a stock file (the mall's batch) or orders
+    # only through a polled order API (Amazon's two minutes): the last unit is kept back
+    assert min_shown_of(shop()) == 1
+    assert min_shown_of(shop(mall="yahoo", **ftps)) == 2
+    assert min_shown_of(shop(mall="yahoo")) == 1  # Yahoo by its stock API
+    assert min_shown_of(shop(id="a1", mall="amazon")) == 2
+    assert min_shown_of(shop(min_shown=1, mall="yahoo", **ftps)) == 1  # set: as set
+    # a sale elsewhere reaches an API shop with its order mail, a file shop at the batch
+    assert reach_s(shop()) == ORDER_LAG_S == 60
+    assert reach_s(shop(mall="yahoo", **ftps)) == ORDER_LAG_S + FILE_BATCH_LAG_S
+    assert reach_s(shop(pace_floor=False)) == 0
+    # typed by an operator: empty is the default again
+    changed = apply_changes(shop(), {"min_shown": "3", "pace_floor": "false"})
+    assert (changed.min_shown, changed.pace_floor) == (3, False)
+    assert apply_changes(changed, {"min_shown": ""}).min_shown is None
+    with pytest.raises(SettingsError) as caught:
+        apply_changes(shop(), {"min_shown": "two"})
+    assert caught.value.field == "min_shown" and "empty: the default" in str(caught.value)
 
 
 def test_mall_capabilities_decide_transport_and_reflect() -> None:

@@ -10,6 +10,7 @@ queued, closes the database and returns; a database error propagates and stops t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 2000
+PACE_SLACK_S = 1.0  # a batch after a sale left the pace: its wall time is past the cutoff
 
 
 async def ledger(
@@ -55,7 +57,10 @@ async def ledger(
                 try:
                     # marked targets left to compute: an empty batch when nobody waits
                     if not engine.outbox_behind:
-                        batch.append(await requests.receive())
+                        # a sale leaving a SKU's pace may raise its targets: a batch then
+                        due = engine.pace_due_s
+                        with trio.move_on_after(math.inf if due is None else due + PACE_SLACK_S):
+                            batch.append(await requests.receive())
                     while len(batch) < MAX_BATCH:
                         batch.append(requests.receive_nowait())
                 except trio.WouldBlock:

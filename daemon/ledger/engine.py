@@ -45,6 +45,7 @@ from daemon.ledger import (
     listings,
     orders,
     outbox,
+    pace,
     sets,
     shops,
     status,
@@ -66,6 +67,8 @@ class Engine:
         self.now = now
         # targets are marked that no batch computed yet: run a batch even with no request
         self.outbox_behind = False
+        # seconds until a sale leaves a SKU's pace (its targets may rise): run a batch then
+        self.pace_due_s: float | None = None
         self.db = open_database(path)
         try:
             self._start()
@@ -83,6 +86,7 @@ class Engine:
                     "a migration is missing for a renamed or removed setting"
                 )
             jobs.fail_interrupted(tx)
+            self.pace_due_s = pace.expire(tx)
             # targets marked but not yet computed when the daemon stopped
             self.outbox_behind = outbox.has_work(tx)
             self.db.execute("COMMIT")
@@ -151,6 +155,7 @@ class Engine:
                 db.execute("RELEASE command")
             # the targets this batch marked, in its transaction: a mark is never lost
             tx = Tx(db, self.now, "daemon")
+            self.pace_due_s = pace.expire(tx)
             self.outbox_behind = outbox.refresh(tx, outbox.REFRESH_BUDGET)
             events.extend(tx.events)
             db.execute("COMMIT")

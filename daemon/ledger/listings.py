@@ -18,7 +18,7 @@ from protocols import control, quantity
 from protocols.listings import code_prefixes, match_by_choices, variation_key
 from protocols.malls import capability, module
 from protocols.malls.base import identifier
-from protocols.settings import ShopSettings
+from protocols.settings import ShopSettings, min_shown_of, reach_s
 
 # ON CONFLICT(shop, sku): the listing takes the row's identifiers; the item's other
 # identifier is kept when the row names the same item without one.
@@ -252,6 +252,7 @@ def shop_quantities(
     }
     outbox.refresh_sku(tx, code)
     sent = outbox.rows_of(tx, code)
+    paces = outbox.paces_of(tx, [code])
     quantities = []
     for shop in shops.all_shops(tx):
         if not capability(shop.mall).stock_out:
@@ -264,6 +265,7 @@ def shop_quantities(
                 level.expected,
                 level.reserve,
                 shop.distribution_rate,
+                floor=quantity.floor(min_shown_of(shop), paces.get(code, 0), reach_s(shop)),
                 trickle_quantity=shop.trickle.quantity if shop.trickle.enabled else None,
                 refill_at=shop.trickle.refill_at,
             )

@@ -25,7 +25,7 @@ from daemon.commands import (
     OrdersTaken,
     TakeOrders,
 )
-from daemon.ledger import jobs, listings, outbox, shops, stock
+from daemon.ledger import jobs, listings, outbox, pace, shops, stock
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control
 from protocols.malls.base import MallOrder
@@ -218,6 +218,7 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
             )
             if status in MOVED:
                 oversold += _sell(tx, shop.id, order.order_no, line.line_no, sku, line.quantity)
+                pace.record(tx, sku, line.quantity)
             if sku:
                 # the mall counted its own quantity down, whether or not stock moved here
                 outbox.sold_at(tx, shop, sku, line.quantity, order.ordered_at)

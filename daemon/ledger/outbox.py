@@ -26,7 +26,7 @@ from daemon.ledger import shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
 from protocols.malls import capability
-from protocols.settings import ShopSettings
+from protocols.settings import ShopSettings, min_shown_of, reach_s
 
 # (shop, SKU) targets computed per batch at most: the rest waits for the next batch
 REFRESH_BUDGET = 20_000
@@ -212,6 +212,7 @@ def _compute(
     db = tx.db
     levels = _levels(tx, codes)
     marks = _marks(codes)
+    paces = paces_of(tx, codes)
     listed = {
         (shop, sku): bool(linked)
         for shop, sku, linked in db.execute(
@@ -236,7 +237,7 @@ def _compute(
                 if row is not None:
                     gone.append((shop.id, code))
                 continue
-            target, pending, urgent = _target(shop, level, row)
+            target, pending, urgent = _target(shop, level, row, paces.get(code, 0))
             if row is not None and (row.target, row.pending, row.urgent) == (
                 target,
                 pending,
@@ -257,7 +258,9 @@ def _compute(
         db.executemany("DELETE FROM outbox WHERE shop = ? AND sku = ?", gone)
 
 
-def _target(shop: ShopSettings, level: tuple[int, int], row: _Row | None) -> tuple[int, bool, bool]:
+def _target(
+    shop: ShopSettings, level: tuple[int, int], row: _Row | None, sold_lately: int = 0
+) -> tuple[int, bool, bool]:
     """The target, and whether it is pending (the shop does not show it; or, with
     ``reflect_to_origin``, it was not sent it) and urgent (below what the shop shows)."""
     expected, reserve = level
@@ -267,6 +270,7 @@ def _target(shop: ShopSettings, level: tuple[int, int], row: _Row | None) -> tup
         expected,
         reserve,
         shop.distribution_rate,
+        floor=quantity.floor(min_shown_of(shop), sold_lately, reach_s(shop)),
         trickle_quantity=shop.trickle.quantity if shop.trickle.enabled else None,
         refill_at=shop.trickle.refill_at,
         shown=shown,
@@ -281,6 +285,16 @@ def _target(shop: ShopSettings, level: tuple[int, int], row: _Row | None) -> tup
     )
     urgent = pending and shop.urgent_push and shown is not None and target < shown
     return target, pending, urgent
+
+
+def paces_of(tx: Tx, codes: Sequence[str]) -> dict[str, int]:
+    """Each SKU's units sold in the pace window (``ledger.pace``); SKUs with none left out."""
+    return dict(
+        tx.db.execute(
+            f"SELECT sku, sum(units) FROM recent_sales WHERE sku IN ({_marks(codes)}) GROUP BY sku",
+            codes,
+        ).fetchall()
+    )
 
 
 def _levels(tx: Tx, codes: list[str]) -> dict[str, tuple[int, int]]:

@@ -314,6 +314,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (job, item_id, variation)
     ) WITHOUT ROWID
     """,
+    # the sales pace (ledger.pace): the units each order line took, kept for a few minutes
+    """
+    CREATE TABLE recent_sales (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        sku TEXT NOT NULL,
+        units INTEGER NOT NULL
+    );
+    CREATE INDEX recent_sales_sku ON recent_sales(sku);
+    CREATE INDEX recent_sales_at ON recent_sales(at)
+    """,
 )
 
 

@@ -29,6 +29,8 @@ TARGET_SETTINGS = (
     "reflect_to_origin",
     "listing_mode",
     "urgent_push",
+    "min_shown",
+    "transport",  # min_shown's default follows it
 )
 
 _settings_encoder = msgspec.json.Encoder()

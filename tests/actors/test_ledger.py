@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import trio
+import trio.testing
 
-from daemon.actors.ledger import ledger
-from daemon.commands import LedgerRequest, Result, submit
+from daemon.actors.ledger import PACE_SLACK_S, ledger
+from daemon.clock import stamp
+from daemon.commands import IncomingOrder, LedgerRequest, Result, TakeOrders, submit
 from daemon.events import EventBus
 from protocols import control
+from protocols.malls.base import MallOrder, OrderLine
+from protocols.settings import ShopSettings
 
 
 def now() -> str:
@@ -129,3 +136,63 @@ async def test_callers_learn_at_once_when_the_ledger_fails(tmp_path: Path) -> No
     except BaseExceptionGroup as group:
         assert group.subgroup(sqlite3.DatabaseError) is not None
     assert outcome == ["told"]
+
+
+async def test_the_last_units_come_back_when_the_sales_pace_calms_without_a_request(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A SKU selling fast is not shown to a file shop while few are left (the pace floor);
+    ten minutes after its last sale the ledger, asked nothing, raises the target again."""
+    start = datetime(2026, 11, 26, tzinfo=UTC)
+
+    def wall_now() -> str:
+        return stamp(start + timedelta(seconds=trio.current_time()))
+
+    bus = EventBus()
+    send, receive = trio.open_memory_channel[LedgerRequest](16)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(ledger, tmp_path / "z.sqlite3", receive, bus, wall_now, inline=True)
+        )
+        async with send:
+            await submit(send, control.SkuAdd(id=1, code="A"), "test")
+            await submit(send, control.StockSet(id=2, code="A", field="expected", value=12), "test")
+            shops = (
+                ShopSettings(id="r1", mall="rakuten", order_intake="active"),
+                ShopSettings(id="y1", mall="yahoo", transport="ftp", ftp_url="ftps://u@127.0.0.1/"),
+            )
+            assert not isinstance(
+                await submit(send, control.ShopsApply(id=3, shops=shops), "t"), control.Error
+            )
+            order = MallOrder(
+                order_no="1",
+                ordered_at="2026-11-26T09:00:00+09:00",
+                lines=(OrderLine(line_no=1, item_id="A", sku="A", quantity=6),),
+            )
+            await trio.sleep_until(100.0)
+            await submit(send, TakeOrders(shop="r1", orders=(IncomingOrder(order),)), "test")
+
+            async def targets() -> dict[str, int]:
+                reply = await submit(send, control.SkuShow(id=4, code="A"), "test")
+                assert isinstance(reply, control.SkuReply)
+                return {q.shop: q.target for q in reply.sku.shops}
+
+            # 6 sold in the last 10 minutes: the file shop (60 s + its batch's 15 min) would
+            # sell 9.6 more before it learns of a sale elsewhere; with its own floor of 2 it is
+            # shown nothing of the 6 left, the API shop (0.6: 1 more, floor 2) all of them
+            assert await targets() == {"r1": 6, "y1": 0}
+            # the sale leaves the pace at 700 s: the ledger, asked nothing, runs just after
+            with closing(sqlite3.connect(tmp_path / "z.sqlite3")) as reader:
+
+                def stored(shop: str) -> int:
+                    query = "SELECT target FROM outbox WHERE shop = ? AND sku = 'A'"
+                    found: int = reader.execute(query, (shop,)).fetchone()[0]
+                    return found
+
+                await trio.sleep_until(700.0 + PACE_SLACK_S - 0.001)
+                assert stored("y1") == 0
+                await trio.sleep_until(700.0 + PACE_SLACK_S)
+                await trio.testing.wait_all_tasks_blocked()
+                assert stored("y1") == 6
+            assert await targets() == {"r1": 6, "y1": 6}
+            nursery.cancel_scope.cancel()

@@ -106,7 +106,8 @@ def test_rate_reserve_and_the_seed_example(ledger: LedgerHarness) -> None:
 
 
 def test_trickle_as_spec_3_4_says(ledger: LedgerHarness) -> None:
-    shops(ledger, trickle={"enabled": True, "quantity": 10, "refill_at": 3})
+    # SPEC's example has no floor: 96 units sold at once would raise it (the sales pace)
+    shops(ledger, trickle={"enabled": True, "quantity": 10, "refill_at": 3}, pace_floor=False)
     ledger.add("A", 100)
     assert pending(ledger, "r1") == {"A": 10}
     send_all(ledger, "r1")
@@ -232,6 +233,8 @@ Step = tuple[str, str, int]  # (what, shop or "", units)
 @given(
     rate=st.integers(0, 100),
     reserve=st.integers(0, 5),
+    min_shown=st.one_of(st.none(), st.integers(1, 6)),
+    pace_floor=st.booleans(),
     trickle=st.one_of(
         st.none(),
         st.integers(1, 12).flatmap(lambda q: st.tuples(st.just(q), st.integers(0, q - 1))),
@@ -249,12 +252,17 @@ def test_the_outbox_follows_a_reference_model(
     tmp_path_factory: pytest.TempPathFactory,
     rate: int,
     reserve: int,
+    min_shown: int | None,
+    pace_floor: bool,
     trickle: tuple[int, int] | None,
     steps: list[Step],
 ) -> None:
     """What each shop shows (pushed − sold there since) and what it is pending, step by step,
     as a plain model of SPEC §3.2–3.4 says: after a push the shop shows the target; a sale
-    there counts it down; the target comes from expected, reserve, rate and trickle."""
+    there counts it down; the target comes from expected, reserve, rate, the floor and
+    trickle. The floor: min_shown (empty: 1 for these API shops that take order mails), plus,
+    with the pace floor, a tenth of the units sold lately (a sale reaches an API shop in
+    60 s; the pace counts 600 s, which the harness's clock never passes), rounded."""
     ledger = LedgerHarness(tmp_path_factory.mktemp("model") / "z.sqlite3")
     try:
         trickle_doc = (
@@ -268,6 +276,8 @@ def test_the_outbox_follows_a_reference_model(
                         id="r1",
                         order_intake="active",
                         distribution_rate=rate,
+                        min_shown=min_shown,
+                        pace_floor=pace_floor,
                         **({"trickle": trickle_doc} if trickle else {}),
                     ),
                     shop_settings(id="y1", mall="yahoo", order_intake="active"),
@@ -279,9 +289,11 @@ def test_the_outbox_follows_a_reference_model(
         expected = 20
         shown: dict[str, int | None] = {"r1": None, "y1": None}
         order = 0
+        sold = 0
         for what, shop, units in steps:
             if what == "sale":
                 order += 1
+                sold += units
                 ledger.take(shop, mall_order(str(order), ("A", units)))
                 expected -= units
                 if shown[shop] is not None:
@@ -293,11 +305,14 @@ def test_the_outbox_follows_a_reference_model(
                 sent = send_all(ledger, shop)
                 if sent:
                     shown[shop] = sent[0].quantity
+            lately = int(sold / 10 + 0.5)
+            floors = {"r1": (min_shown or 1) + (lately if pace_floor else 0), "y1": 1 + lately}
             for shop_id, shop_rate, shop_trickle in (("r1", rate, trickle), ("y1", 100, None)):
                 target = quantity.shop_target(
                     expected,
                     reserve,
                     shop_rate,
+                    floor=floors[shop_id],
                     trickle_quantity=shop_trickle[0] if shop_trickle else None,
                     refill_at=shop_trickle[1] if shop_trickle else 0,
                     shown=shown[shop_id],

@@ -134,7 +134,8 @@ async def test_every_stock_mall_converges_by_api_and_by_file(
 ) -> None:
     config = daemon_config(tmp_path, sim, client_key)
     async with running_daemon(config), connect(config, "test") as client:
-        await setup(client, sim, STOCK_KINDS, distribution_rate=50)
+        # every unit shown (min_shown 1): the last one is what the drop below leaves
+        await setup(client, sim, STOCK_KINDS, distribution_rate=50, min_shown=1)
         # the pass at start: half of each (rate 50)
         await converged(
             sim,

@@ -32,6 +32,7 @@ from protocols.settings import (
     ShopSettings,
     decode_shops_toml,
     mall_settings,
+    min_shown_of,
     setting_text,
     setting_value,
 )
@@ -155,6 +156,9 @@ class SettingsForm(VerticalScroll, can_focus=False):
             return Select(options, value=text, allow_blank=False, compact=True, id=editor_id)
         if annotation is int:
             return Input(text, type="integer", compact=True, id=editor_id)
+        if key == "min_shown":  # empty: worked out from how late the shop meets a change
+            hint = self._labels("shops.min_shown_hint", n=min_shown_of(settings))
+            return Input(text, placeholder=hint, type="integer", compact=True, id=editor_id)
         return Input(text, placeholder=self._hint(key, settings.mall), compact=True, id=editor_id)
 
     def _hint(self, key: str, mall: str) -> str:

@@ -1,0 +1,49 @@
+"""A SKU's sales pace: the units its orders took in the last ``PACE_WINDOW_S`` seconds.
+
+A shop that meets a change late (a sale elsewhere reaches zaiko only with its order mail; a
+stock file only at the mall's batch) is not shown the units a SKU's pace would sell in that
+time (``protocols.quantity.floor``): they would be sold twice. The pace is kept in
+``recent_sales``, one row per order line that took stock, and each row leaves after the
+window; a SKU whose row left is marked, so its targets rise again as its sales calm down.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from daemon.ledger import outbox
+from daemon.ledger.tx import Tx
+from protocols.quantity import PACE_WINDOW_S
+
+
+def seconds(moment: str) -> float:
+    """A journal time (ISO 8601) as POSIX seconds."""
+    return datetime.fromisoformat(moment).timestamp()
+
+
+def record(tx: Tx, code: str, units: int) -> None:
+    """An order line took ``units`` of ``code`` now."""
+    tx.db.execute(
+        "INSERT INTO recent_sales(at, sku, units) VALUES (?, ?, ?)",
+        (seconds(tx.now()), code, units),
+    )
+
+
+def expire(tx: Tx) -> float | None:
+    """Drop the sales older than the window and mark their SKUs; the seconds until the next
+    one leaves (None: none left)."""
+    now = seconds(tx.now())
+    cutoff = now - PACE_WINDOW_S
+    calmer = [
+        code
+        for (code,) in tx.db.execute(
+            "SELECT DISTINCT sku FROM recent_sales WHERE at <= ?", (cutoff,)
+        ).fetchall()
+    ]
+    if calmer:
+        tx.db.execute("DELETE FROM recent_sales WHERE at <= ?", (cutoff,))
+        outbox.mark(tx, calmer)
+    oldest: float | None = tx.db.execute("SELECT min(at) FROM recent_sales").fetchone()[0]
+    if oldest is None:
+        return None
+    return max(0.0, oldest + PACE_WINDOW_S - now)
