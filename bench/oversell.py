@@ -40,6 +40,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -442,6 +443,7 @@ class FileMall:
         self.waiting: dict[str, int] | None = None
         self.calls = 0  # uploads
         self.refused = 0  # uploads refused while the last one waited
+        self.last_batch: float | None = None  # when a batch last applied a file
 
     @property
     def bulk_chunk(self) -> int:
@@ -474,6 +476,7 @@ class FileMall:
             if self.waiting is not None:
                 self.shows.update(self.waiting)
                 self.waiting = None
+                self.last_batch = trio.current_time()
             at += self.cycle_s
 
 
@@ -508,6 +511,8 @@ class Outcome:
     file_probes: int = 0  # looks whether a file mall still holds the waiting file
     stock_changes: int = 0
     oversold_by_shop: dict[str, int] = field(default_factory=dict)
+    # each oversold sale: when, where, what the mall showed, the SKU's sales before it
+    explained: list[str] = field(default_factory=list)
     ledger_agrees: bool = False
     wall_s: float = 0.0
 
@@ -607,6 +612,8 @@ async def play(scenario: Scenario, setting: Setting, params: Params, database: P
                     poll_orders, send, shop, orders, first_event + poll_phases[shop], params
                 )
 
+            sales_of: dict[str, list[tuple[float, str, int]]] = defaultdict(list)
+
             def sell(sale: Sale) -> MallOrder | None:
                 shown = shows[sale.shop].get(sale.sku, 0)
                 if shown < sale.units:
@@ -615,7 +622,28 @@ async def play(scenario: Scenario, setting: Setting, params: Params, database: P
                 shows[sale.shop][sale.sku] = shown - sale.units  # the mall counts down at once
                 have = truth[sale.sku]
                 short = sale.units - min(sale.units, max(0, have))
+                now = trio.current_time() - first_event
+                before = sales_of[sale.sku][-5:]
+                sales_of[sale.sku].append((now, sale.shop, sale.units))
                 if short:
+                    mall = malls[sale.shop]
+                    batch = (
+                        f", its last batch {now - (mall.last_batch - first_event):.0f} s before"
+                        if isinstance(mall, FileMall) and mall.last_batch is not None
+                        else ""
+                    )
+                    outcome.explained.append(
+                        f"{wall().astimezone(TOKYO):%H:%M:%S} {sale.shop} {sale.sku}: "
+                        f"{sale.units} bought, the mall showed {shown}{batch}, real stock {have}; "
+                        "its sales before: "
+                        + (
+                            ", ".join(
+                                f"{shop} {units} {now - at:.0f} s before"
+                                for at, shop, units in before
+                            )
+                            or "none"
+                        )
+                    )
                     outcome.oversold_units += short
                     outcome.oversold_orders += 1
                     outcome.oversold_by_shop[sale.shop] += short
@@ -911,6 +939,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--replay", type=Path, nargs="+", metavar="FILE", help="TEMPOSTAR 在庫変動ログ CSV files"
     )
     parser.add_argument("--encoding", default="cp932", help="of the --replay files")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="each oversold sale: the mall's count then, the real stock, the SKU's sales before",
+    )
     return parser.parse_args(argv)
 
 
@@ -970,6 +1003,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         scenario = simulated_day(params)
     outcomes = compare(scenario, params)
     print(report(scenario, params, outcomes, rows=rows))
+    if args.explain:
+        for outcome in outcomes:
+            print(f"\noversold sales, {outcome.setting}:")
+            print("\n".join(outcome.explained) or "none")
 
 
 if __name__ == "__main__":

@@ -86,12 +86,13 @@ def sku_detail(sku: control.SkuDetail) -> str:
         out.append(
             "\n"
             + table(
-                ["shop", "linked", "quantity", "sent", "shows", "item id"],
+                ["shop", "linked", "quantity", "floor", "sent", "shows", "item id"],
                 [
                     (
                         q.shop,
                         "yes" if q.linked else "no",
                         f"{q.target}{' (pending)' if q.pending else ''}",
+                        q.floor,
                         "-" if q.pushed is None else f"{q.pushed} at {q.pushed_at}",
                         "-" if q.shown is None else q.shown,
                         " ".join((q.item_id, *q.variation)).strip(),
@@ -243,6 +244,7 @@ def reflect(reply: control.ReflectReply) -> str:
             r.expected,
             r.reserve,
             f"{r.rate}%",
+            r.floor,
             "-" if r.trickle_quantity is None else f"{r.trickle_quantity} (at {r.refill_at})",
             "urgent" if r.urgent else "",
         )
@@ -256,7 +258,18 @@ def reflect(reply: control.ReflectReply) -> str:
         head
         + "\n"
         + table(
-            ["sku", "mall item", "shows", "→ send", "expected", "reserve", "rate", "trickle", ""],
+            [
+                "sku",
+                "mall item",
+                "shows",
+                "→ send",
+                "expected",
+                "reserve",
+                "rate",
+                "floor",
+                "trickle",
+                "",
+            ],
             rows,
         )
         + tail

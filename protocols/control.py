@@ -122,6 +122,9 @@ class ShopQuantity(msgspec.Struct, frozen=True):
     pushed_at: str = ""
     shown: int | None = None
     pending: bool = False
+    # the fewest units the shop is shown (min_shown, raised by the SKU's sales pace): a
+    # share below it is sent as 0
+    floor: int = 1
 
 
 class SkuDetail(msgspec.Struct, frozen=True):
@@ -572,7 +575,8 @@ class ShopReply(Base, frozen=True, tag="shop"):
 
 class ReflectRow(msgspec.Struct, frozen=True):
     """One quantity a shop is to be sent, and how it was reached (SPEC §3.2–3.4): sellable =
-    max(0, expected − reserve), allocated = floor(sellable × rate / 100), then trickle
+    max(0, expected − reserve), allocated = floor(sellable × rate / 100), 0 when below
+    ``floor`` (the shop's min_shown raised by the SKU's sales pace), then trickle
     (``trickle_quantity`` None: off) from what the shop still shows."""
 
     sku: str
@@ -587,6 +591,7 @@ class ReflectRow(msgspec.Struct, frozen=True):
     trickle_quantity: int | None = None
     refill_at: int = 0
     urgent: bool = False
+    floor: int = 1
 
 
 class ReflectReply(Base, frozen=True, tag="reflect"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import cache
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo
@@ -209,18 +210,33 @@ def setting_value(shop: ShopSettings, key: str) -> Any:
     return value
 
 
-# a sale at another shop reaches zaiko with its order mail, within about a minute; a stock
-# file then waits for the mall's batch, up to about 15 minutes (no mall publishes when)
-ORDER_LAG_S = 60
+# a sale reaches zaiko with its order mail within about a minute, or with a polled order API
+# (every minute, asking up to Amazon's two minutes back) within about three; a stock file
+# then waits for the mall's batch, up to about 15 minutes (no mall publishes when)
+ORDER_MAIL_LAG_S = 60
+ORDER_API_LAG_S = 180
 FILE_BATCH_LAG_S = 15 * 60
 
 
-def reach_s(shop: ShopSettings) -> int:
-    """How long a sale elsewhere takes to reach the shop's buyers, for the pace floor (0:
-    the shop has no pace floor)."""
+def order_lag_s(shops: Iterable[ShopSettings]) -> int:
+    """How late a sale at one of these shops may reach zaiko: the slowest intake among the
+    shops whose orders move stock."""
+    return max(
+        (
+            ORDER_MAIL_LAG_S if "mail" in capability(shop.mall).intake else ORDER_API_LAG_S
+            for shop in shops
+            if shop.order_intake == "active"
+        ),
+        default=ORDER_MAIL_LAG_S,
+    )
+
+
+def reach_s(shop: ShopSettings, order_lag: int = ORDER_MAIL_LAG_S) -> int:
+    """How long a sale elsewhere takes to reach the shop's buyers (``order_lag``: to reach
+    zaiko, ``order_lag_s``), for the pace floor; 0: the shop has no pace floor."""
     if not shop.pace_floor:
         return 0
-    return ORDER_LAG_S + (FILE_BATCH_LAG_S if shop.transport == "ftp" else 0)
+    return order_lag + (FILE_BATCH_LAG_S if shop.transport == "ftp" else 0)
 
 
 def min_shown_of(shop: ShopSettings) -> int:
@@ -508,6 +524,7 @@ def parse_setting(key: str, text: str) -> Any:
             raise SettingsError(key, f"{text!r} is not a whole number of at most 9 digits")
         return int(text)
     if annotation == int | None:  # empty: the default, worked out from other settings
+        text = _unquoted(text)
         if not text:
             return None
         if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):

@@ -8,12 +8,14 @@ import pytest
 from protocols.malls import KINDS
 from protocols.settings import (
     FILE_BATCH_LAG_S,
-    ORDER_LAG_S,
+    ORDER_API_LAG_S,
+    ORDER_MAIL_LAG_S,
     SettingsError,
     ShopSettings,
     apply_changes,
     decode_shops_toml,
     min_shown_of,
+    order_lag_s,
     reach_s,
     validate_shop,
 )
@@ -75,9 +77,15 @@ def test_the_fewest_units_shown_follow_how_late_the_shop_meets_a_change() -> Non
     assert min_shown_of(shop(id="a1", mall="amazon")) == 2
     assert min_shown_of(shop(min_shown=1, mall="yahoo", **ftps)) == 1  # set: as set
     # a sale elsewhere reaches an API shop with its order mail, a file shop at the batch
-    assert reach_s(shop()) == ORDER_LAG_S == 60
-    assert reach_s(shop(mall="yahoo", **ftps)) == ORDER_LAG_S + FILE_BATCH_LAG_S
+    assert reach_s(shop()) == ORDER_MAIL_LAG_S == 60
+    assert reach_s(shop(mall="yahoo", **ftps)) == ORDER_MAIL_LAG_S + FILE_BATCH_LAG_S
     assert reach_s(shop(pace_floor=False)) == 0
+    # ... or, where a shop's orders come by a polled order API, up to three minutes late
+    amazon = shop(id="a1", mall="amazon", order_intake="active")
+    assert order_lag_s([shop(order_intake="active")]) == ORDER_MAIL_LAG_S
+    assert order_lag_s([shop(order_intake="active"), amazon]) == ORDER_API_LAG_S == 180
+    assert order_lag_s([shop(), shop(id="a1", mall="amazon")]) == ORDER_MAIL_LAG_S  # stopped
+    assert reach_s(shop(), ORDER_API_LAG_S) == 180
     # typed by an operator: empty is the default again
     changed = apply_changes(shop(), {"min_shown": "3", "pace_floor": "false"})
     assert (changed.min_shown, changed.pace_floor) == (3, False)

@@ -18,7 +18,7 @@ from protocols import control, quantity
 from protocols.listings import code_prefixes, match_by_choices, variation_key
 from protocols.malls import capability, module
 from protocols.malls.base import identifier
-from protocols.settings import ShopSettings, min_shown_of, reach_s
+from protocols.settings import ShopSettings, min_shown_of, order_lag_s, reach_s
 
 # ON CONFLICT(shop, sku): the listing takes the row's identifiers; the item's other
 # identifier is kept when the row names the same item without one.
@@ -254,18 +254,21 @@ def shop_quantities(
     sent = outbox.rows_of(tx, code)
     paces = outbox.paces_of(tx, [code])
     quantities = []
-    for shop in shops.all_shops(tx):
+    every_shop = shops.all_shops(tx)
+    order_lag = order_lag_s(every_shop)
+    for shop in every_shop:
         if not capability(shop.mall).stock_out:
             continue  # an intake-only mall (ヤフオク!) is never sent a quantity
         item_id, variation, linked = listed.get(shop.id, ("", (), shop.listing_mode == "all"))
         row = sent.get(shop.id)
+        floor = quantity.floor(min_shown_of(shop), paces.get(code, 0), reach_s(shop, order_lag))
         if row is None or not linked:
             # not computed yet (a large import's marks are computed over a few batches)
             target = quantity.shop_target(
                 level.expected,
                 level.reserve,
                 shop.distribution_rate,
-                floor=quantity.floor(min_shown_of(shop), paces.get(code, 0), reach_s(shop)),
+                floor=floor,
                 trickle_quantity=shop.trickle.quantity if shop.trickle.enabled else None,
                 refill_at=shop.trickle.refill_at,
             )
@@ -277,6 +280,7 @@ def shop_quantities(
                     item_id=item_id,
                     variation=variation,
                     pending=linked,
+                    floor=floor,
                 )
             )
             continue
@@ -292,6 +296,7 @@ def shop_quantities(
                 pushed_at=pushed_at,
                 shown=None if pushed is None else pushed - sold,
                 pending=pending,
+                floor=floor,
             )
         )
     return tuple(quantities)

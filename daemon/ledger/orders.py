@@ -217,8 +217,9 @@ def _take(tx: Tx, shop: ShopSettings, incoming: IncomingOrder) -> OrderResult:
                 ),
             )
             if status in MOVED:
-                oversold += _sell(tx, shop.id, order.order_no, line.line_no, sku, line.quantity)
-                pace.record(tx, sku, line.quantity)
+                oversold += _sell(
+                    tx, shop.id, order.order_no, line.line_no, sku, line.quantity, order.ordered_at
+                )
             if sku:
                 # the mall counted its own quantity down, whether or not stock moved here
                 outbox.sold_at(tx, shop, sku, line.quantity, order.ordered_at)
@@ -320,9 +321,11 @@ def _line_ref(shop: str, order_no: str, line_no: int) -> str:
     return f"{shop}:{order_no}:{line_no}"
 
 
-def _sell(tx: Tx, shop: str, order_no: str, line_no: int, sku: str, quantity: int) -> list[str]:
-    """Take a line's stock (a set's from its children, one journal row each); returns the
-    SKUs it oversold."""
+def _sell(
+    tx: Tx, shop: str, order_no: str, line_no: int, sku: str, quantity: int, ordered_at: str
+) -> list[str]:
+    """Take a line's stock (a set's from its children, one journal row each) and count it
+    in the sales pace of what was bought and what it took; returns the SKUs it oversold."""
     ref = _line_ref(shop, order_no, line_no)
     components = tx.db.execute(
         "SELECT child, qty FROM set_components WHERE parent = ?", (sku,)
@@ -332,8 +335,11 @@ def _sell(tx: Tx, shop: str, order_no: str, line_no: int, sku: str, quantity: in
         if components
         else [(sku, quantity, "order")]
     )
+    if components:
+        pace.record(tx, sku, quantity, ordered_at)
     oversold = []
     for code, units, reason in moves:
+        pace.record(tx, code, units, ordered_at)
         _, after = stock.move(tx, code, "expected", -units, reason, ref)
         if after < 0:
             oversold.append(code)
@@ -387,7 +393,7 @@ def rematch(tx: Tx) -> None:
     their shop's intake mode says."""
     waiting = tx.db.execute(
         "SELECT l.shop, l.order_no, l.line_no, l.item_id, l.variation, l.choices, l.quantity, "
-        "o.mall_state "
+        "o.mall_state, o.ordered_at "
         "FROM order_lines l JOIN orders o ON o.shop = l.shop AND o.order_no = l.order_no "
         "WHERE l.status = 'unmatched' ORDER BY l.shop, l.order_no, l.line_no"
     ).fetchall()
@@ -395,7 +401,17 @@ def rematch(tx: Tx) -> None:
         return
     settings = {shop.id: shop for shop in shops.all_shops(tx)}
     refreshed: set[tuple[str, str]] = set()
-    for shop_id, order_no, line_no, item_id, variation, choices, quantity, mall_state in waiting:
+    for (
+        shop_id,
+        order_no,
+        line_no,
+        item_id,
+        variation,
+        choices,
+        quantity,
+        mall_state,
+        ordered_at,
+    ) in waiting:
         shop = settings[shop_id]
         sku = listings.sku_for_item(
             tx,
@@ -414,7 +430,7 @@ def rematch(tx: Tx) -> None:
             (sku, status, shop_id, order_no, line_no),
         )
         if status in MOVED:
-            _sell(tx, shop_id, order_no, line_no, sku, quantity)
+            _sell(tx, shop_id, order_no, line_no, sku, quantity, ordered_at)
         refreshed.add((shop_id, order_no))
     for shop_id, order_no in sorted(refreshed):
         _refresh(tx, shop_id, order_no)
@@ -442,7 +458,7 @@ def order_apply(tx: Tx, command: control.OrderApply) -> control.OrderReply:
             "AND line_no = ?",
             (sku, status, shop_id, order_no, line.line_no),
         )
-        _sell(tx, shop_id, order_no, line.line_no, sku, line.quantity)
+        _sell(tx, shop_id, order_no, line.line_no, sku, line.quantity, doc.ordered_at)
         applied += 1
     if not applied:
         unmatched = (

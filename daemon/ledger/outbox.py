@@ -26,7 +26,7 @@ from daemon.ledger import shops
 from daemon.ledger.tx import DomainError, Tx
 from protocols import control, quantity
 from protocols.malls import capability
-from protocols.settings import ShopSettings, min_shown_of, reach_s
+from protocols.settings import ShopSettings, min_shown_of, order_lag_s, reach_s
 
 # (shop, SKU) targets computed per batch at most: the rest waits for the next batch
 REFRESH_BUDGET = 20_000
@@ -67,6 +67,14 @@ def mark_batch(tx: Tx, table: str) -> None:
             f"INSERT INTO outbox_dirty(sku) SELECT code FROM {table} WHERE true "
             "ON CONFLICT DO NOTHING"
         )
+
+
+def mark_paced(tx: Tx) -> None:
+    """The SKUs sold lately: their floors follow how late a sale reaches zaiko."""
+    tx.db.execute(
+        "INSERT INTO outbox_dirty(sku) SELECT DISTINCT sku FROM recent_sales WHERE true "
+        "ON CONFLICT DO NOTHING"
+    )
 
 
 def mark_shop(tx: Tx, shop: str) -> None:
@@ -128,6 +136,7 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
         return False
     db = tx.db
     stock_shops = _stock_shops(tx)
+    order_lag = order_lag_s(shops.all_shops(tx))
     by_id = {s.id: s for s in stock_shops}
     announced: dict[str, bool] = {}
     # SKUs first: an order's marks (urgent pushes) never wait behind a shop's whole sweep
@@ -141,7 +150,7 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
         ]
         if not codes:
             break
-        _compute(tx, stock_shops, codes, announced)
+        _compute(tx, stock_shops, codes, announced, order_lag)
         db.execute(f"DELETE FROM outbox_dirty WHERE sku IN ({_marks(codes)})", codes)
         budget -= len(codes) * len(stock_shops)
     for shop_id, after in db.execute("SELECT shop, after FROM outbox_dirty_shops").fetchall():
@@ -161,7 +170,7 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
             if not codes:
                 db.execute("DELETE FROM outbox_dirty_shops WHERE shop = ?", (shop_id,))
                 break
-            _compute(tx, [shop], codes, announced)
+            _compute(tx, [shop], codes, announced, order_lag)
             budget -= len(codes)
             after = codes[-1]
             db.execute("UPDATE outbox_dirty_shops SET after = ? WHERE shop = ?", (after, shop_id))
@@ -180,7 +189,7 @@ def refresh_sku(tx: Tx, code: str) -> None:
     if marked is None and code not in tx.touched:
         return
     announced: dict[str, bool] = {}
-    _compute(tx, _stock_shops(tx), [code], announced)
+    _compute(tx, _stock_shops(tx), [code], announced, order_lag_s(shops.all_shops(tx)))
     tx.db.execute("DELETE FROM outbox_dirty WHERE sku = ?", (code,))
     _announce(tx, announced)
 
@@ -207,8 +216,14 @@ class _Row:
 
 
 def _compute(
-    tx: Tx, stock_shops: Sequence[ShopSettings], codes: list[str], announced: dict[str, bool]
+    tx: Tx,
+    stock_shops: Sequence[ShopSettings],
+    codes: list[str],
+    announced: dict[str, bool],
+    order_lag: int,
 ) -> None:
+    """The targets of these SKUs at these shops (``order_lag``: ``order_lag_s`` of every
+    shop, for the pace floor)."""
     db = tx.db
     levels = _levels(tx, codes)
     marks = _marks(codes)
@@ -237,7 +252,7 @@ def _compute(
                 if row is not None:
                     gone.append((shop.id, code))
                 continue
-            target, pending, urgent = _target(shop, level, row, paces.get(code, 0))
+            target, pending, urgent = _target(shop, level, row, paces.get(code, 0), order_lag)
             if row is not None and (row.target, row.pending, row.urgent) == (
                 target,
                 pending,
@@ -259,7 +274,11 @@ def _compute(
 
 
 def _target(
-    shop: ShopSettings, level: tuple[int, int], row: _Row | None, sold_lately: int = 0
+    shop: ShopSettings,
+    level: tuple[int, int],
+    row: _Row | None,
+    sold_lately: int,
+    order_lag: int,
 ) -> tuple[int, bool, bool]:
     """The target, and whether it is pending (the shop does not show it; or, with
     ``reflect_to_origin``, it was not sent it) and urgent (below what the shop shows)."""
@@ -270,7 +289,7 @@ def _target(
         expected,
         reserve,
         shop.distribution_rate,
-        floor=quantity.floor(min_shown_of(shop), sold_lately, reach_s(shop)),
+        floor=quantity.floor(min_shown_of(shop), sold_lately, reach_s(shop, order_lag)),
         trickle_quantity=shop.trickle.quantity if shop.trickle.enabled else None,
         refill_at=shop.trickle.refill_at,
         shown=shown,
@@ -432,6 +451,8 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
         (shop.id, command.limit),
     ).fetchall()
     levels = _levels(tx, [sku for sku, *_ in found]) if found else {}
+    paces = paces_of(tx, [sku for sku, *_ in found]) if found else {}
+    min_shown, reach = min_shown_of(shop), reach_s(shop, order_lag_s(shops.all_shops(tx)))
     trickle = shop.trickle.quantity if shop.trickle.enabled else None
     rows = tuple(
         control.ReflectRow(
@@ -447,6 +468,7 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
             trickle_quantity=trickle,
             refill_at=shop.trickle.refill_at,
             urgent=bool(urgent),
+            floor=quantity.floor(min_shown, paces.get(sku, 0), reach),
         )
         for sku, item_id, variation, target, pushed, sold, urgent in found
     )

@@ -1,10 +1,11 @@
-"""A SKU's sales pace: the units its orders took in the last ``PACE_WINDOW_S`` seconds.
+"""A SKU's sales pace: the units of it ordered in the last ``PACE_WINDOW_S`` seconds.
 
 A shop that meets a change late (a sale elsewhere reaches zaiko only with its order mail; a
 stock file only at the mall's batch) is not shown the units a SKU's pace would sell in that
 time (``protocols.quantity.floor``): they would be sold twice. The pace is kept in
-``recent_sales``, one row per order line that took stock, and each row leaves after the
-window; a SKU whose row left is marked, so its targets rise again as its sales calm down.
+``recent_sales``, one row per SKU an order line took stock of (a set's line: the set and each
+of its children), at the time the order was placed; each row leaves after the window and its
+SKU is marked, so its targets rise again as its sales calm down.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ def seconds(moment: str) -> float:
     return datetime.fromisoformat(moment).timestamp()
 
 
-def record(tx: Tx, code: str, units: int) -> None:
-    """An order line took ``units`` of ``code`` now."""
-    tx.db.execute(
-        "INSERT INTO recent_sales(at, sku, units) VALUES (?, ?, ?)",
-        (seconds(tx.now()), code, units),
-    )
+def record(tx: Tx, code: str, units: int, ordered_at: str) -> None:
+    """An order placed at ``ordered_at`` took ``units`` of ``code``: counted from when it was
+    placed (a backlog taken in at once is no pace), not at all when that is past the window
+    (an order given late is no more than a late one)."""
+    now = seconds(tx.now())
+    try:
+        placed = min(now, seconds(ordered_at))
+    except ValueError:  # a time no mall should send: counted as taken now
+        placed = now
+    if placed > now - PACE_WINDOW_S:
+        tx.db.execute(
+            "INSERT INTO recent_sales(at, sku, units) VALUES (?, ?, ?)", (placed, code, units)
+        )
 
 
 def expire(tx: Tx) -> float | None:

@@ -323,7 +323,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         units INTEGER NOT NULL
     );
     CREATE INDEX recent_sales_sku ON recent_sales(sku);
-    CREATE INDEX recent_sales_at ON recent_sales(at)
+    CREATE INDEX recent_sales_at ON recent_sales(at);
+    INSERT INTO outbox_dirty_shops(shop) SELECT id FROM shops WHERE true
+        ON CONFLICT DO UPDATE SET after = ''
     """,
 )
 

@@ -30,6 +30,7 @@ TARGET_SETTINGS = (
     "listing_mode",
     "urgent_push",
     "min_shown",
+    "pace_floor",
     "transport",  # min_shown's default follows it
 )
 
@@ -198,6 +199,9 @@ def save(tx: Tx, shop: ShopSettings, before: ShopSettings | None) -> None:
         tx.publish(control.ShopChanged(shop=shop))
     if before is None or any(key.startswith(TARGET_SETTINGS) for key, _, _ in changed):
         outbox.mark_shop(tx, shop.id)
+    if any(key == "order_intake" for key, _, _ in changed):
+        # how late a sale reaches zaiko (the slowest intake) is in every shop's pace floor
+        outbox.mark_paced(tx)
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

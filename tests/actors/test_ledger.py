@@ -164,12 +164,12 @@ async def test_the_last_units_come_back_when_the_sales_pace_calms_without_a_requ
             assert not isinstance(
                 await submit(send, control.ShopsApply(id=3, shops=shops), "t"), control.Error
             )
+            await trio.sleep_until(100.0)
             order = MallOrder(
                 order_no="1",
-                ordered_at="2026-11-26T09:00:00+09:00",
+                ordered_at=wall_now(),
                 lines=(OrderLine(line_no=1, item_id="A", sku="A", quantity=6),),
             )
-            await trio.sleep_until(100.0)
             await submit(send, TakeOrders(shop="r1", orders=(IncomingOrder(order),)), "test")
 
             async def targets() -> dict[str, int]:

@@ -4,6 +4,7 @@ what the shop still shows, and a large mark computed over several batches."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -456,3 +457,26 @@ def test_a_file_mall_applies_a_push_at_its_batch_so_a_sale_soon_after_is_not_cou
     )
     ledger.take("r1", later)
     assert row(ledger, "r1", "A").shown == 9  # the batch ran by then: the mall counted it
+
+
+def test_a_backlog_of_old_orders_is_no_sales_pace(ledger: LedgerHarness) -> None:
+    """The pace counts orders from when they were placed: a day-old order taken now raises
+    no floor; one placed now does (a file shop's floor 2 + 6 × 960 s / 600 s rounded: 12)."""
+    ledger.ok(
+        control.ShopsApply(
+            id=1,
+            shops=(
+                shop_settings(id="r1", order_intake="active"),
+                shop_settings(
+                    id="y1", mall="yahoo", transport="ftp", ftp_url="ftps://u@127.0.0.1/"
+                ),
+            ),
+        )
+    )
+    ledger.add("A", 20)
+    old = msgspec.structs.replace(mall_order("1", ("A", 6)), ordered_at="2026-11-25T09:00:00+09:00")
+    ledger.take("r1", old)
+    assert row(ledger, "y1", "A").target == 14
+    ledger.take("r1", mall_order("2", ("A", 6)))  # placed at the harness's time
+    assert row(ledger, "y1", "A").target == 0
+    assert row(ledger, "r1", "A").target == 8  # an API shop: floor 1 + 0.6 rounded = 2

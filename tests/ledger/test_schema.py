@@ -111,3 +111,30 @@ def test_listings_of_an_older_database_get_the_item_number_column_and_one_variat
         "SELECT sku, item_id, variation, alt_item_id FROM listings ORDER BY sku"
     ).fetchall() == [("A", "shirt", '["s"]', ""), ("B", "bag", "[]", "")]
     ledger.close()
+
+
+def test_an_older_database_s_targets_get_the_floor(tmp_path: Path) -> None:
+    """The migration that brings the floor marks every shop: a target stored before it (a
+    file shop shown its SKU's last unit) is computed again, not kept until the SKU moves."""
+    path = tmp_path / "old.sqlite3"
+    ledger = LedgerHarness(path)
+    ledger.ok(
+        control.ShopsApply(
+            id=1,
+            shops=(
+                shop_settings(
+                    id="y1", mall="yahoo", transport="ftp", ftp_url="ftps://u@127.0.0.1/"
+                ),
+            ),
+        )
+    )
+    ledger.add("A", 1)
+    assert ledger.db.execute("SELECT target FROM outbox").fetchall() == [(0,)]
+    # as the release before the floor left it: its target, no pace table, one migration less
+    ledger.db.execute("UPDATE outbox SET target = 1")
+    ledger.db.execute("DROP TABLE recent_sales")
+    ledger.db.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    ledger.engine.close()
+    ledger = LedgerHarness(path)
+    ledger.ok(control.GetStatus(id=1))  # any batch computes what the migration marked
+    assert ledger.db.execute("SELECT target FROM outbox").fetchall() == [(0,)]

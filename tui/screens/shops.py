@@ -140,9 +140,16 @@ class SettingsForm(VerticalScroll, can_focus=False):
         for key in self._keys:
             self._set_text(key, setting_text(setting_value(settings, key)))
         self.settings = settings
+        self._show_defaults(settings)
         self.clear_errors()
         self.mark_edited()
         self.scroll_home(animate=False)
+
+    def _show_defaults(self, settings: ShopSettings) -> None:
+        """What an empty min_shown stands for at this shop (its transport, its mall)."""
+        if "min_shown" in self._keys:
+            editor = self.query_one(f"#{widget_id('min_shown', 'editor')}", Input)
+            editor.placeholder = self._labels("shops.min_shown_hint", n=min_shown_of(settings))
 
     def _editor(self, key: str, settings: ShopSettings) -> Widget:
         value = setting_value(settings, key)
@@ -220,6 +227,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
             else:
                 kept = True
         self.settings = settings
+        self._show_defaults(settings)
         self.mark_edited()
         return kept
 
@@ -229,6 +237,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
         self.settings = settings
         for key in self._keys:
             self._set_text(key, self._saved_text(key))
+        self._show_defaults(settings)
         self.mark_edited()
 
     def mark_edited(self) -> None:
