@@ -895,14 +895,18 @@ def report(
     # a unit oversold is not delivered: the sales each setting really made, and what the
     # floor gave up (units still in stock when the simulated day ends, not lost)
     delivered = {o.setting: o.units_sold - o.oversold_units for o in outcomes}
-    given_up = delivered[tempostar.setting] - delivered[zaiko.setting]
+
+    def fewer(other: Outcome) -> str:
+        given_up = delivered[other.setting] - delivered[zaiko.setting]
+        share = abs(given_up) / max(1, delivered[other.setting])
+        return f"{abs(given_up):,} {'fewer' if given_up >= 0 else 'more'} than {other.setting} ({share:.1%})"
+
     lines.append(
         "units delivered (sold − oversold): "
         + ", ".join(f"{name} {units:,}" for name, units in delivered.items())
-        + f"; zaiko defaults {abs(given_up):,} "
-        + ("fewer" if given_up >= 0 else "more")
-        + f" than TEMPOSTAR-like ({abs(given_up) / max(1, delivered[tempostar.setting]):.1%}),"
-        " left in stock at the day's end"
+        + "; zaiko defaults "
+        + ", ".join(fewer(other) for other in outcomes[1:])
+        + ": left in stock at the day's end"
     )
     disagree = [o.setting for o in outcomes if not o.ledger_agrees]
     lines.append(
