@@ -4,8 +4,9 @@ A shop that meets a change late (a sale elsewhere reaches zaiko only with its or
 stock file only at the mall's batch) is not shown the units a SKU's pace would sell in that
 time (``protocols.quantity.floor``): they would be sold twice. The pace is kept in
 ``recent_sales``, one row per SKU an order line took stock of (a set's line: the set and each
-of its children), at the time the order was placed; each row leaves after the window and its
-SKU is marked, so its targets rise again as its sales calm down.
+of its children), at the time zaiko took the order in (one placed before the window is left
+out); each row leaves after the window and its SKU is marked, so its targets rise again as
+its sales calm down.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ def seconds(moment: str) -> float:
 
 
 def record(tx: Tx, code: str, units: int, ordered_at: str) -> None:
-    """An order placed at ``ordered_at`` took ``units`` of ``code``: counted from when it was
-    placed (a backlog taken in at once is no pace), not at all when that is past the window
-    (an order given late is no more than a late one)."""
+    """An order placed at ``ordered_at`` took ``units`` of ``code``: counted from now, when
+    zaiko learned of it (the other shops learn of it from now on), unless it was placed
+    before the window (a backlog taken in at once, an order applied by hand later: no pace)."""
     now = seconds(tx.now())
     try:
-        placed = min(now, seconds(ordered_at))
-    except ValueError:  # a time no mall should send: counted as taken now
+        placed = seconds(ordered_at)
+    except ValueError:  # a time no mall should send: taken as placed now
         placed = now
     if placed > now - PACE_WINDOW_S:
         tx.db.execute(
-            "INSERT INTO recent_sales(at, sku, units) VALUES (?, ?, ?)", (placed, code, units)
+            "INSERT INTO recent_sales(at, sku, units) VALUES (?, ?, ?)", (now, code, units)
         )
 
 

@@ -460,8 +460,9 @@ def test_a_file_mall_applies_a_push_at_its_batch_so_a_sale_soon_after_is_not_cou
 
 
 def test_a_backlog_of_old_orders_is_no_sales_pace(ledger: LedgerHarness) -> None:
-    """The pace counts orders from when they were placed: a day-old order taken now raises
-    no floor; one placed now does (a file shop's floor 2 + 6 × 960 s / 600 s rounded: 12)."""
+    """The pace counts only orders placed within its window: a day-old order taken now
+    raises no floor; one placed now does (a file shop's floor 2 + 6 × 960 s / 600 s
+    rounded: 12)."""
     ledger.ok(
         control.ShopsApply(
             id=1,
