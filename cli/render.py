@@ -340,7 +340,7 @@ def shop_settings(shop: ShopSettings, shop_status: control.ShopStatus | None = N
         text = setting_text(setting_value(shop, key))
         lines.append(f"{key} = {text}" if text else f"# {key} =")
         if not text and (note := default_note(shop, key)):
-            lines.append(f"#   (empty {key}: {note})")
+            lines.append(f"#   empty {key} = {note}")
     if shop_status is not None:
         if shop_status.actors:
             lines.append(

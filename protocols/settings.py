@@ -256,9 +256,9 @@ def default_note(shop: ShopSettings, key: str) -> str:
     if key == "min_shown" and shop.min_shown is None:
         why = "stock by file" if shop.transport == "ftp" else "orders by a polled order API"
         return (
-            f"{min_shown_of(shop)} ({why}: the shop meets a change late)"
+            f"{min_shown_of(shop)}, as the shop meets a change late ({why})"
             if min_shown_of(shop) > 1
-            else "1 (every unit shown)"
+            else "1, every unit shown"
         )
     return ""
 
