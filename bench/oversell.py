@@ -845,7 +845,11 @@ def report(
             for s in SHOPS
             if s.order_api
         ),
-        f"TEMPOSTAR-like: send_interval_min 5, urgent_push false, bulk_sync_hours [{NIGHT_HOUR}]",
+        "zaiko defaults: urgent push, 5-minute interval, pickup-timed files, the floor "
+        "(min_shown empty: 2 at file and order-API malls; pace_floor true); zaiko, no floor: "
+        "min_shown 1, pace_floor false",
+        f"TEMPOSTAR-like: send_interval_min 5, urgent_push false, bulk_sync_hours [{NIGHT_HOUR}], "
+        "every unit shown",
         *scenario.notes,
         "",
         f"{'setting':16} {'oversold units':>14} {'oversold orders':>15} {'orders':>7} "
