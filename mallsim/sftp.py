@@ -75,6 +75,7 @@ class SftpService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._conns: set[asyncssh.SSHServerConnection] = set()
+        self.connections = 0  # made since the start: a client that keeps one open makes fewer
         self._thread = threading.Thread(target=self._thread_main, name="mallsim-sftp", daemon=True)
 
     # -- control from the trio side -----------------------------------------------------------
@@ -92,6 +93,20 @@ class SftpService:
 
     def join(self) -> None:
         self._thread.join()
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side (a server that ends idle ones)."""
+        loop = self._loop
+        assert loop is not None
+        done = threading.Event()
+
+        def drop() -> None:
+            for conn in list(self._conns):
+                conn.close()
+            done.set()
+
+        loop.call_soon_threadsafe(drop)
+        done.wait(10)
 
     # -- the asyncio thread -------------------------------------------------------------------
 
@@ -114,6 +129,7 @@ class SftpService:
             def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
                 self.conn = conn
                 service._conns.add(conn)
+                service.connections += 1
 
             def connection_lost(self, exc: Exception | None) -> None:
                 if self.conn is not None:

@@ -10,6 +10,7 @@ has not picked up the last one yet) is refused instead of replacing rows never a
 
 from __future__ import annotations
 
+import asyncio
 import ftplib
 import posixpath
 import secrets
@@ -27,6 +28,11 @@ from daemon.transports.aio import AsyncioThread
 
 T = TypeVar("T")
 V = TypeVar("V")
+
+# an SFTP connection is kept this long after its last upload or look: a long pass sends its
+# files one after another (FutureShop's are 1,000 rows each: a hundred for 100,000 SKUs), each
+# a login of its own before; a mall looked at every 15 s is logged in to each time
+SFTP_KEEP_OPEN_S = 5.0
 
 
 class UploadFailed(Exception):
@@ -108,6 +114,10 @@ class SftpUploader:
         self._target = target
         self._aio = aio
         self._timeout_s = timeout_s
+        # on the asyncio thread only: the open connection, and when it is closed if unused
+        self._open: tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient] | None = None
+        self._closing: asyncio.TimerHandle | None = None
+        self._one_at_a_time: asyncio.Lock | None = None
 
     async def upload(self, directory: str, files: Mapping[str, bytes]) -> None:
         await self._run(lambda: self._upload(directory, dict(files)))
@@ -120,7 +130,7 @@ class SftpUploader:
         """``make()`` on the asyncio thread, its failures as UploadFailed."""
         where = self._target.where
         try:
-            return await self._aio.run(make)
+            return await self._aio.run(lambda: self._once_more_if_kept(make))
         except asyncssh.HostKeyNotVerifiable as exc:
             raise UploadFailed(
                 f"{where}: the server's host key is not the one in known_hosts ({exc}); "
@@ -131,10 +141,43 @@ class SftpUploader:
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise UploadFailed(f"{where}: {exc or type(exc).__name__}") from None
 
+    async def _once_more_if_kept(self, make: Callable[[], Awaitable[T]]) -> T:
+        """``make()``; when it failed on a kept connection (the server may have closed it
+        meanwhile), once more on a new one."""
+        kept = self._open is not None
+        try:
+            return await make()
+        except (asyncssh.Error, OSError):
+            if not kept:
+                raise
+        return await make()
+
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[asyncssh.SFTPClient]:
+        """The open connection's SFTP client, else a new one (its host key verified); one
+        user at a time. A connection that failed is closed; one that worked is kept for
+        ``SFTP_KEEP_OPEN_S``."""
+        if self._one_at_a_time is None:
+            self._one_at_a_time = asyncio.Lock()
+        async with self._one_at_a_time:
+            if self._closing is not None:
+                self._closing.cancel()
+                self._closing = None
+            if self._open is None:
+                self._open = await self._connect()
+            try:
+                yield self._open[1]
+            except StillThere:
+                self._keep_open()
+                raise
+            except BaseException:
+                self._close()
+                raise
+            self._keep_open()
+
+    async def _connect(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
         target = self._target
-        async with asyncssh.connect(
+        conn = await asyncssh.connect(
             target.host,
             target.port,
             username=target.user,
@@ -143,9 +186,22 @@ class SftpUploader:
             agent_path=None,
             config=[],
             connect_timeout=self._timeout_s,
-        ) as conn:
-            async with conn.start_sftp_client() as sftp:
-                yield sftp
+        )
+        try:
+            return conn, await conn.start_sftp_client()
+        except BaseException:
+            conn.close()
+            raise
+
+    def _keep_open(self) -> None:
+        self._closing = asyncio.get_running_loop().call_later(SFTP_KEEP_OPEN_S, self._close)
+
+    def _close(self) -> None:
+        if self._open is not None:
+            conn, sftp = self._open
+            self._open = None
+            sftp.exit()
+            conn.close()
 
     async def _upload(self, directory: str, files: dict[str, bytes]) -> None:
         async with self._session() as sftp:

@@ -37,6 +37,7 @@ FOLDER = "/upload"
 class Mall:
     home: Path  # the shop's root on the server
     uploader: FileUploader
+    service: SftpService | FtpsService | None = None
 
     @property
     def folder(self) -> Path:
@@ -100,7 +101,7 @@ async def mall(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             )
         else:
             uploader = FtpsUploader(target, PASSWORD, cert.read_text(), timeout_s=10.0)
-        yield Mall(home, uploader)
+        yield Mall(home, uploader, service)
     finally:
         service.stop()
         await trio.to_thread.run_sync(service.join)
@@ -158,3 +159,24 @@ async def test_a_pair_of_files_goes_up_whole_or_not_at_all(mall: Mall) -> None:
     (mall.folder / "select.csv").unlink()
     await mall.uploader.upload(FOLDER, {"item.csv": b"new\n", "select.csv": b"new\n"})
     assert (mall.folder / "item.csv").read_bytes() == b"new\n"
+
+
+@pytest.mark.parametrize("mall", ["sftp"], indirect=True)  # FTPS logs in for each upload
+async def test_consecutive_sftp_uploads_share_one_connection_and_survive_its_end(
+    mall: Mall,
+) -> None:
+    """A long pass sends its files one after another: one SFTP login for all of them (kept
+    a few seconds after the last). A kept connection the server ended is replaced at once:
+    the upload goes, no failure, no backoff."""
+    assert isinstance(mall.service, SftpService)
+    files = sender(mall, quantity_csv)
+    for quantity in (3, 2, 1):
+        await files.send([StockUpdate("a", (), quantity)])
+        assert (mall.folder / "stock.csv").read_bytes() == f"a,{quantity}\n".encode()
+        assert await files.mall_holds_file()
+        (mall.folder / "stock.csv").unlink()  # the mall's batch took it
+    assert mall.service.connections == 1
+    mall.service.drop_connections()
+    await files.send([StockUpdate("a", (), 7)])
+    assert (mall.folder / "stock.csv").read_bytes() == b"a,7\n"
+    assert mall.service.connections == 2
