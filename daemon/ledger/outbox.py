@@ -307,7 +307,21 @@ def _target(
 
 
 def paces_of(tx: Tx, codes: Sequence[str]) -> dict[str, int]:
-    """Each SKU's units sold in the pace window (``ledger.pace``); SKUs with none left out."""
+    """Each SKU's units sold in the pace window (``ledger.pace``), a set's at least what its
+    children's pace makes of it (their last units are the set's); SKUs with none left out."""
+    paces = _sold_lately(tx, codes)
+    components = tx.db.execute(
+        f"SELECT parent, child, qty FROM set_components WHERE parent IN ({_marks(codes)})", codes
+    ).fetchall()
+    if components:
+        children = _sold_lately(tx, list({child for _, child, _ in components}))
+        for parent, child, qty in components:
+            if made := children.get(child, 0) // qty:
+                paces[parent] = max(paces.get(parent, 0), made)
+    return paces
+
+
+def _sold_lately(tx: Tx, codes: Sequence[str]) -> dict[str, int]:
     return dict(
         tx.db.execute(
             f"SELECT sku, sum(units) FROM recent_sales WHERE sku IN ({_marks(codes)}) GROUP BY sku",

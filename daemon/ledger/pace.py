@@ -1,4 +1,5 @@
-"""A SKU's sales pace: the units of it ordered in the last ``PACE_WINDOW_S`` seconds.
+"""A SKU's sales pace: the units of it that orders took in the last ``PACE_WINDOW_S`` seconds
+(counted from when zaiko took each order in).
 
 A shop that meets a change late (a sale elsewhere reaches zaiko only with its order mail; a
 stock file only at the mall's batch) is not shown the units a SKU's pace would sell in that
@@ -50,8 +51,16 @@ def expire(tx: Tx) -> float | None:
         ).fetchall()
     ]
     if calmer:
+        sets = [  # a set's pace follows its children's
+            parent
+            for (parent,) in tx.db.execute(
+                "SELECT DISTINCT parent FROM set_components WHERE child IN "
+                "(SELECT sku FROM recent_sales WHERE at <= ?)",
+                (cutoff,),
+            )
+        ]
         tx.db.execute("DELETE FROM recent_sales WHERE at <= ?", (cutoff,))
-        outbox.mark(tx, calmer)
+        outbox.mark(tx, [*calmer, *sets])
     oldest: float | None = tx.db.execute("SELECT min(at) FROM recent_sales").fetchone()[0]
     if oldest is None:
         return None

@@ -50,6 +50,10 @@ class FileUploader(Protocol):
         """Whether ``directory`` holds a file of any of ``names``."""
         ...
 
+    async def aclose(self) -> None:
+        """Close what is kept open between uploads (the reflector stops)."""
+        ...
+
 
 @dataclass(frozen=True)
 class FtpTarget:
@@ -118,9 +122,26 @@ class SftpUploader:
         self._open: tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient] | None = None
         self._closing: asyncio.TimerHandle | None = None
         self._one_at_a_time: asyncio.Lock | None = None
+        self._was_kept = False  # the last session was a kept connection
 
     async def upload(self, directory: str, files: Mapping[str, bytes]) -> None:
         await self._run(lambda: self._upload(directory, dict(files)))
+
+    async def aclose(self) -> None:
+        async def close() -> None:
+            if self._closing is not None:
+                self._closing.cancel()
+                self._closing = None
+            if self._open is not None:
+                conn = self._open[0]
+                self._close()
+                await conn.wait_closed()
+
+        if self._open is not None or self._closing is not None:  # read, not written, here
+            try:
+                await self._aio.run(close)
+            except (asyncssh.Error, OSError):
+                pass  # the connection was going anyway
 
     async def holds(self, directory: str, names: Iterable[str]) -> bool:
         paths = [posixpath.join(directory, name) for name in names]
@@ -142,13 +163,12 @@ class SftpUploader:
             raise UploadFailed(f"{where}: {exc or type(exc).__name__}") from None
 
     async def _once_more_if_kept(self, make: Callable[[], Awaitable[T]]) -> T:
-        """``make()``; when it failed on a kept connection (the server may have closed it
-        meanwhile), once more on a new one."""
-        kept = self._open is not None
+        """``make()``; when the connection was lost and it was a kept one (the server may
+        have closed it meanwhile), once more on a new one."""
         try:
             return await make()
-        except (asyncssh.Error, OSError):
-            if not kept:
+        except (asyncssh.DisconnectError, asyncssh.SFTPConnectionLost, OSError):
+            if not self._was_kept:
                 raise
         return await make()
 
@@ -163,6 +183,7 @@ class SftpUploader:
             if self._closing is not None:
                 self._closing.cancel()
                 self._closing = None
+            self._was_kept = self._open is not None
             if self._open is None:
                 self._open = await self._connect()
             try:
@@ -247,6 +268,9 @@ class FtpsUploader:
 
     async def holds(self, directory: str, names: Iterable[str]) -> bool:
         return await self._run(self._holds, directory, list(names))
+
+    async def aclose(self) -> None:
+        pass  # a login per upload: nothing kept
 
     async def _run(self, work: Callable[[ftplib.FTP, str, V], T], directory: str, what: V) -> T:
         """``work`` on a worker thread, logged in and in ``directory``; failures as

@@ -203,7 +203,7 @@ class FileStockSender(_BulkAsPushes):
             raise PushFailed(str(exc)) from None
 
     async def aclose(self) -> None:
-        pass
+        await self._uploader.aclose()
 
 
 class FeedStockSender:

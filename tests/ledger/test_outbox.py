@@ -481,3 +481,26 @@ def test_a_backlog_of_old_orders_is_no_sales_pace(ledger: LedgerHarness) -> None
     ledger.take("r1", mall_order("2", ("A", 6)))  # placed at the harness's time
     assert row(ledger, "y1", "A").target == 0
     assert row(ledger, "r1", "A").target == 8  # an API shop: floor 1 + 0.6 rounded = 2
+
+
+def test_a_set_s_floor_follows_its_children_s_pace(ledger: LedgerHarness) -> None:
+    """A child selling fast on its own: its last units are the set's too. The set's pace is at
+    least the child's in sets (8 socks sold lately: 4 pairs), so a file shop is shown the set
+    only while it has 2 + 4 × 960 s / 600 s (6.4, rounded: 6) = 8 or more."""
+    ledger.ok(
+        control.ShopsApply(
+            id=1,
+            shops=(
+                shop_settings(id="r1", order_intake="active"),
+                shop_settings(
+                    id="y1", mall="yahoo", transport="ftp", ftp_url="ftps://u@127.0.0.1/"
+                ),
+            ),
+        )
+    )
+    ledger.add("SOCK", 20)
+    ledger.ok(control.SetAdd(id=1, parent="PAIR", children=(control.SetChild("SOCK", 2),)))
+    assert row(ledger, "y1", "PAIR").target == 10
+    ledger.take("r1", mall_order("1", ("SOCK", 8)))  # 12 socks left: 6 pairs
+    assert row(ledger, "y1", "PAIR").target == 0
+    assert row(ledger, "r1", "PAIR").target == 6  # an API shop: 1 + 4 × 60 s / 600 s → 1

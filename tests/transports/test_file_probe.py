@@ -167,7 +167,7 @@ async def test_consecutive_sftp_uploads_share_one_connection_and_survive_its_end
 ) -> None:
     """A long pass sends its files one after another: one SFTP login for all of them (kept
     a few seconds after the last). A kept connection the server ended is replaced at once:
-    the upload goes, no failure, no backoff."""
+    the upload goes, no failure, no backoff. Closing the sender closes it."""
     assert isinstance(mall.service, SftpService)
     files = sender(mall, quantity_csv)
     for quantity in (3, 2, 1):
@@ -180,3 +180,9 @@ async def test_consecutive_sftp_uploads_share_one_connection_and_survive_its_end
     await files.send([StockUpdate("a", (), 7)])
     assert (mall.folder / "stock.csv").read_bytes() == b"a,7\n"
     assert mall.service.connections == 2
+    # the reflector stops: the kept connection is closed (the next upload logs in again)
+    await files.aclose()
+    (mall.folder / "stock.csv").unlink()
+    await files.send([StockUpdate("a", (), 6)])
+    assert mall.service.connections == 3
+    await files.aclose()
