@@ -459,10 +459,8 @@ def test_a_file_mall_applies_a_push_at_its_batch_so_a_sale_soon_after_is_not_cou
     assert row(ledger, "r1", "A").shown == 9  # the batch ran by then: the mall counted it
 
 
-def test_a_backlog_of_old_orders_is_no_sales_pace(ledger: LedgerHarness) -> None:
-    """The pace counts only orders placed within its window: a day-old order taken now
-    raises no floor; one placed now does (a file shop's floor 2 + 6 × 960 s / 600 s
-    rounded: 12)."""
+def api_and_file_shops(ledger: LedgerHarness) -> None:
+    """r1: Rakuten by API, orders by mail (floor 1); y1: Yahoo by stock file (floor 2)."""
     ledger.ok(
         control.ShopsApply(
             id=1,
@@ -474,6 +472,13 @@ def test_a_backlog_of_old_orders_is_no_sales_pace(ledger: LedgerHarness) -> None
             ),
         )
     )
+
+
+def test_a_backlog_of_old_orders_is_no_sales_pace(ledger: LedgerHarness) -> None:
+    """The pace counts only orders placed within its window: a day-old order taken now
+    raises no floor; one placed now does (a file shop's floor 2 + 6 × 960 s / 600 s
+    rounded: 12)."""
+    api_and_file_shops(ledger)
     ledger.add("A", 20)
     old = msgspec.structs.replace(mall_order("1", ("A", 6)), ordered_at="2026-11-25T09:00:00+09:00")
     ledger.take("r1", old)
@@ -487,17 +492,7 @@ def test_a_set_s_floor_follows_its_children_s_pace(ledger: LedgerHarness) -> Non
     """A child selling fast on its own: its last units are the set's too. The set's pace is at
     least the child's in sets (8 socks sold lately: 4 pairs), so a file shop is shown the set
     only while it has 2 + 4 × 960 s / 600 s (6.4, rounded: 6) = 8 or more."""
-    ledger.ok(
-        control.ShopsApply(
-            id=1,
-            shops=(
-                shop_settings(id="r1", order_intake="active"),
-                shop_settings(
-                    id="y1", mall="yahoo", transport="ftp", ftp_url="ftps://u@127.0.0.1/"
-                ),
-            ),
-        )
-    )
+    api_and_file_shops(ledger)
     ledger.add("SOCK", 20)
     ledger.ok(control.SetAdd(id=1, parent="PAIR", children=(control.SetChild("SOCK", 2),)))
     assert row(ledger, "y1", "PAIR").target == 10
