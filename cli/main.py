@@ -72,7 +72,9 @@ async def cmd_stock(client: ControlClient, args: argparse.Namespace) -> Any:
     field, value = parse_stock_value(args)
     if args.stock_command == "set":
         return await client.request(
-            control.StockSet(id=0, code=args.code, field=field, value=value, key=args.key)
+            control.StockSet(
+                id=0, code=args.code, field=field, value=value, key=args.key, if_was=args.if_was
+            )
         )
     return await client.request(
         control.StockAdd(id=0, code=args.code, field=field, delta=value, key=args.key)
@@ -526,6 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--key", default="", help="idempotency key: a retry with the same key changes nothing"
         )
+        if name == "set":
+            p.add_argument(
+                "--if-was",
+                type=int,
+                metavar="N",
+                help="only if the value is still N (a sale since is not overwritten)",
+            )
 
     sets = group("sets", "set products", "sets_command")
     p = add(sets, "add", cmd_sets_add, "define a set product from children")

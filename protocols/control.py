@@ -297,13 +297,16 @@ class SkuList(Base, frozen=True, tag="sku_list"):
 
 
 class StockSet(Base, frozen=True, tag="stock_set"):
-    """Overwrite one field. ``key`` makes the request idempotent (a retry changes nothing)."""
+    """Overwrite one field. ``key`` makes the request idempotent (a retry changes nothing);
+    ``if_was``: only if the field still holds the value the operator saw (a sale or an import
+    since is not overwritten: refused as a ``conflict``)."""
 
     id: int
     code: str
     field: StockField
     value: int
     key: str = ""
+    if_was: int | None = None
 
 
 class StockAdd(Base, frozen=True, tag="stock_add"):

@@ -336,6 +336,9 @@ def test_reflect_now_dry_run_shows_the_formula_and_sku_show_what_was_sent(
     cli("sku", "add", "ABC-01")
     cli("stock", "set", "ABC-01", "--expected", "100")
     cli("stock", "set", "ABC-01", "--reserve", "20")
+    # an overwrite of a value that changed since it was read is refused, naming both
+    stale = cli("stock", "set", "ABC-01", "--expected", "7", "--if-was", "90", check=False)
+    assert stale.returncode != 0 and "expected is 100 now, not 90 as read" in stale.stderr
     shown = cli("reflect", "now", "--shop", "rakuten-main", "--dry-run").stdout
     assert "rakuten-main: 1 quantities would be sent (dry run: nothing sent)" in shown
     row = next(line for line in shown.splitlines() if line.startswith("ABC-01"))

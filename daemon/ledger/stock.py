@@ -185,6 +185,14 @@ def stock_change(tx: Tx, command: control.StockSet | control.StockAdd) -> contro
             return control.StockReply(id=command.id, stock=level(tx, command.code), replayed=True)
     current = getattr(level(tx, command.code), command.field)
     if isinstance(command, control.StockSet):
+        if command.if_was is not None and current != command.if_was:
+            raise DomainError(
+                "conflict",
+                f"{command.code}: {command.field} is {current} now, not {command.if_was} as "
+                "read (a sale or an import changed it since): nothing changed; look again and "
+                "set it anew, or add the difference instead",
+                "if_was",
+            )
         delta = command.value - current
     else:
         delta = command.delta

@@ -105,3 +105,16 @@ def test_counts_have_the_range_imports_have(ledger: LedgerHarness) -> None:
     assert isinstance(error, control.Error) and error.field == "reserve"
     assert ledger.expected("A") == MAX_QUANTITY
     assert ledger.violations() == []
+
+
+def test_an_overwrite_of_what_was_seen_is_refused_once_it_changed(ledger: LedgerHarness) -> None:
+    """``if_was``: the value the operator saw. Changed since (a sale), the overwrite is a
+    conflict naming both values, and nothing changes; still the same, it applies."""
+    ledger.add("A", 8)
+    ledger.ok(control.StockAdd(id=1, code="A", field="expected", delta=-3))  # a sale meanwhile
+    error = ledger.one(control.StockSet(id=2, code="A", field="expected", value=9, if_was=8))
+    assert isinstance(error, control.Error) and error.code == "conflict"
+    assert error.field == "if_was" and "is 5 now, not 8" in error.message
+    assert ledger.expected("A") == 5
+    ledger.ok(control.StockSet(id=3, code="A", field="expected", value=9, if_was=5))
+    assert ledger.expected("A") == 9

@@ -360,14 +360,17 @@ class SkuScreen(ZaikoScreen):
             )
         if not await self.app.push_screen_wait(ConfirmDialog(labels, question)):
             return
-        reply = await self.ask(self._stock_request(level.code, edit))
+        reply = await self.ask(self._stock_request(level.code, edit, before))
         if isinstance(reply, control.StockReply):
             after = getattr(reply.stock, edit.field)
             self.say(labels("edit.done", code=level.code, field=field_name, after=after))
             self.reload()
 
     @staticmethod
-    def _stock_request(code: str, edit: StockEdit) -> control.StockSet | control.StockAdd:
+    def _stock_request(
+        code: str, edit: StockEdit, seen: int
+    ) -> control.StockSet | control.StockAdd:
         if edit.how == "add":
             return control.StockAdd(id=0, code=code, field=edit.field, delta=edit.value)
-        return control.StockSet(id=0, code=code, field=edit.field, value=edit.value)
+        # what the operator saw: a sale meanwhile is refused, not overwritten
+        return control.StockSet(id=0, code=code, field=edit.field, value=edit.value, if_was=seen)
