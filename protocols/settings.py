@@ -254,12 +254,10 @@ def min_shown_of(shop: ShopSettings) -> int:
 def default_note(shop: ShopSettings, key: str) -> str:
     """What an empty setting stands for, where that is worked out from other settings."""
     if key == "min_shown" and shop.min_shown is None:
+        if (automatic := min_shown_of(shop)) == 1:
+            return "1, every unit shown"
         why = "stock by file" if shop.transport == "ftp" else "orders by a polled order API"
-        return (
-            f"{min_shown_of(shop)}, as the shop meets a change late ({why})"
-            if min_shown_of(shop) > 1
-            else "1, every unit shown"
-        )
+        return f"{automatic}, as the shop meets a change late ({why})"
     return ""
 
 
@@ -520,18 +518,10 @@ def parse_setting(key: str, text: str) -> Any:
             raise SettingsError(key, f"{text!r} is not true or false")
         return text.lower() == "true"
     if annotation is int:
-        if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
-            raise SettingsError(key, f"{text!r} is not a whole number of at most 9 digits")
-        return int(text)
+        return _whole_number(key, text)
     if annotation == int | None:  # empty: the default, worked out from other settings
         text = _unquoted(text)
-        if not text:
-            return None
-        if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
-            raise SettingsError(
-                key, f"{text!r} is not a whole number of at most 9 digits (empty: the default)"
-            )
-        return int(text)
+        return _whole_number(key, text, " (empty: the default)") if text else None
     if annotation == tuple[int, ...]:
         parts = [
             part.strip() for part in text.strip().removeprefix("[").removesuffix("]").split(",")
@@ -544,6 +534,12 @@ def parse_setting(key: str, text: str) -> Any:
     if annotation is str:
         return _unquoted(text)
     raise SettingsError(key, "cannot be changed with shops set")
+
+
+def _whole_number(key: str, text: str, hint: str = "") -> int:
+    if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
+        raise SettingsError(key, f"{text!r} is not a whole number of at most 9 digits{hint}")
+    return int(text)
 
 
 def _unquoted(text: str) -> str:

@@ -18,7 +18,7 @@ from protocols import control, quantity
 from protocols.listings import code_prefixes, match_by_choices, variation_key
 from protocols.malls import capability, module
 from protocols.malls.base import identifier
-from protocols.settings import ShopSettings, min_shown_of, order_lag_s, reach_s
+from protocols.settings import ShopSettings, order_lag_s
 
 # ON CONFLICT(shop, sku): the listing takes the row's identifiers; the item's other
 # identifier is kept when the row names the same item without one.
@@ -261,7 +261,7 @@ def shop_quantities(
             continue  # an intake-only mall (ヤフオク!) is never sent a quantity
         item_id, variation, linked = listed.get(shop.id, ("", (), shop.listing_mode == "all"))
         row = sent.get(shop.id)
-        floor = quantity.floor(min_shown_of(shop), paces.get(code, 0), reach_s(shop, order_lag))
+        floor = outbox.floor_of(shop, paces.get(code, 0), order_lag)
         if row is None or not linked:
             # not computed yet (a large import's marks are computed over a few batches)
             target = quantity.shop_target(

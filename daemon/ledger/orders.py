@@ -335,11 +335,11 @@ def _sell(
         if components
         else [(sku, quantity, "order")]
     )
-    if components:
-        pace.record(tx, sku, quantity, ordered_at)
+    # what was bought (a set) and what it took
+    sold = [(code, units) for code, units, _ in moves]
+    pace.record(tx, [(sku, quantity), *sold] if components else sold, ordered_at)
     oversold = []
     for code, units, reason in moves:
-        pace.record(tx, code, units, ordered_at)
         _, after = stock.move(tx, code, "expected", -units, reason, ref)
         if after < 0:
             oversold.append(code)

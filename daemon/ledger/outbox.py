@@ -135,8 +135,9 @@ def refresh(tx: Tx, budget: int = REFRESH_BUDGET) -> bool:
     if not has_work(tx):  # most batches: no shop's settings decoded for nothing
         return False
     db = tx.db
-    stock_shops = _stock_shops(tx)
-    order_lag = order_lag_s(shops.all_shops(tx))
+    every_shop = shops.all_shops(tx)
+    stock_shops = _taking_stock(every_shop)
+    order_lag = order_lag_s(every_shop)
     by_id = {s.id: s for s in stock_shops}
     announced: dict[str, bool] = {}
     # SKUs first: an order's marks (urgent pushes) never wait behind a shop's whole sweep
@@ -189,14 +190,19 @@ def refresh_sku(tx: Tx, code: str) -> None:
     if marked is None and code not in tx.touched:
         return
     announced: dict[str, bool] = {}
-    _compute(tx, _stock_shops(tx), [code], announced, order_lag_s(shops.all_shops(tx)))
+    every_shop = shops.all_shops(tx)
+    _compute(tx, _taking_stock(every_shop), [code], announced, order_lag_s(every_shop))
     tx.db.execute("DELETE FROM outbox_dirty WHERE sku = ?", (code,))
     _announce(tx, announced)
 
 
 def _stock_shops(tx: Tx) -> list[ShopSettings]:
     """The shops whose mall takes stock from zaiko."""
-    return [s for s in shops.all_shops(tx) if capability(s.mall).stock_out]
+    return _taking_stock(shops.all_shops(tx))
+
+
+def _taking_stock(every_shop: Sequence[ShopSettings]) -> list[ShopSettings]:
+    return [s for s in every_shop if capability(s.mall).stock_out]
 
 
 def _announce(tx: Tx, announced: dict[str, bool]) -> None:
@@ -289,7 +295,7 @@ def _target(
         expected,
         reserve,
         shop.distribution_rate,
-        floor=quantity.floor(min_shown_of(shop), sold_lately, reach_s(shop, order_lag)),
+        floor=floor_of(shop, sold_lately, order_lag),
         trickle_quantity=shop.trickle.quantity if shop.trickle.enabled else None,
         refill_at=shop.trickle.refill_at,
         shown=shown,
@@ -304,6 +310,12 @@ def _target(
     )
     urgent = pending and shop.urgent_push and shown is not None and target < shown
     return target, pending, urgent
+
+
+def floor_of(shop: ShopSettings, sold_lately: int, order_lag: int) -> int:
+    """The shop's floor for a SKU of this pace (``order_lag``: ``order_lag_s`` of every
+    shop)."""
+    return quantity.floor(min_shown_of(shop), sold_lately, reach_s(shop, order_lag))
 
 
 def paces_of(tx: Tx, codes: Sequence[str]) -> dict[str, int]:
@@ -466,7 +478,7 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
     ).fetchall()
     levels = _levels(tx, [sku for sku, *_ in found]) if found else {}
     paces = paces_of(tx, [sku for sku, *_ in found]) if found else {}
-    min_shown, reach = min_shown_of(shop), reach_s(shop, order_lag_s(shops.all_shops(tx)))
+    order_lag = order_lag_s(shops.all_shops(tx))
     trickle = shop.trickle.quantity if shop.trickle.enabled else None
     rows = tuple(
         control.ReflectRow(
@@ -482,7 +494,7 @@ def reflect_now(tx: Tx, command: control.ReflectNow) -> control.ReflectReply:
             trickle_quantity=trickle,
             refill_at=shop.trickle.refill_at,
             urgent=bool(urgent),
-            floor=quantity.floor(min_shown, paces.get(sku, 0), reach),
+            floor=floor_of(shop, paces.get(sku, 0), order_lag),
         )
         for sku, item_id, variation, target, pushed, sold, urgent in found
     )

@@ -12,6 +12,7 @@ its sales calm down.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from daemon.ledger import outbox
@@ -24,8 +25,8 @@ def seconds(moment: str) -> float:
     return datetime.fromisoformat(moment).timestamp()
 
 
-def record(tx: Tx, code: str, units: int, ordered_at: str) -> None:
-    """An order placed at ``ordered_at`` took ``units`` of ``code``: counted from now, when
+def record(tx: Tx, sold: Sequence[tuple[str, int]], ordered_at: str) -> None:
+    """An order line placed at ``ordered_at`` took these (SKU, units): counted from now, when
     zaiko learned of it (the other shops learn of it from now on), unless it was placed
     before the window (a backlog taken in at once, an order applied by hand later: no pace)."""
     now = seconds(tx.now())
@@ -34,8 +35,9 @@ def record(tx: Tx, code: str, units: int, ordered_at: str) -> None:
     except ValueError:  # a time no mall should send: taken as placed now
         placed = now
     if placed > now - PACE_WINDOW_S:
-        tx.db.execute(
-            "INSERT INTO recent_sales(at, sku, units) VALUES (?, ?, ?)", (now, code, units)
+        tx.db.executemany(
+            "INSERT INTO recent_sales(at, sku, units) VALUES (?, ?, ?)",
+            [(now, code, units) for code, units in sold],
         )
 
 

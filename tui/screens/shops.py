@@ -149,7 +149,10 @@ class SettingsForm(VerticalScroll, can_focus=False):
         """What an empty min_shown stands for at this shop (its transport, its mall)."""
         if "min_shown" in self._keys:
             editor = self.query_one(f"#{widget_id('min_shown', 'editor')}", Input)
-            editor.placeholder = self._labels("shops.min_shown_hint", n=min_shown_of(settings))
+            editor.placeholder = self._min_shown_hint(settings)
+
+    def _min_shown_hint(self, settings: ShopSettings) -> str:
+        return self._labels("shops.min_shown_hint", n=min_shown_of(settings))
 
     def _editor(self, key: str, settings: ShopSettings) -> Widget:
         value = setting_value(settings, key)
@@ -164,7 +167,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
         if annotation is int:
             return Input(text, type="integer", compact=True, id=editor_id)
         if key == "min_shown":  # empty: worked out from how late the shop meets a change
-            hint = self._labels("shops.min_shown_hint", n=min_shown_of(settings))
+            hint = self._min_shown_hint(settings)
             return Input(text, placeholder=hint, type="integer", compact=True, id=editor_id)
         return Input(text, placeholder=self._hint(key, settings.mall), compact=True, id=editor_id)
 
